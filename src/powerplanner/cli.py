@@ -1,0 +1,58 @@
+"""The one command-line app. Each sub-command lives in ``powerplanner.commands.<name>`` and is
+imported here; user errors (:class:`~powerplanner.errors.UserError`) become one line per problem and
+a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from powerplanner.commands import agent, plan, profile, run, simulate, verify
+from powerplanner.errors import UserError
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="powerplanner",
+        help="Power-aware autoscaler for disaggregated LLM inference: replicas and per-GPU power caps "
+        "under a power budget.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    for module in (simulate, plan, run, agent, profile, verify):
+        module.register(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``powerplanner`` script."""
+    app = build_app()
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        app(args=argv, standalone_mode=False, prog_name="powerplanner")
+    except UserError as exc:
+        for line in exc.lines:
+            err.print(f"[bold red]error:[/] {line}", markup=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        err.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # click usage errors arrive as ClickException subclasses
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

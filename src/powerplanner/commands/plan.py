@@ -1,0 +1,14 @@
+"""`powerplanner plan`: not built yet (see the open issues)."""
+
+from __future__ import annotations
+
+import typer
+
+from powerplanner.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plan")
+    def plan() -> None:
+        """Not available yet."""
+        raise UserError("`powerplanner plan` is not implemented yet in this version")

@@ -1,0 +1,14 @@
+"""`powerplanner verify`: not built yet (see the open issues)."""
+
+from __future__ import annotations
+
+import typer
+
+from powerplanner.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("verify")
+    def verify() -> None:
+        """Not available yet."""
+        raise UserError("`powerplanner verify` is not implemented yet in this version")

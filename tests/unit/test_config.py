@@ -1,0 +1,70 @@
+"""The config model: defaults, and one clear line per problem for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from powerplanner.cli import main
+from powerplanner.config import load_config
+from powerplanner.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "cfg.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "budget:\n  watts: 12000\n"))
+    assert cfg.budget.watts == 12000
+    assert cfg.budget.mode == "provisioned"
+    assert cfg.planner.cap_interval_s <= cfg.planner.adjustment_interval_s
+    assert cfg.agent.allowed_namespaces == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("budget:\n  watts: abc\n", "budget.watts"),
+        ("budget:\n  watts: -5\n", "budget.watts"),
+        ("budget:\n  watts: .nan\n", "budget.watts"),
+        ("budget: {watts: 100}\nplanner:\n  prefil: {min_replicas: 1}\n", "planner.prefil: unknown field"),
+        ("budget: {watts: 100}\nplanner:\n  decode: {min_replicas: 5, max_replicas: 2}\n", "planner.decode"),
+        ("budget: {watts: 100}\nsla:\n  ttft_ms: [1]\n", "sla.ttft_ms"),
+        ("budget:\n  watts: 100\n  schedule: [{start: '25:00', watts: 3}]\n", "budget.schedule[0].start"),
+        ("sla: {ttft_ms: 100}\n", "budget: required field is missing"),
+        ("- just\n- a list\n", "YAML mapping"),
+        ("budget: {watts: 100\n", "invalid YAML"),
+        ("budget:\n  watts: 100\n  admin: {enabled: true}\n", "bearer token"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert any(expected in line for line in info.value.lines), info.value.lines
+    assert all("\n" not in line for line in info.value.lines)
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.yaml")
+    assert len(info.value.lines) == 1
+    assert "not found" in info.value.lines[0]
+
+
+def test_every_problem_reported_once(tmp_path: Path) -> None:
+    text = "budget: {watts: -1}\nsla: {ttft_ms: 0, itl_ms: x}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    paths = sorted(line.split(": ")[1] for line in info.value.lines)
+    assert paths == ["budget.watts", "sla.itl_ms", "sla.ttft_ms"]
+
+
+def test_cli_user_error_exits_nonzero_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["plan"])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
