@@ -1,0 +1,67 @@
+"""Values the simulator exchanges: a request trace in, a result with time series out.
+
+Arrays, not per-request objects, because a one-hour trace at 10x holds ~200k requests and the
+simulator must run hundreds of times faster than real time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Requests sorted by arrival. ``arrival_s`` starts near 0; lengths are positive token counts."""
+
+    name: str
+    arrival_s: FloatArray
+    isl_tokens: IntArray
+    osl_tokens: IntArray
+
+    def __len__(self) -> int:
+        return int(self.arrival_s.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.arrival_s[-1]) if len(self) else 0.0
+
+
+@dataclass(frozen=True)
+class TimeSeries:
+    """Cluster state sampled at every planner tick (and at every actuation), for plots and checks."""
+
+    time_s: FloatArray
+    budget_watts: FloatArray
+    provisioned_watts: FloatArray  # sum over holding replicas (ready+starting+draining) of GPUs x applied cap
+    drawn_watts: FloatArray  # mean draw over the interval ending at time_s
+    prefill_replicas: IntArray  # holding replicas
+    decode_replicas: IntArray
+    prefill_cap_watts: FloatArray
+    decode_cap_watts: FloatArray
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Everything one policy's run produced. Per-request arrays cover completed requests only."""
+
+    policy: str
+    simulated_s: float
+    requests: int
+    completed: int
+    ttft_ms: FloatArray
+    itl_ms: FloatArray  # per completed request: mean inter-token latency
+    output_tokens: int
+    energy_j: float  # integral of all GPUs' draw, idle and starting GPUs included
+    gpu_seconds: float  # GPUs held (ready, starting, draining) integrated over time
+    peak_provisioned_watts: float
+    peak_drawn_watts: float
+    seconds_over_budget: float  # time during which provisioned power exceeded the budget
+    series: TimeSeries
+    reasons: dict[str, int] = field(default_factory=dict)  # decision reason -> count
+    wall_s: float = 0.0
