@@ -1,0 +1,237 @@
+"""The chart renders for every value set, every object is valid Kubernetes, and the objects say what
+docs/install.md promises (non-root planner, GPU-node agent with the host paths it needs, a config the
+planner accepts)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from powerplanner.config import config_from_mapping
+from tests.integration.deploy.chart import (
+    CHART_DIR,
+    NAMESPACE,
+    REPO_ROOT,
+    VALUE_SETS,
+    by_kind,
+    one,
+    render_manifests,
+    render_objects,
+)
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+# Oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema set shipped offline.
+K8S_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
+
+# Prometheus Operator objects are CRDs: kubernetes-validate ships schemas for built-in kinds only, so they are
+# checked structurally below (fields the operator requires) instead of against an OpenAPI schema.
+CRD_KINDS = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+@functools.cache
+def _objects(value_set: str) -> tuple[dict[str, Any], ...]:
+    return tuple(render_objects(VALUE_SETS[value_set]))
+
+
+def _objs(value_set: str) -> list[dict[str, Any]]:
+    return json.loads(json.dumps(list(_objects(value_set))))  # a private copy per test
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_rendered_object_is_valid(value_set: str) -> None:
+    objects = _objs(value_set)
+    assert objects, "the chart rendered nothing"
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
+            _check_monitor(obj)
+            continue
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects]
+    assert len(names) == len(set(names)), "two objects with the same kind and name"
+
+
+def _check_monitor(obj: dict[str, Any]) -> None:
+    spec = obj["spec"]
+    assert spec["selector"]["matchLabels"]
+    endpoints = spec["podMetricsEndpoints"] if obj["kind"] == "PodMonitor" else spec["endpoints"]
+    assert endpoints and all(e["port"] == "metrics" and e["path"] == "/metrics" for e in endpoints)
+
+
+def test_default_renders_the_expected_objects() -> None:
+    kinds = sorted(o["kind"] for o in _objs("default"))
+    assert kinds == sorted(
+        ["ConfigMap", "ConfigMap", "DaemonSet", "Deployment", "Role", "RoleBinding", "ClusterRole",
+         "ClusterRoleBinding", "Service", "Service", "ServiceAccount", "ServiceAccount"]
+    )
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_the_rendered_config_is_accepted_by_the_config_model(value_set: str) -> None:
+    objects = _objs(value_set)
+    config_map = one(objects, "ConfigMap", "-config")
+    config = config_from_mapping(yaml.safe_load(config_map["data"]["config.yaml"]), "chart config")
+    ports = {
+        "planner": config.serve.metrics_bind.rsplit(":", 1)[1],
+        "agent": config.agent.metrics_bind.rsplit(":", 1)[1],
+    }
+    for kind, component in (("Deployment", "planner"), ("DaemonSet", "agent")):
+        for workload in by_kind(objects, kind):
+            container = workload["spec"]["template"]["spec"]["containers"][0]
+            port = next(p for p in container["ports"] if p["name"] == "metrics")
+            assert str(port["containerPort"]) == ports[component], f"{component} /metrics port disagrees with config"
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            assert mounts["config"]["mountPath"] == "/etc/powerplanner" and mounts["config"].get("subPath") is None
+    expected_ns = VALUE_SETS[value_set].get("config", {}).get("kubernetes", {}).get("namespace", NAMESPACE)
+    assert config.kubernetes.namespace == expected_ns
+
+
+def test_planner_is_non_root_read_only_without_capabilities() -> None:
+    deployment = one(_objs("default"), "Deployment", "-planner")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert container["args"] == ["run", "--config", "/etc/powerplanner/config.yaml"]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert pod["serviceAccountName"] == one(_objs("default"), "ServiceAccount", "-planner")["metadata"]["name"]
+
+
+def test_agent_runs_on_gpu_nodes_with_pod_resources_read_only_and_nvml() -> None:
+    objects = _objs("default")
+    pod = one(objects, "DaemonSet", "-agent")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["agent", "--config", "/etc/powerplanner/config.yaml"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["runtimeClassName"] == "nvidia"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert volumes["pod-resources"]["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
+    assert mounts["pod-resources"]["readOnly"] is True
+    assert volumes["state"]["hostPath"]["type"] == "DirectoryOrCreate"
+    assert mounts["state"].get("readOnly") is not True
+    sc = container["securityContext"]
+    assert sc["runAsUser"] == 0 and sc.get("privileged") is not True
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    assert sc["readOnlyRootFilesystem"] is True
+    config = yaml.safe_load(one(objects, "ConfigMap", "-config")["data"]["config.yaml"])
+    assert config["agent"]["kubelet_socket"].startswith(mounts["pod-resources"]["mountPath"] + "/")
+    assert config["agent"]["state_file"].startswith(mounts["state"]["mountPath"] + "/")
+    assert "hostPID" not in pod
+
+
+def test_agent_privileged_option() -> None:
+    pod = one(_objs("agent-privileged"), "DaemonSet", "-agent")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["securityContext"]["privileged"] is True
+    assert "runtimeClassName" not in pod
+    assert pod["hostPID"] is True
+    assert container["args"][-1] == "--dry-run"
+
+
+def test_admin_endpoint_with_a_chart_made_secret() -> None:
+    objects = _objs("admin-token-secret")
+    secret = one(objects, "Secret")
+    assert secret["data"] == {"token": "czNjcmV0"}  # base64("s3cret")
+    pod = one(objects, "Deployment", "-planner")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["admin-token"]["secret"]["secretName"] == secret["metadata"]["name"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "admin-token")
+    admin = yaml.safe_load(one(objects, "ConfigMap", "-config")["data"]["config.yaml"])["budget"]["admin"]
+    assert admin == {"enabled": True, "bind": "0.0.0.0:8088", "token_file": mount["mountPath"] + "/token"}
+    service = one(objects, "Service", "-planner")
+    assert {"name": "admin", "port": 8088, "targetPort": "admin", "protocol": "TCP"} in service["spec"]["ports"]
+
+
+def test_admin_endpoint_with_an_existing_secret_creates_none() -> None:
+    objects = _objs("admin-existing-secret")
+    assert by_kind(objects, "Secret") == []
+    pod = one(objects, "Deployment", "-planner")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "admin-token")
+    assert volume["secret"] == {"secretName": "my-token", "items": [{"key": "t", "path": "t"}]}
+
+
+def test_custom_scheduling_and_namespace() -> None:
+    objects = _objs("custom-scheduling")
+    values = VALUE_SETS["custom-scheduling"]["agent"]
+    pod = one(objects, "DaemonSet", "power-agent")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "p5.48xlarge"}
+    assert pod["affinity"] == values["affinity"]
+    assert pod["tolerations"] == values["tolerations"]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    role = one(objects, "Role")
+    binding = one(objects, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "inference"
+    assert binding["subjects"][0]["namespace"] == NAMESPACE  # the ServiceAccount lives with the release
+    assert all(o["metadata"]["labels"]["team"] == "inference" for o in objects)
+
+
+def test_monitoring_objects_select_the_pods_they_scrape() -> None:
+    objects = _objs("monitoring")
+    workloads = {o["metadata"]["name"]: o for o in objects if o["kind"] in ("Deployment", "DaemonSet")}
+    for monitor in by_kind(objects, "PodMonitor") + by_kind(objects, "ServiceMonitor"):
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        matched = [
+            w for w in workloads.values() if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(matched) == 1, monitor["metadata"]["name"]
+    assert len(by_kind(objects, "PodMonitor")) == 2 and len(by_kind(objects, "ServiceMonitor")) == 2
+    assert one(objects, "PodMonitor", "-agent")["metadata"]["labels"]["release"] == "prometheus"
+    assert one(objects, "ConfigMap", "-dashboard")["metadata"]["namespace"] == "monitoring"
+    deployment = one(objects, "Deployment", "-planner")
+    assert "prometheus.io/scrape" not in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_agent_only_renders_no_planner_objects() -> None:
+    objects = _objs("agent-only")
+    assert not [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "planner"]
+    assert by_kind(objects, "Role") == [] and len(by_kind(objects, "DaemonSet")) == 1
+
+
+def test_services_select_their_workloads() -> None:
+    objects = _objs("default")
+    for service in by_kind(objects, "Service"):
+        selector = service["spec"]["selector"]
+        matched = [
+            o for o in objects
+            if o["kind"] in ("Deployment", "DaemonSet")
+            and selector.items() <= o["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(matched) == 1, service["metadata"]["name"]
+        ports = {p["name"] for p in matched[0]["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+
+
+def test_dashboard_configmap_carries_the_committed_dashboard() -> None:
+    dashboard_file = REPO_ROOT / "deploy" / "grafana" / "powerplanner-dashboard.json"
+    config_map = one(_objs("default"), "ConfigMap", "-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["powerplanner-dashboard.json"]) == json.loads(dashboard_file.read_text())
+    # The chart reads the dashboard through a link, so there is one copy to edit.
+    link = CHART_DIR / "dashboards" / "powerplanner-dashboard.json"
+    assert link.is_symlink() and link.resolve() == dashboard_file.resolve()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"planner": {"admin": {"enabled": True}}}, "planner.admin.enabled needs a bearer token"),
+        ({"config": {"budget": {"watts": None}}}, "config.budget.watts is required"),
+    ],
+)
+def test_bad_values_fail_with_a_message_naming_the_fix(values: dict[str, Any], message: str) -> None:
+    helm = pytest.importorskip("helm_python")
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render_manifests(values)
