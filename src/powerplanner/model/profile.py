@@ -1,7 +1,7 @@
 """The power-performance profile interface (DESIGN.md section 4).
 
 This module fixes the contract every other part codes against; the concrete model
-(:class:`~powerplanner.model.capmodel.CappedProfile`), the built-in profiles and the loaders live
+(:class:`~powerplanner.model.capped.CappedProfile`), the built-in profiles and the loaders live
 beside it. All times are seconds, powers watts per GPU, throughputs tokens per second per GPU.
 """
 

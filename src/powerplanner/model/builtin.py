@@ -1,0 +1,157 @@
+"""Built-in profiles and each GPU's default cap model: the project's own numbers, every one with its source.
+
+Sources (see ../shared/data/calibration/SOURCES.md for the published figures):
+- [SW] Patel et al., "Splitwise", ISCA 2024: constant power model per H100 idle 75 W, prefill 700 W,
+  decode 380 W (A100: 63 / 400 / 250 W); a 50% cap (350 W) on H100 leaves decode almost unchanged and
+  makes prefill about 1.30x slower.
+- [SWCSV] splitwise_perf_model.csv (Splitwise's measured llama2-70b timings on H100). The latency
+  coefficients below were fitted ONCE by ``tools/fit_splitwise.py`` (robust soft-L1 fit of the log ratio,
+  coefficients >= 0) and rounded to 4 significant digits; the CSV itself is not part of this repository.
+- [MA] Ma et al., arXiv 2605.11999 (2026): decode on H200 draws about 137-300 W on a 700 W GPU.
+- [DYN] Dynamo planner profile, Llama-3.1-8B-Instruct-FP8 on H200 TP1: ~40k tokens/s/GPU prefill at 80 ms
+  TTFT (ISL 3000), ~10k tokens/s/GPU decode at 10 ms ITL.
+- [LIM] NVIDIA limits: H100/H200 SXM 700 W TDP, 200 W minimum; A100 SXM4 400 W, 100 W minimum (gpu.py).
+- [ARCH] Model architecture (Meta model cards / config.json): Llama-2-70B 69.0B parameters, 80 layers,
+  8 KV heads x 128 dims (GQA); Llama-3.1-8B 8.03B parameters, 32 layers, 8 KV heads x 128 dims.
+  KV bytes per token = layers x KV heads x head dim x 2 (K and V) x 2 bytes (FP16 cache).
+- [HBM] NVIDIA H200 datasheet: 141 GB HBM3e at 4.8 TB/s.
+- [ASSUME] Our assumptions where no published figure exists, stated as such: the voltage floor at 60% of
+  the boost clock and the lowest clock at 35% (typical Hopper V/f tables flatten around 1.1-1.2 GHz of
+  1.98 GHz), the uncore (HBM/fabric) share of the busy draw, the decode compute share, and a 90% usable
+  memory fraction for weights + KV (vLLM's default gpu_memory_utilization).
+"""
+
+from __future__ import annotations
+
+from powerplanner.errors import ProfileError
+from powerplanner.model.capmodel import CapModel
+from powerplanner.model.capped import CappedProfile
+from powerplanner.model.gpu import GpuSpec, gpu_by_name
+from powerplanner.model.latency import DecodeLatency, KvCapacity, PrefillLatency
+from powerplanner.model.roles import Role
+
+# Bytes per KV token [ARCH]: 80 x 8 x 128 x 2 x 2 and 32 x 8 x 128 x 2 x 2.
+LLAMA2_70B_KV_BYTES_PER_TOKEN = 327_680.0
+LLAMA31_8B_KV_BYTES_PER_TOKEN = 131_072.0
+
+
+def _cap_constants(gpu: GpuSpec) -> dict[Role, dict[str, float | str]]:
+    """Per-role DVFS constants of a GPU (everything a :class:`CapModel` needs but the limits)."""
+    floor_clock, min_clock = 0.6, 0.35  # [ASSUME]
+    if gpu.name in ("H100-SXM", "H200-SXM"):
+        # Prefill: natural 700 W [SW]; uncore 80 W [ASSUME]; compute share 0.7342 chosen so that the slowdown at
+        # 350 W is exactly Splitwise's 1.30 [SW] (clock 0.710 there: 75 + 80 + 545 * 0.710^3 = 350 W).
+        prefill: dict[str, float | str] = {
+            "natural_draw_watts": 700.0, "uncore_watts": 80.0, "compute_share": 0.7342,
+            "source": "natural 700 W and +30% at 350 W: Splitwise [SW]; uncore 80 W, clocks: assumption",
+        }
+        if gpu.name == "H100-SXM":
+            # Decode: natural 380 W [SW]; uncore 120 W (HBM3 streaming) and compute share 0.2 [ASSUME], which keep
+            # decode within 1.2% at 350 W as Splitwise observed and steep only near the 200 W minimum.
+            decode: dict[str, float | str] = {
+                "natural_draw_watts": 380.0, "uncore_watts": 120.0, "compute_share": 0.2,
+                "source": "natural 380 W and flat at 350 W: Splitwise [SW]; uncore, compute share: assumption",
+            }
+        else:
+            # Decode on H200: 137-300 W [MA]; we take 250 W for an 8B-class model; uncore 100 W [ASSUME].
+            decode = {
+                "natural_draw_watts": 250.0, "uncore_watts": 100.0, "compute_share": 0.2,
+                "source": "natural 250 W within Ma et al.'s 137-300 W [MA]; uncore, compute share: assumption",
+            }
+    elif gpu.name == "A100-SXM4":
+        prefill = {
+            "natural_draw_watts": 400.0, "uncore_watts": 50.0, "compute_share": 0.7342,
+            "source": "natural 400 W: Splitwise [SW]; compute share as H100; uncore, clocks: assumption",
+        }
+        decode = {
+            "natural_draw_watts": 250.0, "uncore_watts": 80.0, "compute_share": 0.2,
+            "source": "natural 250 W: Splitwise [SW]; uncore, compute share: assumption",
+        }
+    else:
+        raise ProfileError(f"no cap model is known for GPU {gpu.name!r}; use H100-SXM, H200-SXM or A100-SXM4")
+    out: dict[Role, dict[str, float | str]] = {}
+    for role, consts in ((Role.PREFILL, prefill), (Role.DECODE, decode)):
+        out[role] = {**consts, "floor_clock": floor_clock, "min_clock": min_clock}
+    return out
+
+
+def default_cap_model(gpu: GpuSpec | str, role: Role) -> CapModel:
+    """The cap model of ``role`` on ``gpu`` used when a profile (e.g. Dynamo's) brings no power data."""
+    spec = gpu_by_name(gpu) if isinstance(gpu, str) else gpu
+    c = _cap_constants(spec)[role]
+    return CapModel(
+        role=role,
+        min_limit_watts=spec.min_limit_watts,
+        max_limit_watts=spec.max_limit_watts,
+        idle_watts=spec.idle_watts,
+        natural_draw_watts=float(c["natural_draw_watts"]),
+        uncore_watts=float(c["uncore_watts"]),
+        compute_share=float(c["compute_share"]),
+        floor_clock=float(c["floor_clock"]),
+        min_clock=float(c["min_clock"]),
+        source=str(c["source"]),
+    )
+
+
+# Coefficients fitted by tools/fit_splitwise.py on the llama2-70b h100-80gb rows of [SWCSV], per TP:
+# (a_s, b_s_per_token, c_s_per_token2) for prefill, (base_s, per_seq_s, per_kv_token_s, per_seq_sq_s) for decode.
+# TP2's decode terms beyond per_seq fit to zero: its batch-32/64 rows are outliers (batch 64 faster than 32).
+_LLAMA2_70B_H100_FIT: dict[int, tuple[tuple[float, float, float], tuple[float, float, float, float]]] = {
+    2: ((1.447e-2, 1.404e-4, 0.0), (3.743e-2, 1.366e-4, 0.0, 0.0)),
+    4: ((1.599e-2, 8.957e-5, 8.147e-10), (2.927e-2, 1.462e-4, 3.014e-8, 2.935e-6)),
+    8: ((2.898e-2, 4.950e-5, 2.702e-9), (2.993e-2, 1.702e-4, 1.559e-7, 8.243e-7)),
+}
+
+
+def _llama2_70b_h100(tp: int) -> CappedProfile:
+    gpu = gpu_by_name("H100-SXM")
+    (a, b, c), (base, per_seq, per_kv, per_sq) = _LLAMA2_70B_H100_FIT[tp]
+    fit_source = f"fitted by tools/fit_splitwise.py on splitwise_perf_model.csv llama2-70b h100-80gb TP{tp} [SWCSV]"
+    kv = KvCapacity(gpus=tp, memory_gb_per_gpu=gpu.memory_gb, weights_gb=138.0,
+                    kv_bytes_per_token=LLAMA2_70B_KV_BYTES_PER_TOKEN, memory_utilization=0.9,
+                    source="69.0B params x 2 bytes FP16, KV 327680 B/token [ARCH]; 90% usable memory [ASSUME]")
+    return CappedProfile(
+        name=f"llama2-70b-h100-tp{tp}",
+        gpu=gpu,
+        prefill_tp=tp,
+        decode_tp=tp,
+        prefill_caps=default_cap_model(gpu, Role.PREFILL),
+        decode_caps=default_cap_model(gpu, Role.DECODE),
+        prefill=PrefillLatency(a, b, c, source=fit_source),
+        decode=DecodeLatency(base, per_seq, per_kv, per_sq, kv=kv, source=fit_source),
+        source=f"Llama-2-70B FP16 on H100 SXM, TP{tp} per role: latency {fit_source}; power Splitwise [SW]",
+    )
+
+
+def _llama31_8b_h200() -> CappedProfile:
+    gpu = gpu_by_name("H200-SXM")
+    # Prefill [DYN]: 40k tokens/s/GPU at ISL 3000 means 75 ms for a 3000-token prompt (TTFT 75 ms < 80 ms).
+    # Split: 5 ms fixed launch cost [ASSUME], attention 5% of the time at 3000 tokens [ASSUME]
+    # (c = 0.075 * 0.05 / 3000^2), the rest linear (b = (0.075 - 0.005 - 0.00375) / 3000).
+    prefill = PrefillLatency(a_s=5.0e-3, b_s_per_token=2.2083e-5, c_s_per_token2=4.1667e-10,
+                             source="75 ms at ISL 3000 = 40k tok/s/GPU [DYN]; 5 ms launch, 5% attention [ASSUME]")
+    kv = KvCapacity(gpus=1, memory_gb_per_gpu=gpu.memory_gb, weights_gb=8.03,
+                    kv_bytes_per_token=LLAMA31_8B_KV_BYTES_PER_TOKEN, memory_utilization=0.9,
+                    source="8.03B params x 1 byte FP8, KV 131072 B/token [ARCH]; 141 GB [HBM]; 90% usable [ASSUME]")
+    # Decode [DYN]: 10k tokens/s/GPU at 10 ms ITL = batch 100 at ITL 10 ms; we place it at context 1024.
+    # KV read per token of context: 131072 B / 4.8 TB/s = 2.731e-8 s [ARCH][HBM]; batch-1 base 5 ms [ASSUME];
+    # per_seq closes the gap: (10 ms - 5 ms - 100 * 1024 * 2.731e-8 s) / 100 = 2.204e-5 s.
+    decode = DecodeLatency(base_s=5.0e-3, per_seq_s=2.204e-5, per_kv_token_s=2.731e-8, per_seq_sq_s=0.0, kv=kv,
+                           source="batch 100 at 10 ms ITL, context 1024 [DYN]; KV read at 4.8 TB/s [HBM]")
+    return CappedProfile(
+        name="llama3.1-8b-h200-tp1",
+        gpu=gpu,
+        prefill_tp=1,
+        decode_tp=1,
+        prefill_caps=default_cap_model(gpu, Role.PREFILL),
+        decode_caps=default_cap_model(gpu, Role.DECODE),
+        prefill=prefill,
+        decode=decode,
+        source="Llama-3.1-8B-Instruct-FP8 on H200 SXM, TP1: Dynamo planner figures [DYN]; power [SW][MA]",
+    )
+
+
+def builtin_profiles() -> dict[str, CappedProfile]:
+    """Every built-in profile by name, built fresh (a function, not module state)."""
+    profiles = [_llama2_70b_h100(2), _llama2_70b_h100(4), _llama2_70b_h100(8), _llama31_8b_h200()]
+    return {p.name: p for p in profiles}

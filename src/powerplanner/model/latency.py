@@ -1,0 +1,124 @@
+"""Uncapped latency of one replica: prefill time per batch, decode iteration time, KV capacity.
+
+These are the "full clock" halves of a profile; :class:`~powerplanner.model.capped.CappedProfile` multiplies
+them by the cap model's slowdown. Two families share the small protocols below: parametric curves fitted on
+published measurements (this module) and interpolated tables from Dynamo's profiler
+(:mod:`powerplanner.model.dynamo`). Decode functions take numpy arrays of batch sizes so that a throughput
+search over every batch is one vector expression, not a Python loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from powerplanner.errors import ProfileError
+
+
+class PrefillTimeModel(Protocol):
+    """Uncapped time for one replica to prefill a batch holding ``tokens`` prompt tokens."""
+
+    def time_s(self, tokens: float) -> float: ...
+
+
+class DecodeTimeModel(Protocol):
+    """Uncapped decode iteration time and KV capacity of one replica."""
+
+    def itl_s(self, batch: NDArray[np.float64], context_tokens: float) -> NDArray[np.float64]: ...
+
+    def max_batch(self, context_tokens: float) -> int: ...
+
+
+def _finite_non_negative(owner: str, **values: float) -> list[str]:
+    out = []
+    for name, value in values.items():
+        if not math.isfinite(value) or value < 0:
+            out.append(f"{owner}: {name} = {value!r} must be a finite number >= 0; fix {name}")
+    return out
+
+
+@dataclass(frozen=True)
+class PrefillLatency:
+    """``time(N) = a + b*N + c*N^2`` seconds for N prompt tokens in the batch: a fixed launch cost, the
+    linear GEMM work and the attention term that grows with prompt length."""
+
+    a_s: float
+    b_s_per_token: float
+    c_s_per_token2: float = 0.0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        problems = _finite_non_negative("prefill latency", a_s=self.a_s, b_s_per_token=self.b_s_per_token,
+                                        c_s_per_token2=self.c_s_per_token2)
+        if not problems and self.a_s + self.b_s_per_token <= 0:
+            problems.append("prefill latency: a_s + b_s_per_token must be > 0; give a positive time per token")
+        if problems:
+            raise ProfileError(*problems)
+
+    def time_s(self, tokens: float) -> float:
+        n = max(0.0, tokens)
+        return self.a_s + self.b_s_per_token * n + self.c_s_per_token2 * n * n
+
+
+@dataclass(frozen=True)
+class KvCapacity:
+    """How many KV tokens fit on one replica: its GPUs' memory times the usable fraction, minus the
+    weights, divided by the KV bytes of one token (all layers, K and V, every KV head)."""
+
+    gpus: int
+    memory_gb_per_gpu: float
+    weights_gb: float
+    kv_bytes_per_token: float
+    memory_utilization: float = 0.9
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        problems = _finite_non_negative("KV capacity", memory_gb_per_gpu=self.memory_gb_per_gpu,
+                                        weights_gb=self.weights_gb, kv_bytes_per_token=self.kv_bytes_per_token)
+        if self.gpus < 1:
+            problems.append("KV capacity: gpus must be >= 1; fix the tensor-parallel size")
+        if not (0 < self.memory_utilization <= 1):
+            problems.append("KV capacity: memory_utilization must lie in (0, 1]; fix memory_utilization")
+        if self.kv_bytes_per_token <= 0:
+            problems.append("KV capacity: kv_bytes_per_token must be > 0; fix kv_bytes_per_token")
+        if problems:
+            raise ProfileError(*problems)
+
+    @property
+    def max_kv_tokens(self) -> int:
+        free_bytes = (self.gpus * self.memory_gb_per_gpu * self.memory_utilization - self.weights_gb) * 1e9
+        return max(0, int(free_bytes // self.kv_bytes_per_token))
+
+
+@dataclass(frozen=True)
+class DecodeLatency:
+    """``itl(B, L) = base + per_seq*B + per_kv_token*B*L + per_seq_sq*B^2`` seconds: the weight read every
+    iteration pays, per-sequence work, reading each sequence's KV cache, and the superlinear growth seen once
+    a large batch stops being purely memory-bound (Splitwise's batch sweep)."""
+
+    base_s: float
+    per_seq_s: float
+    per_kv_token_s: float
+    per_seq_sq_s: float
+    kv: KvCapacity
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        problems = _finite_non_negative("decode latency", base_s=self.base_s, per_seq_s=self.per_seq_s,
+                                        per_kv_token_s=self.per_kv_token_s, per_seq_sq_s=self.per_seq_sq_s)
+        if not problems and self.base_s <= 0:
+            problems.append("decode latency: base_s must be > 0; give the batch-1 iteration time")
+        if problems:
+            raise ProfileError(*problems)
+
+    def itl_s(self, batch: NDArray[np.float64], context_tokens: float) -> NDArray[np.float64]:
+        b = np.maximum(np.asarray(batch, dtype=np.float64), 0.0)
+        ctx = max(0.0, context_tokens)
+        return np.asarray(self.base_s + self.per_seq_s * b + self.per_kv_token_s * b * ctx + self.per_seq_sq_s * b * b)
+
+    def max_batch(self, context_tokens: float) -> int:
+        return max(1, int(self.kv.max_kv_tokens // max(1.0, context_tokens)))

@@ -1,0 +1,47 @@
+"""Finding a profile by name, by file, or from the config: the one entry point the rest of the code uses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from powerplanner.errors import ProfileError
+from powerplanner.model.builtin import builtin_profiles
+from powerplanner.model.gpu import gpu_by_name
+from powerplanner.model.profile import PowerProfile
+
+if TYPE_CHECKING:
+    from powerplanner.config import ProfileConfig
+
+DEFAULT_PROFILE_NAME = "llama2-70b-h100-tp4"
+
+
+def builtin_profile_names() -> list[str]:
+    """Names of the built-in profiles, sorted."""
+    return sorted(builtin_profiles())
+
+
+def load_profile(name: str | None = None, path: str | None = None, gpu: str | None = None) -> PowerProfile:
+    """A built-in profile by ``name``, or a profile file/Dynamo profiler output at ``path`` (which wins when
+    both are given, since the config always carries a default name). ``gpu`` names the GPU whose cap model
+    completes a Dynamo profile; for a built-in profile it must match the profile's own GPU."""
+    if path:
+        from powerplanner.model.loaders import load_profile_path  # the only I/O of model/
+
+        return load_profile_path(path, gpu=gpu)
+    chosen = name or DEFAULT_PROFILE_NAME
+    profiles = builtin_profiles()
+    if chosen not in profiles:
+        known = ", ".join(sorted(profiles))
+        raise ProfileError(f"unknown profile {chosen!r}; use one of: {known}, or give a profile file path")
+    profile = profiles[chosen]
+    if gpu is not None and gpu_by_name(gpu).name != profile.gpu.name:
+        raise ProfileError(
+            f"profile {chosen!r} is for {profile.gpu.name}, not {gpu_by_name(gpu).name}; drop --gpu/profile.gpu "
+            "or pick a profile for that GPU"
+        )
+    return profile
+
+
+def profile_from_config(cfg: ProfileConfig) -> PowerProfile:
+    """The profile a :class:`~powerplanner.config.ProfileConfig` names."""
+    return load_profile(name=cfg.name, path=cfg.path, gpu=cfg.gpu)
