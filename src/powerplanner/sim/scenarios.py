@@ -1,0 +1,380 @@
+"""Scenarios: everything one side-by-side comparison needs besides the policies.
+
+A :class:`Scenario` names a trace (built-in, file or synthetic spec), a rate scale, a duration
+limit, a power budget (absolute watts, or a fraction of what ``dynamo-sla`` provisions at its peak on
+the same trace, so "a budget that binds" stays meaningful when the trace or profile changes), the SLA,
+the profile and overrides of planner and simulator settings. It is a frozen value; YAML scenario
+files are validated with pydantic here, at the edge, and every problem becomes one line of a
+:class:`~powerplanner.errors.ConfigError` naming the field. The file format is in docs/simulator.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from powerplanner.config import Config, config_from_mapping, format_validation_error
+from powerplanner.errors import ConfigError
+from powerplanner.sim.metrics import SlaTargets
+from powerplanner.sim.traces import (
+    BUILTIN_TRACE_NAMES,
+    BurstShape,
+    ConstantShape,
+    DiurnalShape,
+    FixedLengths,
+    LengthDistribution,
+    LognormalLengths,
+    ProductShape,
+    RateShape,
+    StepShape,
+    builtin_trace,
+    read_trace,
+    scale_rate,
+    synthetic_trace,
+    truncate,
+)
+from powerplanner.sim.types import Trace
+
+DEFAULT_PROFILE = "llama2-70b-h100-tp4"
+DEFAULT_BUILTIN_DURATION_S = 1800.0
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """A seeded Poisson trace: ``mean_rate_per_s x shape(t)`` over ``duration_s``."""
+
+    duration_s: float
+    mean_rate_per_s: float
+    isl: LengthDistribution
+    osl: LengthDistribution
+    shape: RateShape = field(default_factory=ConstantShape)
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """Exactly one of: a built-in trace name, a trace file path, a synthetic spec."""
+
+    builtin: str | None = None
+    path: str | None = None
+    synthetic: SyntheticSpec | None = None
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.builtin, self.path, self.synthetic)) != 1:
+            raise ConfigError("trace: give exactly one of builtin, path, synthetic")
+
+    def describe(self) -> str:
+        if self.builtin is not None:
+            return f"built-in:{self.builtin}"
+        if self.path is not None:
+            return self.path
+        return "synthetic"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One comparison setting. ``budget_watts`` and ``budget_fraction`` are exclusive; with neither the
+    budget is unlimited (1e12 W)."""
+
+    name: str
+    trace: TraceSpec
+    sla: SlaTargets = field(default_factory=lambda: SlaTargets(ttft_ms=500.0, itl_ms=50.0))
+    rate_scale: float = 1.0
+    duration_s: float | None = None
+    budget_watts: float | None = None
+    budget_fraction: float | None = None  # of dynamo-sla's peak provisioned power on this scenario
+    profile: str = DEFAULT_PROFILE
+    profile_gpu: str | None = None
+    # Plain dicts (picklable for worker processes); treat them as read-only.
+    planner: Mapping[str, Any] = field(default_factory=dict)
+    sim: Mapping[str, Any] = field(default_factory=dict)
+    policies: tuple[str, ...] | None = None
+    seed: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.budget_watts is not None and self.budget_fraction is not None:
+            raise ConfigError(f"scenario {self.name}: give budget watts or a fraction, not both")
+        if not (self.rate_scale > 0 and math.isfinite(self.rate_scale)):
+            raise ConfigError(f"scenario {self.name}: rate_scale must be a positive number")
+        if self.budget_watts is not None and not self.budget_watts > 0:
+            raise ConfigError(f"scenario {self.name}: budget watts must be positive")
+        if self.budget_fraction is not None and not self.budget_fraction > 0:
+            raise ConfigError(f"scenario {self.name}: budget fraction must be positive")
+
+    # --- derived values ----------------------------------------------------------------------------------
+
+    def load_trace(self) -> Trace:
+        """The scenario's requests: read or generate, cut to the duration limit, then rate-scale."""
+        spec = self.trace
+        if spec.builtin is not None:
+            return builtin_trace(
+                spec.builtin, duration_s=self.duration_s or DEFAULT_BUILTIN_DURATION_S,
+                rate_scale=self.rate_scale, seed=self.seed,
+            )
+        if spec.synthetic is not None:
+            syn = spec.synthetic
+            duration = min(syn.duration_s, self.duration_s) if self.duration_s else syn.duration_s
+            return synthetic_trace(
+                self.name, duration, syn.mean_rate_per_s * self.rate_scale, syn.isl, syn.osl, syn.shape, self.seed
+            )
+        assert spec.path is not None
+        trace = read_trace(spec.path)
+        if self.duration_s is not None:
+            trace = truncate(trace, self.duration_s)
+        return scale_rate(trace, self.rate_scale, seed=self.seed)
+
+    def config(self, budget_watts: float) -> Config:
+        """The planner configuration of this scenario at a given budget (overrides validated here)."""
+        data: dict[str, Any] = {
+            "sla": {"ttft_ms": self.sla.ttft_ms, "itl_ms": self.sla.itl_ms},
+            "budget": {"watts": budget_watts},
+            "planner": dict(self.planner),
+            "profile": {"name": self.profile} if self.profile_gpu is None else {"name": self.profile,
+                                                                               "gpu": self.profile_gpu},
+        }
+        if _looks_like_path(self.profile):
+            data["profile"] = {"name": None, "path": self.profile, "gpu": self.profile_gpu}
+        return config_from_mapping(data, f"scenario {self.name}")
+
+    def with_overrides(
+        self,
+        trace_path: str | None = None,
+        rate_scale: float | None = None,
+        budget_watts: float | None = None,
+        seed: int | None = None,
+        policies: tuple[str, ...] | None = None,
+    ) -> Scenario:
+        """The scenario with command-line overrides applied (``None`` keeps the scenario's value)."""
+        out = self
+        if trace_path is not None:
+            out = replace(out, trace=TraceSpec(path=trace_path))
+        if rate_scale is not None:
+            out = replace(out, rate_scale=rate_scale)
+        if budget_watts is not None:
+            out = replace(out, budget_watts=budget_watts, budget_fraction=None)
+        if seed is not None:
+            out = replace(out, seed=seed)
+        if policies is not None:
+            out = replace(out, policies=policies)
+        return out
+
+
+def _looks_like_path(profile: str) -> bool:
+    return "/" in profile or profile.endswith((".yaml", ".yml", ".npz", ".json"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Built-in scenarios
+
+
+def builtin_scenarios() -> dict[str, Scenario]:
+    """The scenarios that ship with the package. A function, not module state."""
+    default = Scenario(
+        name="default",
+        description=(
+            "Built-in Azure-conversation-like trace (published statistics, compressed diurnal swing and two "
+            "bursts), llama2-70b on H100 TP4, a budget that binds at the peaks."
+        ),
+        trace=TraceSpec(builtin="default"),
+        rate_scale=4.0,
+        duration_s=1800.0,
+        budget_watts=36000.0,
+        sla=SlaTargets(ttft_ms=500.0, itl_ms=50.0),
+        profile=DEFAULT_PROFILE,
+        planner={"adjustment_interval_s": 60.0, "cap_interval_s": 5.0},
+    )
+    code = replace(
+        default,
+        name="code-like",
+        description="Built-in trace with the Azure code statistics (long prompts, short answers) and bursts.",
+        trace=TraceSpec(builtin="azure-code-like"),
+    )
+    return {s.name: s for s in (default, code)}
+
+
+def builtin_scenario_names() -> list[str]:
+    return sorted(builtin_scenarios())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# YAML scenario files (pydantic at the edge)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _LognormalModel(_Strict):
+    mean: PositiveFloat = Field(description="Mean tokens.")
+    p99: PositiveFloat = Field(description="99th percentile tokens (must exceed the mean).")
+    max: Annotated[int, Field(ge=1)] = Field(32768, description="Clip samples to at most this many tokens.")
+
+
+class _LengthModel(_Strict):
+    lognormal: _LognormalModel | None = None
+    fixed: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> _LengthModel:
+        if (self.lognormal is None) == (self.fixed is None):
+            raise ValueError("give exactly one of lognormal: {mean, p99} or fixed: N")
+        return self
+
+    def build(self) -> LengthDistribution:
+        if self.fixed is not None:
+            return FixedLengths(self.fixed)
+        assert self.lognormal is not None
+        return LognormalLengths(self.lognormal.mean, self.lognormal.p99, max_tokens=self.lognormal.max)
+
+
+class _ShapeModel(_Strict):
+    kind: Literal["constant", "diurnal", "step", "burst"]
+    period_s: PositiveFloat | None = None
+    amplitude: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    phase: float = 0.0
+    starts_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=list)
+    levels: list[Annotated[float, Field(ge=0)]] = Field(default_factory=list)
+    width_s: PositiveFloat = 60.0
+    factor: Annotated[float, Field(ge=0)] = 3.0
+
+    def build(self, duration_s: float) -> RateShape:
+        if self.kind == "constant":
+            return ConstantShape()
+        if self.kind == "diurnal":
+            return DiurnalShape(self.period_s or duration_s, self.amplitude, self.phase)
+        if self.kind == "step":
+            return StepShape(tuple(self.starts_s) or (0.0,), tuple(self.levels) or (1.0,))
+        return BurstShape(tuple(self.starts_s), self.width_s, self.factor)
+
+
+class _SyntheticModel(_Strict):
+    duration_s: PositiveFloat
+    mean_rate_per_s: PositiveFloat
+    isl: _LengthModel
+    osl: _LengthModel
+    shape: list[_ShapeModel] = Field(default_factory=list, description="Shapes multiplied together.")
+
+
+class _TraceModel(_Strict):
+    builtin: str | None = None
+    path: str | None = None
+    synthetic: _SyntheticModel | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> _TraceModel:
+        if sum(x is not None for x in (self.builtin, self.path, self.synthetic)) != 1:
+            raise ValueError("give exactly one of builtin, path, synthetic")
+        if self.builtin is not None and self.builtin not in BUILTIN_TRACE_NAMES:
+            raise ValueError(f"unknown built-in trace; use one of {', '.join(BUILTIN_TRACE_NAMES)}")
+        return self
+
+
+class _BudgetModel(_Strict):
+    watts: PositiveFloat | None = None
+    fraction_of_dynamo_sla_peak: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> _BudgetModel:
+        if (self.watts is None) == (self.fraction_of_dynamo_sla_peak is None):
+            raise ValueError("give exactly one of watts or fraction_of_dynamo_sla_peak")
+        return self
+
+
+class _SlaModel(_Strict):
+    ttft_ms: PositiveFloat = 500.0
+    itl_ms: PositiveFloat = 50.0
+
+
+class ScenarioFile(_Strict):
+    """The YAML scenario file (documented field by field in docs/simulator.md)."""
+
+    name: str | None = None
+    description: str = ""
+    trace: _TraceModel
+    rate_scale: PositiveFloat = 1.0
+    duration_s: PositiveFloat | None = None
+    budget: _BudgetModel | None = None
+    sla: _SlaModel = Field(default_factory=lambda: _SlaModel())
+    profile: str = DEFAULT_PROFILE
+    profile_gpu: str | None = None
+    policies: list[str] | None = None
+    planner: dict[str, Any] = Field(default_factory=dict)
+    sim: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+
+def scenario_from_mapping(data: Any, source: str, base_dir: Path | None = None) -> Scenario:
+    """Validate a parsed scenario mapping; raise :class:`ConfigError` with one line per problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a scenario file holds a YAML mapping (got {type(data).__name__})")
+    try:
+        model = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(*format_validation_error(exc, source)) from None
+    t = model.trace
+    if t.path is not None:
+        path = Path(t.path).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        spec = TraceSpec(path=str(path))
+    elif t.synthetic is not None:
+        syn = t.synthetic
+        shapes = tuple(s.build(syn.duration_s) for s in syn.shape)
+        shape: RateShape = shapes[0] if len(shapes) == 1 else ProductShape(shapes) if shapes else ConstantShape()
+        spec = TraceSpec(synthetic=SyntheticSpec(syn.duration_s, syn.mean_rate_per_s, syn.isl.build(),
+                                                 syn.osl.build(), shape))
+    else:
+        spec = TraceSpec(builtin=t.builtin)
+    scenario = Scenario(
+        name=model.name or (Path(source).stem if source else "scenario"),
+        description=model.description,
+        trace=spec,
+        sla=SlaTargets(ttft_ms=model.sla.ttft_ms, itl_ms=model.sla.itl_ms),
+        rate_scale=model.rate_scale,
+        duration_s=model.duration_s,
+        budget_watts=model.budget.watts if model.budget else None,
+        budget_fraction=model.budget.fraction_of_dynamo_sla_peak if model.budget else None,
+        profile=model.profile,
+        profile_gpu=model.profile_gpu,
+        planner=dict(model.planner),
+        sim=dict(model.sim),
+        policies=tuple(model.policies) if model.policies is not None else None,
+        seed=model.seed,
+    )
+    scenario.config(scenario.budget_watts or 1.0)  # validate the planner overrides now, not in a worker
+    return scenario
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a YAML scenario file (trace paths relative to the file)."""
+    builtins = builtin_scenarios()
+    if name_or_path in builtins:
+        return builtins[name_or_path]
+    p = Path(name_or_path).expanduser()
+    if not p.exists():
+        if p.suffix.lower() in (".yaml", ".yml") or "/" in name_or_path:
+            raise ConfigError(f"{p}: scenario file not found; pass an existing YAML file or a built-in name "
+                              f"({', '.join(sorted(builtins))})")
+        raise ConfigError(f"unknown scenario {name_or_path!r}; use a built-in name "
+                          f"({', '.join(sorted(builtins))}) or a YAML scenario file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read scenario file ({exc}); check the path and permissions") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}: {where}invalid YAML ({problem}); fix the syntax") from None
+    return scenario_from_mapping(data if data is not None else {}, str(p), base_dir=p.parent)
