@@ -65,3 +65,8 @@ class SimResult:
     series: TimeSeries
     reasons: dict[str, int] = field(default_factory=dict)  # decision reason -> count
     wall_s: float = 0.0
+    # Added by the engine (sim/engine.py):
+    request_index: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # trace index per
+    # completed request, aligned with ttft_ms / itl_ms (ascending)
+    seconds_over_budget_after_cut: float = 0.0  # part of seconds_over_budget within the grace after a budget cut
+    decisions: int = 0  # planner ticks

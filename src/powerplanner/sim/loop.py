@@ -1,0 +1,283 @@
+"""The closed loop: observe the simulated cluster as the live metrics source would, ask the planner, actuate.
+
+Observations are built the way :mod:`powerplanner.live` builds them from Prometheus: window averages
+``increase(X_sum[W]) / increase(X_count[W])`` of counters that the simulated frontend increments, with
+``None`` when a window holds no sample:
+
+- request rate and ISL from requests that *arrived* in the window (``requests_total``, ISL histogram);
+- TTFT from requests whose first token was emitted in the window;
+- OSL and ITL from requests that *completed* in the window; ITL is token-weighted (the frontend's ITL
+  histogram has one sample per inter-token gap), i.e. decode time / decode iterations;
+- per-role measured draw = mean draw over the last cap interval (the agent's per-GPU power metric).
+
+Decisions are executed step by step in order. A cap change takes ``cap_apply_s`` to be in force; a step
+that raises power (cap raise, scale-up) waits until the cap cuts issued before it are in force (the actuator
+reads the limit back), so "lower caps first, then add replicas" stays power-safe in the simulation too. A
+step with ``wait_for_drain`` is skipped while any replica is still draining (the next tick re-plans). A new
+decision supersedes the not-yet-executed steps of the previous one; cap changes already issued still land.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
+
+from powerplanner.config import Config
+from powerplanner.model.roles import Role
+from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState, Step, StepKind
+from powerplanner.sim.cluster import (
+    DECODE,
+    DRAINING,
+    EV_ACTION,
+    EV_CAP_APPLY,
+    PREFILL,
+    READY,
+    STARTING,
+    Cluster,
+)
+from powerplanner.sim.settings import SimSettings
+
+
+class TickingPlanner(Protocol):
+    """What the simulator needs of a planner (``powerplanner.planning.planner.Planner`` satisfies it)."""
+
+    policy_name: str
+
+    def tick(self, obs: Observation, oracle_load: LoadForecast | None = None) -> Decision: ...
+
+
+_ROLE_INDEX = {Role.PREFILL: PREFILL, Role.DECODE: DECODE}
+
+
+class ClosedLoop:
+    """Ticks the planner against a :class:`Cluster` and records the time series."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        planner: TickingPlanner,
+        config: Config,
+        settings: SimSettings,
+        budget_at: Callable[[float], float],
+        oracle: bool,
+        prefix_isl: list[float],
+        prefix_osl: list[float],
+    ) -> None:
+        self.cluster = cluster
+        self.planner = planner
+        self.settings = settings
+        self.budget_at = budget_at
+        self.oracle = oracle
+        self.cap_interval_s = config.planner.cap_interval_s
+        self.adjustment_interval_s = config.planner.adjustment_interval_s
+        window_s = config.prometheus.window_s or config.planner.adjustment_interval_s
+        self.window_ticks = max(1, round(window_s / self.cap_interval_s))
+        self.grace_s = settings.budget_cut_grace_s if settings.budget_cut_grace_s is not None else self.cap_interval_s
+        self.prefix_isl = prefix_isl
+        self.prefix_osl = prefix_osl
+        self.mean_isl = prefix_isl[-1] / max(1, len(prefix_isl) - 1)
+        self.mean_osl = prefix_osl[-1] / max(1, len(prefix_osl) - 1)
+        self.snapshots: list[tuple[float, ...]] = []
+        self.generation = 0
+        self.commanded_cap = list(cluster.cap_watts)
+        self.reasons: Counter[str] = Counter()
+        self.decisions = 0
+        gpu = cluster.profile.gpu
+        self.clamp = gpu.clamp
+        # time series
+        self.ts_time: list[float] = []
+        self.ts_budget: list[float] = []
+        self.ts_prov: list[float] = []
+        self.ts_drawn: list[float] = []
+        self.ts_prefill: list[int] = []
+        self.ts_decode: list[int] = []
+        self.ts_prefill_cap: list[float] = []
+        self.ts_decode_cap: list[float] = []
+        self._last_sample_t = 0.0
+        self._last_sample_energy = 0.0
+
+    # ------------------------------------------------------------------ ticks
+
+    def tick(self, t: float) -> Decision:
+        c = self.cluster
+        budget = float(self.budget_at(t))
+        c.set_budget(t, budget, self.grace_s)
+        c.accumulate(t)
+        self.snapshots.append((t, c.arrived, c.isl_sum, c.first_tokens, c.ttft_sum_s, c.completed, c.osl_sum,
+                               c.decode_time_sum_s, c.decode_tokens, c.energy_role_j[0], c.energy_role_j[1]))
+        obs = self.observation(t, budget)
+        load = self.oracle_load(t) if self.oracle else None
+        decision = self.planner.tick(obs, load)
+        self.decisions += 1
+        for reason in decision.reasons:
+            self.reasons[str(reason)] += 1
+        self.execute(decision, t)
+        self.sample(t)
+        return decision
+
+    def observation(self, t: float, budget_watts: float) -> Observation:
+        snaps = self.snapshots
+        k = len(snaps) - 1
+        now = snaps[k]
+        then = snaps[max(0, k - self.window_ticks)]
+        window_s = now[0] - then[0]
+        rate = isl = osl = ttft_ms = itl_ms = None
+        if window_s > 0:
+            arrived = now[1] - then[1]
+            rate = arrived / window_s
+            if arrived > 0:
+                isl = (now[2] - then[2]) / arrived
+            first = now[3] - then[3]
+            if first > 0:
+                ttft_ms = 1000.0 * (now[4] - then[4]) / first
+            done = now[5] - then[5]
+            if done > 0:
+                osl = (now[6] - then[6]) / done
+            tokens = now[8] - then[8]
+            if tokens > 0:
+                itl_ms = 1000.0 * (now[7] - then[7]) / tokens
+        draw: list[float | None] = [None, None]
+        if k > 0:
+            prev = snaps[k - 1]
+            dt = now[0] - prev[0]
+            if dt > 0:
+                draw = [(now[9] - prev[9]) / dt, (now[10] - prev[10]) / dt]
+        total = None if draw[0] is None or draw[1] is None else draw[0] + draw[1]
+        return Observation(
+            time_s=t,
+            window_s=window_s if window_s > 0 else self.window_ticks * self.cap_interval_s,
+            request_rate_per_s=rate,
+            isl_tokens=isl,
+            osl_tokens=osl,
+            ttft_ms=ttft_ms,
+            itl_ms=itl_ms,
+            prefill=self._role_state(PREFILL, draw[0]),
+            decode=self._role_state(DECODE, draw[1]),
+            budget_watts=budget_watts,
+            measured_power_watts=total,
+        )
+
+    def _role_state(self, role: int, draw_watts: float | None) -> RoleState:
+        counts = self.cluster.counts[role]
+        return RoleState(
+            ready_replicas=counts[READY],
+            starting_replicas=counts[STARTING],
+            draining_replicas=counts[DRAINING],
+            applied_cap_watts=self.cluster.cap_watts[role],
+            measured_draw_watts=draw_watts,
+        )
+
+    def oracle_load(self, t: float) -> LoadForecast:
+        """The true load of the interval the decision governs: arrivals in [t, t + adjustment interval)."""
+        arrival = self.cluster.arrival_s
+        lo = bisect.bisect_left(arrival, t)
+        hi = bisect.bisect_left(arrival, t + self.adjustment_interval_s)
+        count = hi - lo
+        if count == 0:
+            return LoadForecast(request_rate_per_s=0.0, isl_tokens=self.mean_isl, osl_tokens=self.mean_osl)
+        return LoadForecast(
+            request_rate_per_s=count / self.adjustment_interval_s,
+            isl_tokens=(self.prefix_isl[hi] - self.prefix_isl[lo]) / count,
+            osl_tokens=(self.prefix_osl[hi] - self.prefix_osl[lo]) / count,
+        )
+
+    # ------------------------------------------------------------------ actuation
+
+    def execute(self, decision: Decision, t: float) -> None:
+        """Run the steps in order. Cap cuts and removals go at once; a step that raises power (a cap raise, a
+        scale-up) waits until every cap cut issued before it is in force."""
+        self.generation += 1
+        gen = self.generation
+        offset = 0.0  # when the current step runs, relative to t
+        cuts_done = 0.0  # when every cap cut issued so far is in force
+        planned_cap = list(self.commanded_cap)
+        counts = self.cluster.counts
+        for step in decision.steps:
+            role = _ROLE_INDEX[step.role]
+            raises = False
+            cap = 0.0
+            if step.kind == StepKind.SET_CAP:
+                cap = self.clamp(step.value)
+                raises = cap > planned_cap[role]
+            else:
+                raises = step.value > counts[role][STARTING] + counts[role][READY]
+            if raises:
+                offset = max(offset, cuts_done)
+            if offset == 0.0:
+                self.run_step(step, t)
+            else:
+                self.cluster.push(t + offset, EV_ACTION, (gen, step))
+            if step.kind == StepKind.SET_CAP and cap != planned_cap[role]:
+                if cap < planned_cap[role]:
+                    cuts_done = max(cuts_done, offset + self.settings.cap_apply_s)
+                planned_cap[role] = cap
+
+    def action(self, payload: tuple[int, Step], t: float) -> None:
+        gen, step = payload
+        if gen != self.generation:
+            return  # superseded by a newer decision
+        self.run_step(step, t)
+        self.sample(t)
+
+    def run_step(self, step: Step, t: float) -> None:
+        c = self.cluster
+        role = _ROLE_INDEX[step.role]
+        if step.kind == StepKind.SET_CAP:
+            cap = self.clamp(step.value)
+            if cap == self.commanded_cap[role]:
+                return
+            self.commanded_cap[role] = cap
+            if self.settings.cap_apply_s == 0.0:
+                c.set_cap(role, cap, t)
+            else:
+                c.push(t + self.settings.cap_apply_s, EV_CAP_APPLY, (role, cap))
+            return
+        if step.wait_for_drain and (c.counts[PREFILL][DRAINING] + c.counts[DECODE][DRAINING]) > 0:
+            return
+        target = max(0, round(step.value))
+        counts = c.counts[role]
+        desired = counts[STARTING] + counts[READY]
+        if target > desired:
+            add = target - desired
+            free = c.free_gpus()
+            if free is not None:
+                add = min(add, max(0, free // c.gpus[role]))
+            for _ in range(add):
+                c.start_replica(role, t)
+        elif target < desired:
+            c.remove_replicas(role, desired - target, t)
+
+    def cap_applied(self, payload: tuple[int, float], t: float) -> None:
+        role, cap = payload
+        self.cluster.set_cap(role, cap, t)
+        self.sample(t)
+
+    # ------------------------------------------------------------------ recording
+
+    def sample(self, t: float) -> None:
+        """Record the state in force at ``t``; drawn power is the mean since the previous sample."""
+        c = self.cluster
+        c.accumulate(t)
+        if self.ts_time and self.ts_time[-1] == t:
+            drawn = self.ts_drawn[-1]  # same instant: the later state replaces the earlier one
+            for series in self._all_series():
+                series.pop()
+        else:
+            dt = t - self._last_sample_t
+            drawn = (c.energy_j - self._last_sample_energy) / dt if self.ts_time and dt > 0 else c.draw_total
+            self._last_sample_t = t
+            self._last_sample_energy = c.energy_j
+        self.ts_time.append(t)
+        self.ts_budget.append(c.budget_watts)
+        self.ts_prov.append(c.provisioned_watts)
+        self.ts_drawn.append(drawn)
+        self.ts_prefill.append(c.holding(PREFILL))
+        self.ts_decode.append(c.holding(DECODE))
+        self.ts_prefill_cap.append(c.cap_watts[PREFILL])
+        self.ts_decode_cap.append(c.cap_watts[DECODE])
+
+    def _all_series(self) -> tuple[list[float] | list[int], ...]:
+        return (self.ts_time, self.ts_budget, self.ts_prov, self.ts_drawn, self.ts_prefill, self.ts_decode,
+                self.ts_prefill_cap, self.ts_decode_cap)
