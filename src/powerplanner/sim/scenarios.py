@@ -96,6 +96,7 @@ class Scenario:
     policies: tuple[str, ...] | None = None
     seed: int = 0
     description: str = ""
+    source: str = ""  # the scenario file, named in error messages
 
     def __post_init__(self) -> None:
         if self.budget_watts is not None and self.budget_fraction is not None:
@@ -140,7 +141,7 @@ class Scenario:
         }
         if _looks_like_path(self.profile):
             data["profile"] = {"name": None, "path": self.profile, "gpu": self.profile_gpu}
-        return config_from_mapping(data, f"scenario {self.name}")
+        return config_from_mapping(data, self.source or f"scenario {self.name}")
 
     def with_overrides(
         self,
@@ -349,6 +350,7 @@ def scenario_from_mapping(data: Any, source: str, base_dir: Path | None = None) 
         sim=dict(model.sim),
         policies=tuple(model.policies) if model.policies is not None else None,
         seed=model.seed,
+        source=source,
     )
     scenario.config(scenario.budget_watts or 1.0)  # validate the planner overrides now, not in a worker
     return scenario
