@@ -111,6 +111,7 @@ class Reason(StrEnum):
     STAGED = "staged"
     STARTUP_GATE = "startup_gate"
     STATIC = "static"
+    WAIT_FOR_DRAIN = "wait_for_drain"  # some scale-up waits until draining replicas release their power
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""Our policy: joint replicas x power caps at least predicted energy under the budget.
+
+On an adjustment tick it runs the full optimiser (:mod:`powerplanner.planning.optimizer`) over every
+cap level of both roles. On a cap tick it keeps the replica target and re-optimises only the caps for
+the current budget and forecast; if even the lowest caps do not fit a lowered budget, it removes
+replicas (``budget_cut``) rather than waiting for the next adjustment interval.
+
+``oracle`` is the same policy; the Planner feeds it the true next-interval load instead of the
+prediction, so it bounds what better prediction could buy with the same action delays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from powerplanner.model.roles import Role
+from powerplanner.model.values import Reason, RoleTarget
+from powerplanner.planning.optimizer import Allocation, Bounds, optimise, optimise_caps
+from powerplanner.planning.policy import Choice, PlanContext, Toolkit
+from powerplanner.planning.sizing import SizingRules
+
+
+class OursPolicy:
+    def __init__(self, kit: Toolkit, name: str = "ours") -> None:
+        self.name = name
+        self._kit = kit
+        self._rules = SizingRules(
+            target_utilization=kit.config.planner.target_utilization, dynamo_prefill_correction=False
+        )
+
+    def adjust(self, ctx: PlanContext) -> Choice:
+        assert ctx.forecast is not None
+        p, d = self._kit.capacities(ctx.forecast, ctx.corrections, self._rules)
+        alloc = optimise(p, d, self._kit.bounds[Role.PREFILL], self._kit.bounds[Role.DECODE],
+                         self._kit.constraints(ctx.budget_watts))
+        notes = _reachability_notes(p.sla_reachable, d.sla_reachable)
+        return self._choice(alloc, (Reason.SLA_SIZED, Reason.ENERGY_OPTIMAL), notes)
+
+    def hold(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
+        kit = self._kit
+        if ctx.forecast is None:
+            caps = kit.highest_caps_that_fit(replicas, ctx.budget_watts)
+            targets = {role: RoleTarget(replicas[role], caps[role]) for role in replicas}
+            fits = _provisioned(kit, targets) <= ctx.budget_watts + 1e-6
+            if fits or kit.config.budget.mode == "measured":
+                return Choice(targets=targets, reasons=(Reason.CAP_TICK_ONLY,))
+            return self._shrink_without_forecast(ctx, replicas)
+        p, d = kit.capacities(ctx.forecast, ctx.corrections, self._rules)
+        constraints = kit.constraints(ctx.budget_watts)
+        alloc = optimise_caps(p, d, replicas[Role.PREFILL], replicas[Role.DECODE], constraints)
+        if alloc is not None:
+            return self._choice(alloc, (Reason.CAP_TICK_ONLY,), ())
+        # Even the lowest caps do not fit: remove replicas now, never add any.
+        bp = kit.bounds[Role.PREFILL]
+        bd = kit.bounds[Role.DECODE]
+        np_, nd_ = replicas[Role.PREFILL], replicas[Role.DECODE]
+        alloc = optimise(p, d, Bounds(min(bp.min_replicas, np_), np_), Bounds(min(bd.min_replicas, nd_), nd_),
+                         constraints)
+        return self._choice(alloc, (Reason.BUDGET_CUT,), (), replicas_changed=True)
+
+    def _shrink_without_forecast(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
+        """No forecast and the held replicas do not fit at the lowest caps: shed replicas, balanced."""
+        kit = self._kit
+        n = {role: replicas[role] for role in replicas}
+        low = {role: kit.cap_levels[role][0] for role in replicas}
+        while _provisioned(kit, {r: RoleTarget(n[r], low[r]) for r in n}) > ctx.budget_watts + 1e-6:
+            role = max(n, key=lambda r: (n[r] - kit.bounds[r].min_replicas, n[r] * kit.gpus_per_replica[r]))
+            if n[role] == 0:
+                break
+            n[role] -= 1
+        infeasible = any(n[r] < kit.bounds[r].min_replicas for r in n)
+        reasons = (Reason.BUDGET_CUT, Reason.INFEASIBLE_MIN_REPLICAS) if infeasible else (Reason.BUDGET_CUT,)
+        return Choice(
+            targets={r: RoleTarget(n[r], low[r]) for r in n},
+            reasons=reasons,
+            infeasible=infeasible,
+            budget_limited=True,
+            replicas_changed_on_cap_tick=True,
+        )
+
+    def _choice(self, alloc: Allocation, base: tuple[Reason, ...], notes: tuple[str, ...],
+                replicas_changed: bool = False) -> Choice:
+        reasons = list(base)
+        if alloc.budget_limited:
+            reasons.append(Reason.BUDGET_LIMITED)
+        if alloc.gpu_pool_limited:
+            reasons.append(Reason.GPU_POOL_LIMITED)
+        if alloc.infeasible:
+            reasons.append(Reason.INFEASIBLE_MIN_REPLICAS)
+        return Choice(
+            targets={
+                Role.PREFILL: RoleTarget(alloc.prefill_replicas, alloc.prefill_cap_watts),
+                Role.DECODE: RoleTarget(alloc.decode_replicas, alloc.decode_cap_watts),
+            },
+            reasons=tuple(reasons),
+            budget_limited=alloc.budget_limited,
+            infeasible=alloc.infeasible,
+            allocation=alloc,
+            notes=notes,
+            replicas_changed_on_cap_tick=replicas_changed,
+        )
+
+
+def _provisioned(kit: Toolkit, targets: Mapping[Role, RoleTarget]) -> float:
+    return sum(t.replicas * kit.gpus_per_replica[r] * t.cap_watts for r, t in targets.items())
+
+
+def _reachability_notes(prefill_ok: bool, decode_ok: bool) -> tuple[str, ...]:
+    notes = []
+    if not prefill_ok:
+        notes.append("prefill: no cap meets the TTFT target even unloaded; sized on raw throughput")
+    if not decode_ok:
+        notes.append("decode: no cap meets the ITL target even at batch 1; sized on raw throughput")
+    return tuple(notes)

@@ -1,0 +1,312 @@
+"""The Planner: one object per deployment, called every cap tick, returning a self-explaining Decision.
+
+The same object runs in the simulator, in the live loop and in tests: it is pure (no I/O, no clock; time
+comes from ``Observation.time_s``). It owns what every policy shares:
+
+- validation of the observation (bad values never crash; they are named in the decision's notes);
+- the two timescales: replicas may change only when ``time_s - last_adjust >= adjustment_interval_s``
+  (or on the first tick); caps may change on every tick, so a budget cut is honoured on the next cap tick;
+- prediction (rate, ISL, OSL) and correction factors, updated on adjustment ticks with good data;
+- idle handling: no traffic for ``idle_ticks_to_min`` adjustment ticks scales to the minimum;
+- holding the previous targets when data is missing, bad or the source failed (caps still obey a
+  lowered budget);
+- the power-safe transition plan from the observed state to the targets, re-planned every tick, so a
+  scale-up deferred because draining replicas still hold power proceeds on a later cap tick;
+- the explanation: reasons, projected provisioned power, predicted draw and attainment per role.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+from powerplanner.config import Config
+from powerplanner.model.profile import PowerProfile
+from powerplanner.model.roles import ROLES, Role
+from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleState, RoleTarget
+from powerplanner.planning.optimizer import Allocation, evaluate
+from powerplanner.planning.policy import Choice, PlanContext, Policy, Toolkit
+from powerplanner.planning.predictors import LoadPredictor
+from powerplanner.planning.sizing import Corrections, SizingRules, observed_corrections
+from powerplanner.planning.transitions import current_provisioned_watts, plan_transition
+
+POLICY_NAMES: tuple[str, ...] = ("ours", "static", "dynamo-sla", "dynamo-power", "proportional", "oracle")
+
+_EPS_S = 1e-9
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and isinstance(x, int | float) and math.isfinite(x)
+
+
+class Planner:
+    """Keeps the predictor state, the last adjustment time and the replica target between ticks."""
+
+    def __init__(self, config: Config, profile: PowerProfile, policy: Policy, kit: Toolkit,
+                 sizing_rules: SizingRules) -> None:
+        self.policy_name = policy.name
+        self._config = config
+        self._policy = policy
+        self._kit = kit
+        self._rules = sizing_rules
+        self._profile = profile
+        self._predictor = LoadPredictor(config.planner.predictor)
+        self._last_adjust_s: float | None = None
+        self._targets: dict[Role, RoleTarget] | None = None
+        self._forecast: LoadForecast | None = None
+        self._corrections = Corrections()
+        self._profile_corrections = Corrections()
+        self._idle_ticks = 0
+        self._last_budget_watts: float | None = None
+        self._last_isl: float | None = None
+        self._last_osl: float | None = None
+
+    @property
+    def targets(self) -> Mapping[Role, RoleTarget] | None:
+        """The replica/cap targets in force (None before the first tick)."""
+        return self._targets
+
+    def tick(self, obs: Observation, oracle_load: LoadForecast | None = None) -> Decision:
+        """Plan one tick. ``oracle_load`` (the true next-interval load) is used only by ``oracle``."""
+        clean, problems = self._sanitise(obs)
+        reasons: list[Reason] = []
+        notes: list[str] = list(problems)
+        if problems:
+            reasons.append(Reason.BAD_OBSERVATION)
+        budget = clean.budget_watts
+        first = self._last_adjust_s is None
+        adjust = first or (
+            _finite(obs.time_s)
+            and self._last_adjust_s is not None
+            and clean.time_s - self._last_adjust_s >= self._config.planner.adjustment_interval_s - _EPS_S
+        )
+        current_desired = {role: clean.role(role).desired_replicas for role in ROLES}
+        held_replicas = (
+            {role: t.replicas for role, t in self._targets.items()}
+            if self._targets is not None
+            else {role: self._kit.clamp_replicas(role, current_desired[role]) for role in ROLES}
+        )
+        state = self._data_state(obs, clean)
+        if state == "source_error":
+            reasons.append(Reason.SOURCE_ERROR_HOLD)
+            notes.append(f"metrics source failed: {obs.source_error or 'unknown error'}; holding targets")
+        oracle = self.policy_name == "oracle" and oracle_load is not None
+
+        if adjust:
+            if _finite(obs.time_s):
+                self._last_adjust_s = clean.time_s
+            if state == "ok":
+                self._idle_ticks = 0
+                self._update_corrections(clean)
+                self._predictor.observe(clean.request_rate_per_s, clean.isl_tokens, clean.osl_tokens)
+                self._last_isl, self._last_osl = clean.isl_tokens, clean.osl_tokens
+            elif state == "idle":
+                self._idle_ticks += 1
+            self._forecast = oracle_load if oracle else self._predictor.forecast()
+
+        ctx = PlanContext(
+            obs=clean,
+            budget_watts=budget,
+            forecast=self._forecast,
+            corrections=self._corrections,
+            profile_corrections=self._profile_corrections,
+            adjust=adjust,
+            first=first,
+            held=self._targets,
+            current_replicas=current_desired,
+        )
+        choice = self._choose(ctx, adjust, state, oracle, held_replicas, reasons, notes)
+        targets = dict(choice.targets)
+        reasons.extend(r for r in choice.reasons if r not in reasons)
+        notes.extend(choice.notes)
+
+        current_states = {role: clean.role(role) for role in ROLES}
+        current_prov = current_provisioned_watts(current_states, self._kit.gpus_per_replica, self._kit.max_cap_watts)
+        limit: float | None = budget if choice.power_safe else None
+        projected = sum(targets[r].replicas * self._kit.gpus_per_replica[r] * targets[r].cap_watts for r in ROLES)
+        if limit is not None and self._config.budget.mode == "measured":
+            limit = max(budget, projected, current_prov)
+        steps = plan_transition(
+            current_states, targets, self._kit.gpus_per_replica, limit,
+            self._config.planner.gpu_pool if choice.power_safe else None, self._kit.max_cap_watts,
+        )
+        if current_prov > budget + 1e-6 and choice.power_safe and Reason.BUDGET_CUT not in reasons:
+            reasons.append(Reason.BUDGET_CUT)
+        if any(s.wait_for_drain for s in steps):
+            reasons.append(Reason.WAIT_FOR_DRAIN)
+        alloc = choice.allocation or self._evaluate(targets, ctx)
+        self._targets = targets
+        return Decision(
+            time_s=clean.time_s,
+            policy=self.policy_name,
+            prefill=targets[Role.PREFILL],
+            decode=targets[Role.DECODE],
+            budget_watts=budget,
+            reasons=tuple(reasons),
+            projected_provisioned_watts=projected,
+            predicted_draw_watts=alloc.predicted_draw_watts if alloc is not None else self._idle_draw(targets),
+            predicted_attainment=(
+                {"prefill": alloc.attainment_prefill, "decode": alloc.attainment_decode} if alloc is not None else {}
+            ),
+            forecast=self._forecast,
+            steps=steps,
+            replicas_may_change=adjust or choice.replicas_changed_on_cap_tick,
+            budget_limited=choice.budget_limited or (alloc is not None and alloc.served_fraction < 1.0 - 1e-9),
+            infeasible=choice.infeasible,
+            notes=tuple(notes),
+        )
+
+    # -- the shared decision flow -------------------------------------------------------------------
+
+    def _choose(self, ctx: PlanContext, adjust: bool, state: str, oracle: bool, held: dict[Role, int],
+                reasons: list[Reason], notes: list[str]) -> Choice:
+        if adjust and (state == "ok" or oracle) and ctx.forecast is not None:
+            return self._policy.adjust(ctx)
+        if adjust and state == "idle" and self._idle_ticks >= self._config.planner.idle_ticks_to_min:
+            reasons.append(Reason.IDLE_SCALE_TO_MIN)
+            self._predictor.reset()
+            self._forecast = None
+            minimum = {role: self._kit.bounds[role].min_replicas for role in ROLES}
+            idle_ctx = dataclasses.replace(
+                ctx, forecast=LoadForecast(0.0, self._last_isl or 1.0, self._last_osl or 1.0)
+            )
+            return self._policy.hold(idle_ctx, minimum)
+        if adjust and state in ("idle", "ok"):
+            reasons.append(Reason.HOLD_NO_DATA)
+            notes.append("no usable traffic data this interval; holding the replica target")
+        return self._policy.hold(ctx, held)
+
+    def _data_state(self, raw: Observation, clean: Observation) -> str:
+        """ok / idle / bad / source_error for the load fields of this observation."""
+        if not raw.source_ok:
+            return "source_error"
+        rate = raw.request_rate_per_s
+        if rate is not None and not (_finite(rate) and rate >= 0):
+            return "bad"
+        if rate is None or rate == 0:
+            return "idle"
+        if clean.isl_tokens is None or clean.osl_tokens is None:
+            return "bad"
+        return "ok"
+
+    def _sanitise(self, obs: Observation) -> tuple[Observation, list[str]]:
+        """Replace unusable values with explicit ``None``/0 and say what was wrong."""
+        problems: list[str] = []
+        changes: dict[str, object] = {}
+        budget = obs.budget_watts
+        if not (_finite(budget) and budget > 0):
+            fallback = self._last_budget_watts if self._last_budget_watts is not None else self._config.budget.watts
+            problems.append(f"budget_watts={budget!r} is not a positive number; using {fallback:g} W")
+            changes["budget_watts"] = fallback
+        else:
+            self._last_budget_watts = budget
+        if not _finite(obs.time_s):
+            previous = self._last_adjust_s if self._last_adjust_s is not None else 0.0
+            problems.append(f"time_s={obs.time_s!r} is not a number; treated as a cap tick")
+            changes["time_s"] = previous
+        rate = obs.request_rate_per_s
+        if rate is not None and not (_finite(rate) and rate >= 0):
+            problems.append(f"request_rate_per_s={rate!r} is not a non-negative number; holding")
+            changes["request_rate_per_s"] = None
+        for name in ("isl_tokens", "osl_tokens"):
+            value = getattr(obs, name)
+            if value is not None and not (_finite(value) and value > 0):
+                problems.append(f"{name}={value!r} is not a positive number; ignored")
+                changes[name] = None
+        if obs.source_ok and _finite(rate) and rate is not None and rate > 0:
+            for name in ("isl_tokens", "osl_tokens"):
+                if getattr(obs, name) is None:
+                    problems.append(f"{name} is missing while requests arrive; holding")
+        for name in ("ttft_ms", "itl_ms", "measured_power_watts"):
+            value = getattr(obs, name)
+            if value is not None and not (_finite(value) and value >= 0):
+                problems.append(f"{name}={value!r} is not a non-negative number; ignored")
+                changes[name] = None
+        for role in ROLES:
+            rs = obs.role(role)
+            fixed = self._sanitise_role(role, rs, problems)
+            if fixed is not rs:
+                changes[role.value] = fixed
+        return (dataclasses.replace(obs, **changes) if changes else obs), problems  # type: ignore[arg-type]
+
+    @staticmethod
+    def _sanitise_role(role: Role, rs: RoleState, problems: list[str]) -> RoleState:
+        counts = {}
+        for name in ("ready_replicas", "starting_replicas", "draining_replicas"):
+            value = getattr(rs, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                try:
+                    fixed = max(0, int(value)) if _finite(float(value)) else 0
+                except (TypeError, ValueError):
+                    fixed = 0
+                problems.append(f"{role.value}.{name}={value!r} is not a count >= 0; using {fixed}")
+                counts[name] = fixed
+        cap = rs.applied_cap_watts
+        cap_fix: dict[str, float | None] = {}
+        if cap is not None and not (_finite(cap) and cap > 0):
+            problems.append(f"{role.value}.applied_cap_watts={cap!r} is not a positive number; treated as unknown")
+            cap_fix["applied_cap_watts"] = None
+        draw = rs.measured_draw_watts
+        if draw is not None and not (_finite(draw) and draw >= 0):
+            problems.append(f"{role.value}.measured_draw_watts={draw!r} is not a number >= 0; ignored")
+            cap_fix["measured_draw_watts"] = None
+        if not counts and not cap_fix:
+            return rs
+        return dataclasses.replace(rs, **counts, **cap_fix)  # type: ignore[arg-type]
+
+    def _update_corrections(self, obs: Observation) -> None:
+        caps = {}
+        for role in ROLES:
+            applied = obs.role(role).applied_cap_watts
+            held = self._targets[role].cap_watts if self._targets is not None else self._kit.tdp_watts
+            caps[role] = self._kit.profile.gpu.clamp(applied if applied is not None else held)
+        self._corrections = observed_corrections(
+            self._profile, obs, caps[Role.PREFILL], caps[Role.DECODE], self._corrections
+        )
+        tdp = self._kit.tdp_watts
+        self._profile_corrections = observed_corrections(self._profile, obs, tdp, tdp, self._profile_corrections)
+
+    def _evaluate(self, targets: Mapping[Role, RoleTarget], ctx: PlanContext) -> Allocation | None:
+        forecast = ctx.forecast
+        if forecast is None:
+            return None
+        corrections = ctx.corrections if not self._rules.dynamo_prefill_correction else ctx.profile_corrections
+        p, d = self._kit.capacities(forecast, corrections, self._rules)
+        t_p, t_d = targets[Role.PREFILL], targets[Role.DECODE]
+        return evaluate(p, d, t_p.replicas, t_p.cap_watts, t_d.replicas, t_d.cap_watts)
+
+    def _idle_draw(self, targets: Mapping[Role, RoleTarget]) -> float:
+        idle = self._profile.idle_watts()
+        return sum(t.replicas * self._kit.gpus_per_replica[r] * idle for r, t in targets.items())
+
+
+def make_planner(
+    config: Config,
+    profile: PowerProfile,
+    policy: str | None = None,
+    static_caps_watts: Mapping[Role, float] | None = None,
+) -> Planner:
+    """Build the Planner for ``policy`` (default ``config.planner.policy``).
+
+    ``static_caps_watts`` fixes per-role caps for ``dynamo-power``/``proportional`` (default: TDP or
+    ``config.planner.static_caps_watts``); ours also considers them, so it can always do at least as
+    well as a static allocation.
+    """
+    name = policy or config.planner.policy
+    if name not in POLICY_NAMES:
+        raise ValueError(f"unknown policy {name!r}; use one of: {', '.join(POLICY_NAMES)}")
+    kit = Toolkit(config, profile, static_caps_watts)
+    chosen: Policy
+    rules: SizingRules
+    if name in ("ours", "oracle"):
+        from powerplanner.planning.ours import OursPolicy
+
+        chosen = OursPolicy(kit, name)
+        rules = SizingRules(target_utilization=config.planner.target_utilization, dynamo_prefill_correction=False)
+    else:
+        from powerplanner.planning.baselines import make_baseline
+
+        chosen = make_baseline(name, kit)
+        rules = SizingRules(target_utilization=1.0, dynamo_prefill_correction=True)
+    return Planner(config, profile, chosen, kit, rules)
