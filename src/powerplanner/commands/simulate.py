@@ -1,14 +1,78 @@
-"""`powerplanner simulate`: not built yet (see the open issues)."""
+"""`powerplanner simulate`: every chosen policy on the same trace, profile and budget, side by side.
+
+With no arguments it runs the built-in ``default`` scenario (built-in trace and profile, no cluster, no
+files needed) with all policies and writes the report to ./powerplanner-report.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from powerplanner.errors import UserError
+DEFAULT_REPORT_DIR = "powerplanner-report"
 
 
 def register(app: typer.Typer) -> None:
     @app.command("simulate")
-    def simulate() -> None:
-        """Not available yet."""
-        raise UserError("`powerplanner simulate` is not implemented yet in this version")
+    def simulate(
+        scenario: Annotated[
+            str, typer.Option("--scenario", "-s", help="Built-in scenario name (default, code-like) or a YAML file.")
+        ] = "default",
+        trace: Annotated[
+            str | None, typer.Option("--trace", help="Replay this trace instead (Azure CSV or Mooncake JSONL).")
+        ] = None,
+        rate_scale: Annotated[
+            float | None, typer.Option("--rate-scale", help="Multiply the request rate (keeps shape and duration).")
+        ] = None,
+        budget_watts: Annotated[
+            float | None, typer.Option("--budget-watts", help="GPU power budget in watts (overrides the scenario).")
+        ] = None,
+        policies: Annotated[
+            str | None, typer.Option("--policies", help="Comma-separated policies (default: all).")
+        ] = None,
+        report_dir: Annotated[
+            str, typer.Option("--report-dir", help="Where to write summary.md, results.json and plots.")
+        ] = DEFAULT_REPORT_DIR,
+        as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout, nothing else.")] = False,
+        seed: Annotated[int | None, typer.Option("--seed", help="Seed of synthetic traces and rate scaling.")] = None,
+        workers: Annotated[
+            int | None, typer.Option("--workers", help="Parallel processes (default: CPU cores).", min=1)
+        ] = None,
+    ) -> None:
+        """Replay a trace through the simulated cluster under each policy and compare SLA, energy and power."""
+        import json
+        import sys
+
+        from rich.console import Console
+
+        from powerplanner.sim.report import headline, rich_table, write_report
+        from powerplanner.sim.runner import check_policies, compare, policy_names, sim_settings
+        from powerplanner.sim.scenarios import load_scenario
+
+        chosen = load_scenario(scenario)
+        names = (
+            tuple(p.strip() for p in policies.split(",") if p.strip()) if policies is not None
+            else chosen.policies or policy_names()
+        )
+        chosen = chosen.with_overrides(trace_path=trace, rate_scale=rate_scale, budget_watts=budget_watts, seed=seed)
+        names = check_policies(names)
+        sim_settings(chosen)  # bad simulator overrides fail here, before any worker starts
+        chosen.config(chosen.budget_watts or 1.0)
+        # Piped output gets a wide console so the table's columns are never cropped.
+        out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        if not as_json:
+            err.print(f"simulating {', '.join(names)} on scenario {chosen.name} ...")
+        loaded = chosen.load_trace()
+        show = not as_json and sys.stderr.isatty()
+        result = compare(chosen, names, trace=loaded, workers=workers, show_progress=show)
+        where = write_report(result, Path(report_dir))
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+            err.print(f"report written to {where.resolve()}")
+            return
+        out.print(headline(result))
+        out.print(rich_table(result))
+        out.print(f"report written to {where.resolve()} (summary.md, results.json, plots)")

@@ -86,10 +86,11 @@ def headline(comparison: Comparison) -> str:
 
 
 def rich_table(comparison: Comparison) -> Any:
-    """A rich Table of the comparison (returned, so the caller chooses the console)."""
+    """A rich Table of the comparison (returned, so the caller chooses the console); print
+    :func:`headline` above it."""
     from rich.table import Table
 
-    table = Table(title=headline(comparison), title_justify="left", title_style="bold")
+    table = Table()
     for title, _ in COLUMNS:
         table.add_column(title, justify="left" if title == "policy" else "right", no_wrap=True)
     for row in table_rows(comparison.metrics):
