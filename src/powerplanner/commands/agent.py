@@ -1,14 +1,40 @@
-"""`powerplanner agent`: not built yet (see the open issues)."""
+"""`powerplanner agent`: the node power agent (a DaemonSet on GPU nodes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from powerplanner.errors import UserError
+from powerplanner.errors import EndpointError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("agent")
-    def agent() -> None:
-        """Not available yet."""
-        raise UserError("`powerplanner agent` is not implemented yet in this version")
+    def agent(
+        config: Path = typer.Option(..., "--config", "-c", help="Config file (YAML) with an `agent:` section."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Log the limits it would set; change nothing."),
+        log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+    ) -> None:
+        """Set each GPU's power limit from the annotation of the pod holding it; restore on exit."""
+        import logging
+
+        from powerplanner.config import load_config
+
+        cfg = load_config(config)
+        logging.basicConfig(
+            level=getattr(logging, log_level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        from powerplanner.agent.app import node_name_from, run_agent
+        from powerplanner.agent.gpu import BackendUnavailable
+        from powerplanner.agent.nvml_backend import NvmlBackend
+
+        node_name_from(cfg.agent)  # fail on a missing node name before touching the GPUs
+        try:
+            backend = NvmlBackend.open()
+        except BackendUnavailable as exc:
+            raise EndpointError(str(exc)) from None
+        code = run_agent(cfg, backend, dry_run=dry_run)
+        if code:
+            raise typer.Exit(code)

@@ -1,0 +1,162 @@
+"""The agent process: wires the GPU backend, the pod watch, the mapper, the reconciler and the exporter.
+
+The main thread runs the reconcile loop: a pass on every pod change (the watch thread wakes it) and
+at least every ``resync_s``. SIGTERM/SIGINT stop the loop; every GPU the agent changed is then put back
+to its original limit before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from powerplanner.agent.cgroup import CgroupMapper
+from powerplanner.agent.exporter import AgentMetrics, serve_metrics
+from powerplanner.agent.gpu import GpuBackend
+from powerplanner.agent.mapping import FallbackMapper
+from powerplanner.agent.podresources import PodResourcesMapper
+from powerplanner.agent.pods import PodWatcher
+from powerplanner.agent.policy import AgentPolicy
+from powerplanner.agent.reconciler import Reconciler
+from powerplanner.agent.state import StateStore
+from powerplanner.config import AgentConfig, Config
+from powerplanner.errors import ConfigError, EndpointError
+
+_LOG = logging.getLogger("powerplanner.agent")
+
+
+def policy_from_config(agent: AgentConfig) -> AgentPolicy:
+    return AgentPolicy(
+        allowed_namespaces=frozenset(agent.allowed_namespaces),
+        floor_watts=agent.floor_watts,
+        ceiling_watts=agent.ceiling_watts,
+        park=agent.park,
+        park_watts=agent.park_watts,
+    )
+
+
+def node_name_from(agent: AgentConfig, environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    name = agent.node_name or env.get("NODE_NAME", "")
+    if not name:
+        raise ConfigError(
+            "agent.node_name: not set and NODE_NAME is empty; set agent.node_name in the config or export "
+            "NODE_NAME (the Helm chart sets it from spec.nodeName)"
+        )
+    return name
+
+
+def core_api_from(config: Config) -> Any:
+    """A CoreV1Api: in-cluster credentials, else the configured or default kubeconfig."""
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    try:
+        if config.kubernetes.kubeconfig:
+            kube_config.load_kube_config(config_file=config.kubernetes.kubeconfig)
+        else:
+            try:
+                kube_config.load_incluster_config()
+            except kube_config.ConfigException:
+                kube_config.load_kube_config()
+    except (kube_config.ConfigException, OSError) as exc:
+        raise EndpointError(
+            f"cannot configure the Kubernetes client ({exc}); run in a pod with a service account or set "
+            "kubernetes.kubeconfig"
+        ) from None
+    return client.CoreV1Api()
+
+
+@dataclass
+class AgentLoop:
+    """The reconcile loop and its wake-up signal; separate from start-up so tests can drive it."""
+
+    reconciler: Reconciler
+    resync_s: float
+    ready: Callable[[], bool]
+    stop: threading.Event
+    wake: threading.Event
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.wake.wait(timeout=self.resync_s)
+            if self.stop.is_set():
+                break
+            self.wake.clear()
+            if not self.ready():
+                continue
+            try:
+                self.reconcile_once()
+            except Exception:  # keep the node agent alive; the failure is logged with its traceback
+                _LOG.exception("reconcile pass failed; retrying at the next event or resync")
+
+    def reconcile_once(self) -> None:
+        self.reconciler.reconcile()
+
+
+def run_agent(config: Config, backend: GpuBackend, dry_run: bool, core_api: Any | None = None) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    agent = config.agent
+    node = node_name_from(agent)
+    api = core_api if core_api is not None else core_api_from(config)
+    stop = threading.Event()
+    wake = threading.Event()
+    metrics = AgentMetrics(backend)
+    state = StateStore(agent.state_file)
+    watcher = PodWatcher(
+        api,
+        node,
+        on_change=wake.set,
+        resync_s=agent.resync_s,
+        on_restart=lambda reason: metrics.watch_restarts.labels(reason).inc(),
+    )
+    mapper = FallbackMapper(
+        PodResourcesMapper(agent.kubelet_socket, backend, agent.kubelet_timeout_s, agent.resource_name),
+        CgroupMapper(backend, agent.proc_root),
+        agent.kubelet_socket,
+    )
+    reconciler = Reconciler(
+        backend, mapper, watcher.snapshot, state, metrics, policy_from_config(agent), dry_run=dry_run or agent.dry_run
+    )
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        _LOG.info("received %s; restoring original limits and exiting", signal.Signals(signum).name)
+        stop.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    server = serve_metrics(metrics, agent.metrics_bind)
+    gpus = backend.gpus()
+    _LOG.info(
+        "agent on node %s: %d GPU(s), metrics on %s, state file %s%s",
+        node,
+        len(gpus),
+        agent.metrics_bind,
+        agent.state_file,
+        " (dry run: no limit is changed)" if reconciler_dry_run(dry_run, agent) else "",
+    )
+    watcher.start(stop)
+    loop = AgentLoop(reconciler, agent.resync_s, watcher.synced.is_set, stop, wake)
+    try:
+        loop.run()
+    finally:
+        failures = reconciler.restore_all()
+        shutdown = getattr(server, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        backend.close()
+    if failures:
+        _LOG.error("could not restore %d GPU(s): %s", len(failures), ", ".join(sorted(failures)))
+        return 1
+    return 0
+
+
+def reconciler_dry_run(dry_run: bool, agent: AgentConfig) -> bool:
+    return dry_run or agent.dry_run

@@ -1,0 +1,154 @@
+"""The agent's Prometheus metrics, on its own :class:`CollectorRegistry`.
+
+Per-GPU limits are exported from a snapshot the reconciler publishes after each pass, so a GPU's
+``pod``/``namespace``/``container`` labels change atomically when its holder changes (no stale series left
+behind). Power draw and energy are read from the GPU backend at scrape time, so they are as fresh as the
+scrape. The live planner reads ``powerplanner_agent_gpu_power_limit_applied_watts`` and
+``powerplanner_agent_gpu_power_draw_watts`` by these names.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from powerplanner.agent.gpu import GpuBackend, GpuError
+
+_LOG = logging.getLogger("powerplanner.agent.exporter")
+GPU_LABELS = ("gpu", "uuid", "pod", "namespace", "container")
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    """What the reconciler knows about one GPU after a pass (watts)."""
+
+    index: int
+    uuid: str
+    pod: str
+    namespace: str
+    container: str
+    requested_watts: float | None
+    applied_watts: float | None
+    default_watts: float
+    min_watts: float
+    max_watts: float
+
+    def labels(self) -> list[str]:
+        return [str(self.index), self.uuid, self.pod, self.namespace, self.container]
+
+
+class _GpuCollector(Collector):
+    def __init__(self, backend: GpuBackend, metrics: AgentMetrics) -> None:
+        self._backend = backend
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        samples = self._metrics.samples()
+        families = {
+            key: GaugeMetricFamily(
+                f"powerplanner_agent_gpu_power_limit_{key}_watts", f"GPU power limit: {help_text}", labels=GPU_LABELS
+            )
+            for key, help_text in (
+                ("requested", "the lowest valid request of the pods holding the GPU, before clamping"),
+                ("applied", "the limit read back from the GPU after the last pass"),
+                ("default", "the driver's default limit"),
+                ("min", "the lowest limit the driver accepts"),
+                ("max", "the highest limit the driver accepts"),
+            )
+        }
+        draw = GaugeMetricFamily("powerplanner_agent_gpu_power_draw_watts", "GPU power draw.", labels=GPU_LABELS)
+        energy = CounterMetricFamily(
+            "powerplanner_agent_gpu_energy_joules", "GPU energy since the driver loaded.", labels=GPU_LABELS
+        )
+        for sample in samples:
+            labels = sample.labels()
+            if sample.requested_watts is not None:
+                families["requested"].add_metric(labels, sample.requested_watts)
+            if sample.applied_watts is not None:
+                families["applied"].add_metric(labels, sample.applied_watts)
+            families["default"].add_metric(labels, sample.default_watts)
+            families["min"].add_metric(labels, sample.min_watts)
+            families["max"].add_metric(labels, sample.max_watts)
+            try:
+                draw.add_metric(labels, self._backend.power_draw_watts(sample.uuid))
+                energy.add_metric(labels, self._backend.energy_joules(sample.uuid))
+            except GpuError as exc:
+                _LOG.debug("no telemetry for GPU %s at scrape: %s", sample.uuid, exc)
+        yield from families.values()
+        yield draw
+        yield energy
+
+
+class AgentMetrics:
+    """All agent metrics. Counters are labelled by a short ``reason``; see docs/architecture.md."""
+
+    def __init__(self, backend: GpuBackend, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._lock = threading.Lock()
+        self._samples: tuple[GpuSample, ...] = ()
+        self.apply_failures = Counter(
+            "powerplanner_agent_apply_failures",
+            "Limit changes that failed, by reason (no_permission, not_supported, gpu_lost, invalid_argument, ...).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.clamps = Counter(
+            "powerplanner_agent_clamps",
+            "Requested limits clamped before applying, by reason (gpu_min, gpu_max, node_floor, node_ceiling).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.annotation_rejections = Counter(
+            "powerplanner_agent_annotation_rejections",
+            "Power-limit annotations refused, by reason (empty, not_integer, not_positive, too_large, too_long).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.mapping_failures = Counter(
+            "powerplanner_agent_mapping_failures",
+            "Pod->GPU lookups that failed, by reason (kubelet_timeout, kubelet_error).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.watch_restarts = Counter(
+            "powerplanner_agent_watch_restarts",
+            "Pod watch restarts, by reason (expired, http_<status>, connection, timeout).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.limit_changes = Counter(
+            "powerplanner_agent_limit_changes",
+            "Power limits set successfully, by action (cap, park, release, restore).",
+            ["action"],
+            registry=self.registry,
+        )
+        self.reconcile_seconds = Histogram(
+            "powerplanner_agent_reconcile_duration_seconds",
+            "Duration of one reconcile pass (pod->GPU mapping, planning and applying).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.registry.register(_GpuCollector(backend, self))
+
+    def publish(self, samples: list[GpuSample]) -> None:
+        with self._lock:
+            self._samples = tuple(samples)
+
+    def samples(self) -> tuple[GpuSample, ...]:
+        with self._lock:
+            return self._samples
+
+
+def serve_metrics(metrics: AgentMetrics, bind: str) -> object:
+    """Serve ``/metrics`` on ``host:port`` in a daemon thread; returns the server (``.shutdown()`` stops it)."""
+    from prometheus_client import start_http_server
+
+    host, _, port = bind.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
+    return server

@@ -1,0 +1,202 @@
+"""What limit each GPU should have: the pure core of the agent (no I/O, no clock).
+
+DESIGN.md section 7: the target of a GPU is the power-limit annotation of the pod that holds it,
+validated (a positive integer of watts) and clamped to the GPU's ``[min, max]`` and the node policy;
+with several pods on one GPU, the lowest; a GPU no managed pod holds goes back to its original limit,
+or to the park limit when parking is on.
+
+Choices made here, and why:
+
+- Only pods in an allowed namespace are *managed*. A pod outside them never changes a limit, but the GPU it
+  holds still counts as busy, so it is not parked under someone else's workload.
+- A pod that holds a GPU without asking for a cap releases it (back to its original limit): no annotation
+  means "no cap wanted".
+- A refused annotation (not a positive integer, out of range) makes its GPU *hold* its current limit: a
+  typo must neither raise the power (budget safety) nor lower it (SLA safety). Another pod's valid request
+  on the same GPU still wins.
+- Clamping order: node floor/ceiling first, then the GPU's own constraints, which the driver enforces anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from powerplanner.agent.gpu import GpuInfo
+from powerplanner.errors import UserError
+
+POWER_LIMIT_ANNOTATION = "dynamo.nvidia.com/gpu-power-limit"
+MAX_ANNOTATION_CHARS = 16
+MAX_REQUEST_WATTS = 100_000  # far above any GPU; larger values are typos, not requests to clamp
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
+
+class AnnotationError(UserError):
+    """A pod's power-limit annotation is not a positive integer of watts. ``reason`` labels the metric."""
+
+    def __init__(self, reason: str, line: str) -> None:
+        super().__init__(line)
+        self.reason = reason
+
+
+def _preview(raw: str) -> str:
+    return repr(raw if len(raw) <= 24 else raw[:24] + "...")
+
+
+def parse_power_annotation(raw: str, where: str = "annotation") -> int:
+    """The watts a pod asks for, or :class:`AnnotationError` saying what is wrong and how to fix it."""
+    fix = f'set {POWER_LIMIT_ANNOTATION} to a positive integer of watts, e.g. "350"'
+    if raw == "" or raw.isspace():
+        raise AnnotationError("empty", f"{where}: {POWER_LIMIT_ANNOTATION} is empty; {fix}")
+    if len(raw) > MAX_ANNOTATION_CHARS:
+        raise AnnotationError(
+            "too_long", f"{where}: {POWER_LIMIT_ANNOTATION} is {len(raw)} characters long {_preview(raw)}; {fix}"
+        )
+    if raw.startswith("-") and _DIGITS.fullmatch(raw[1:]):
+        raise AnnotationError("not_positive", f"{where}: {POWER_LIMIT_ANNOTATION}={_preview(raw)} is negative; {fix}")
+    if not _DIGITS.fullmatch(raw):
+        raise AnnotationError(
+            "not_integer", f"{where}: {POWER_LIMIT_ANNOTATION}={_preview(raw)} is not an integer of watts; {fix}"
+        )
+    watts = int(raw)
+    if watts == 0:
+        raise AnnotationError("not_positive", f"{where}: {POWER_LIMIT_ANNOTATION}=\"0\" is not positive; {fix}")
+    if watts > MAX_REQUEST_WATTS:
+        raise AnnotationError(
+            "too_large",
+            f"{where}: {POWER_LIMIT_ANNOTATION}={_preview(raw)} exceeds {MAX_REQUEST_WATTS} W; {fix}",
+        )
+    return watts
+
+
+@dataclass(frozen=True)
+class AgentPolicy:
+    """Node policy: who may ask for caps, the node-wide range, and parking of idle GPUs."""
+
+    allowed_namespaces: frozenset[str] = frozenset()  # empty: every namespace
+    floor_watts: float | None = None
+    ceiling_watts: float | None = None
+    park: bool = False
+    park_watts: float | None = None  # None: each GPU's minimum
+
+    def allows(self, namespace: str) -> bool:
+        return not self.allowed_namespaces or namespace in self.allowed_namespaces
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """What the agent knows about a pod on its node (from the Kubernetes watch)."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    annotation: str | None = None  # raw value of the power-limit annotation, None when absent
+    containers: tuple[tuple[str, str], ...] = ()  # (container name, container id without runtime prefix)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A container of a pod holds (part of) a physical GPU."""
+
+    gpu_uuid: str
+    namespace: str
+    pod: str
+    container: str = ""
+
+
+Action = Literal["cap", "park", "release", "hold"]
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """The decision for one GPU.
+
+    ``cap``/``park``: set ``target_watts``. ``release``: back to the original limit (if the agent changed it).
+    ``hold``: leave the current limit. ``holder`` is the pod whose request won (or the first holder), for labels.
+    """
+
+    uuid: str
+    action: Action
+    target_watts: float | None = None
+    requested_watts: int | None = None
+    holder: Holding | None = None
+    clamps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A refused annotation: the pod, the metric reason and the log line."""
+
+    namespace: str
+    pod: str
+    uid: str
+    raw: str
+    reason: str
+    message: str
+
+
+def clamp_watts(watts: float, gpu: GpuInfo, policy: AgentPolicy) -> tuple[float, tuple[str, ...]]:
+    """Clamp into the node policy, then into the GPU's constraints; return the value and the reasons."""
+    reasons: list[str] = []
+    value = float(watts)
+    bounds = (
+        ("node_ceiling", policy.ceiling_watts, min),
+        ("node_floor", policy.floor_watts, max),
+        ("gpu_max", gpu.max_limit_watts, min),
+        ("gpu_min", gpu.min_limit_watts, max),
+    )
+    for reason, bound, pick in bounds:
+        if bound is not None and pick(value, bound) != value:
+            value = float(bound)
+            reasons.append(reason)
+    return value, tuple(reasons)
+
+
+def plan_limits(
+    gpus: Iterable[GpuInfo],
+    pods: Mapping[tuple[str, str], PodInfo],
+    holdings: Iterable[Holding],
+    policy: AgentPolicy,
+) -> tuple[dict[str, GpuPlan], list[Rejection]]:
+    """Decide every GPU's limit. Pure: same inputs, same plan."""
+    by_gpu: dict[str, list[Holding]] = {}
+    for holding in holdings:
+        by_gpu.setdefault(holding.gpu_uuid, []).append(holding)
+    rejections: dict[tuple[str, str], Rejection] = {}
+    plans: dict[str, GpuPlan] = {}
+    for gpu in gpus:
+        holders = sorted(set(by_gpu.get(gpu.uuid, [])), key=lambda h: (h.namespace, h.pod, h.container))
+        requests: list[tuple[int, Holding]] = []
+        refused = False
+        for holder in holders:
+            pod = pods.get((holder.namespace, holder.pod))
+            if pod is None or not policy.allows(pod.namespace) or pod.annotation is None:
+                continue
+            try:
+                requests.append((parse_power_annotation(pod.annotation, f"pod {pod.namespace}/{pod.name}"), holder))
+            except AnnotationError as exc:
+                refused = True
+                rejections.setdefault(
+                    pod.key, Rejection(pod.namespace, pod.name, pod.uid, pod.annotation, exc.reason, exc.lines[0])
+                )
+        if requests:
+            watts, winner = min(requests, key=lambda r: (r[0], r[1].namespace, r[1].pod, r[1].container))
+            target, clamps = clamp_watts(watts, gpu, policy)
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "cap", target, watts, winner, clamps)
+        elif refused:
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "hold", holder=holders[0])
+        elif holders:
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "release", holder=holders[0])
+        elif policy.park:
+            park = policy.park_watts if policy.park_watts is not None else gpu.min_limit_watts
+            target, clamps = clamp_watts(park, gpu, policy)
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "park", target, clamps=clamps)
+        else:
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "release")
+    return plans, list(rejections.values())

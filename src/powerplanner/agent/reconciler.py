@@ -1,0 +1,227 @@
+"""The reconciler: turns the pods on the node into GPU power limits, one pass at a time.
+
+A pass reads the pod snapshot (from the watch), asks the mapper which pod holds which GPU, lets the pure
+:func:`~powerplanner.agent.policy.plan_limits` decide, and applies what changed:
+
+- apply only on change: the current limit is read from the GPU each pass and a set happens only when it
+  differs from the target (so an external change is corrected at the next pass, and nothing is written
+  when nothing changed);
+- before the first change of a GPU its current limit is recorded in the state file; if that write fails,
+  the GPU is not touched (the agent never changes a limit it could not restore);
+- a GPU whose plan is *release* goes back to its recorded original limit and leaves the state file;
+  a GPU the agent never changed is left alone;
+- each GPU is handled on its own: an NVML error on one GPU is counted and logged, the others proceed.
+
+:meth:`Reconciler.restore_all` puts every recorded GPU back to its original limit (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from powerplanner.agent.exporter import AgentMetrics, GpuSample
+from powerplanner.agent.gpu import GpuBackend, GpuError, GpuInfo
+from powerplanner.agent.mapping import MappingError, PodGpuMapper, PodSnapshot
+from powerplanner.agent.policy import AgentPolicy, GpuPlan, Holding, Rejection, plan_limits
+from powerplanner.agent.state import StateFileError, StateStore
+
+_LOG = logging.getLogger("powerplanner.agent")
+_EPSILON_WATTS = 0.0005  # NVML works in milliwatts
+
+
+@dataclass
+class PassResult:
+    """What one pass did, for tests and logs."""
+
+    plans: dict[str, GpuPlan] = field(default_factory=dict)
+    changed: dict[str, float] = field(default_factory=dict)  # uuid -> watts set (or that would be set)
+    failures: dict[str, str] = field(default_factory=dict)  # uuid -> reason
+
+
+class Reconciler:
+    def __init__(
+        self,
+        backend: GpuBackend,
+        mapper: PodGpuMapper,
+        pods: Callable[[], PodSnapshot],
+        state: StateStore,
+        metrics: AgentMetrics,
+        policy: AgentPolicy,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._mapper = mapper
+        self._pods = pods
+        self._state = state
+        self._metrics = metrics
+        self._policy = policy
+        self._dry_run = dry_run
+        self._clock = clock
+        self._gpus: list[GpuInfo] = backend.gpus()
+        self._seen_rejections: set[tuple[str, str]] = set()
+        self._last_holdings: list[Holding] = []
+
+    def reconcile(self) -> PassResult:
+        started = self._clock()
+        try:
+            return self._reconcile()
+        finally:
+            self._metrics.reconcile_seconds.observe(max(0.0, self._clock() - started))
+
+    def _holdings(self, pods: PodSnapshot) -> list[Holding]:
+        try:
+            holdings = self._mapper.holdings(pods, self._gpus)
+        except MappingError as exc:
+            self._metrics.mapping_failures.labels(exc.reason).inc()
+            _LOG.warning("%s; keeping the previous pod->GPU mapping", exc)
+            return [h for h in self._last_holdings if (h.namespace, h.pod) in pods]
+        error = getattr(self._mapper, "last_error", None)
+        if isinstance(error, MappingError):
+            self._metrics.mapping_failures.labels(error.reason).inc()
+        self._last_holdings = holdings
+        return holdings
+
+    def _report_rejections(self, plans_rejections: list[Rejection]) -> None:
+        current = set()
+        for rejection in plans_rejections:
+            key = (rejection.uid or f"{rejection.namespace}/{rejection.pod}", rejection.raw)
+            current.add(key)
+            if key in self._seen_rejections:
+                continue
+            self._metrics.annotation_rejections.labels(rejection.reason).inc()
+            _LOG.error("%s (the GPU keeps its current limit)", rejection.message)
+        # Forget pods that fixed or dropped their annotation, so a later relapse is reported again.
+        self._seen_rejections = current
+
+    def _reconcile(self) -> PassResult:
+        pods = self._pods()
+        holdings = self._holdings(pods)
+        plans, rejections = plan_limits(self._gpus, pods, holdings, self._policy)
+        self._report_rejections(rejections)
+        result = PassResult(plans=plans)
+        samples = []
+        for gpu in self._gpus:
+            plan = plans[gpu.uuid]
+            applied = self._apply(gpu, plan, result)
+            holder = plan.holder
+            samples.append(
+                GpuSample(
+                    index=gpu.index,
+                    uuid=gpu.uuid,
+                    pod=holder.pod if holder else "",
+                    namespace=holder.namespace if holder else "",
+                    container=holder.container if holder else "",
+                    requested_watts=float(plan.requested_watts) if plan.requested_watts is not None else None,
+                    applied_watts=applied,
+                    default_watts=gpu.default_limit_watts,
+                    min_watts=gpu.min_limit_watts,
+                    max_watts=gpu.max_limit_watts,
+                )
+            )
+        self._metrics.publish(samples)
+        return result
+
+    def _fail(self, gpu: GpuInfo, reason: str, message: str, result: PassResult) -> None:
+        self._metrics.apply_failures.labels(reason).inc()
+        result.failures[gpu.uuid] = reason
+        _LOG.error("GPU %d (%s): %s", gpu.index, gpu.uuid, message)
+
+    def _apply(self, gpu: GpuInfo, plan: GpuPlan, result: PassResult) -> float | None:
+        """Bring one GPU to its planned limit; return the limit it has afterwards (None if unreadable)."""
+        try:
+            current = self._backend.limit_watts(gpu.uuid)
+        except GpuError as exc:
+            self._fail(gpu, exc.reason, f"cannot read its power limit: {exc}", result)
+            return None
+        original = self._state.original(gpu.uuid)
+        if plan.action in ("cap", "park"):
+            target = plan.target_watts
+        elif plan.action == "release":
+            target = original
+        else:
+            target = None
+        if target is None:
+            return current
+        if abs(current - target) < _EPSILON_WATTS:
+            if plan.action == "release" and original is not None and not self._dry_run:
+                self._forget(gpu, result)
+            return current
+        if self._dry_run:
+            _LOG.info("dry run: would set GPU %d (%s) from %g W to %g W (%s)", gpu.index, gpu.uuid, current,
+                      target, self._why(plan))
+            result.changed[gpu.uuid] = target
+            return current
+        if original is None:
+            try:
+                self._state.record_original(gpu.uuid, current)
+            except StateFileError as exc:
+                self._fail(gpu, "state_file", f"{exc}; not changing a limit that could not be restored", result)
+                return current
+        try:
+            applied = self._backend.set_limit_watts(gpu.uuid, target)
+        except GpuError as exc:
+            self._fail(gpu, exc.reason, f"cannot set its power limit to {target:g} W: {exc}", result)
+            return self._read_quietly(gpu.uuid)
+        result.changed[gpu.uuid] = applied
+        self._metrics.limit_changes.labels(plan.action).inc()
+        for reason in plan.clamps:
+            self._metrics.clamps.labels(reason).inc()
+        _LOG.info("GPU %d (%s): power limit %g W -> %g W (%s)", gpu.index, gpu.uuid, current, applied,
+                  self._why(plan))
+        if plan.action == "release":
+            self._forget(gpu, result)
+        return applied
+
+    def _forget(self, gpu: GpuInfo, result: PassResult) -> None:
+        try:
+            self._state.forget(gpu.uuid)
+        except StateFileError as exc:
+            self._fail(gpu, "state_file", str(exc), result)
+
+    def _read_quietly(self, uuid: str) -> float | None:
+        try:
+            return self._backend.limit_watts(uuid)
+        except GpuError:
+            return None
+
+    @staticmethod
+    def _why(plan: GpuPlan) -> str:
+        if plan.action == "cap" and plan.holder is not None:
+            clamped = f", clamped: {', '.join(plan.clamps)}" if plan.clamps else ""
+            return f"pod {plan.holder.namespace}/{plan.holder.pod} asks {plan.requested_watts} W{clamped}"
+        if plan.action == "park":
+            return "no pod holds it; parked"
+        return "no pod asks for a cap; original limit"
+
+    def restore_all(self) -> dict[str, str]:
+        """Put every GPU the agent changed back to its original limit. Returns uuid -> failure reason."""
+        failures: dict[str, str] = {}
+        known = {g.uuid: g for g in self._gpus}
+        for uuid, original in sorted(self._state.originals().items()):
+            gpu = known.get(uuid)
+            if gpu is None:
+                _LOG.warning("state file names GPU %s, which this node does not have; keeping the entry", uuid)
+                failures[uuid] = "not_found"
+                continue
+            if self._dry_run:
+                continue
+            try:
+                current = self._backend.limit_watts(uuid)
+                if abs(current - original) >= _EPSILON_WATTS:
+                    self._backend.set_limit_watts(uuid, original)
+                    self._metrics.limit_changes.labels("restore").inc()
+                    _LOG.info("GPU %d (%s): restored power limit %g W -> %g W", gpu.index, uuid, current, original)
+                self._state.forget(uuid)
+            except GpuError as exc:
+                self._metrics.apply_failures.labels(exc.reason).inc()
+                failures[uuid] = exc.reason
+                _LOG.error("GPU %d (%s): cannot restore %g W: %s (kept in the state file for the next start)",
+                           gpu.index, uuid, original, exc)
+            except StateFileError as exc:
+                failures[uuid] = "state_file"
+                _LOG.error("%s", exc)
+        return failures

@@ -1,0 +1,85 @@
+"""Helpers for the agent's unit tests: an in-memory world (sim GPUs, pods, a static mapper)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from powerplanner.agent.exporter import AgentMetrics
+from powerplanner.agent.gpu import GpuInfo
+from powerplanner.agent.mapping import PodSnapshot
+from powerplanner.agent.policy import AgentPolicy, Holding, PodInfo
+from powerplanner.agent.reconciler import Reconciler
+from powerplanner.agent.sim_backend import SimGpuBackend, sim_gpus
+from powerplanner.agent.state import StateStore
+
+
+@dataclass
+class StaticMapper:
+    """The pod->GPU table the test sets."""
+
+    table: list[Holding] = field(default_factory=list)
+
+    def holdings(self, pods: PodSnapshot, gpus: list[GpuInfo]) -> list[Holding]:
+        return list(self.table)
+
+
+@dataclass
+class World:
+    backend: SimGpuBackend
+    mapper: StaticMapper
+    pods: dict[tuple[str, str], PodInfo]
+    state: StateStore
+    metrics: AgentMetrics
+    reconciler: Reconciler
+
+    def uuid(self, index: int) -> str:
+        return self.backend.gpus()[index].uuid
+
+    def put_pod(self, name: str, gpus: list[int], watts: str | None, namespace: str = "llm") -> None:
+        self.pods[(namespace, name)] = PodInfo(namespace, name, uid=f"uid-{namespace}-{name}", annotation=watts)
+        self.mapper.table = [h for h in self.mapper.table if (h.namespace, h.pod) != (namespace, name)]
+        self.mapper.table += [Holding(self.uuid(i), namespace, name, "main") for i in gpus]
+
+    def delete_pod(self, name: str, namespace: str = "llm") -> None:
+        self.pods.pop((namespace, name), None)
+        self.mapper.table = [h for h in self.mapper.table if (h.namespace, h.pod) != (namespace, name)]
+
+    def limits(self) -> list[float]:
+        return [self.backend.limit_watts(g.uuid) for g in self.backend.gpus()]
+
+    def counter(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+    def restart(self, policy: AgentPolicy | None = None, dry_run: bool = False) -> World:
+        """A new agent process over the same GPUs, pods and state file."""
+        return make_world(self.state.path, policy or AgentPolicy(), backend=self.backend, mapper=self.mapper,
+                          pods=self.pods, dry_run=dry_run)
+
+
+def make_world(
+    state_path: Path,
+    policy: AgentPolicy | None = None,
+    gpu_count: int = 4,
+    backend: SimGpuBackend | None = None,
+    mapper: StaticMapper | None = None,
+    pods: dict[tuple[str, str], PodInfo] | None = None,
+    dry_run: bool = False,
+) -> World:
+    backend = backend or SimGpuBackend(sim_gpus(gpu_count))
+    mapper = mapper or StaticMapper()
+    pods = pods if pods is not None else {}
+    state = StateStore(state_path)
+    metrics = AgentMetrics(backend)
+    snapshot = pods
+    reconciler = Reconciler(backend, mapper, lambda: dict(snapshot), state, metrics, policy or AgentPolicy(),
+                            dry_run=dry_run)
+    return World(backend, mapper, pods, state, metrics, reconciler)
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> World:
+    return make_world(tmp_path / "state.json")

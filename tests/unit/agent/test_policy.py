@@ -1,0 +1,138 @@
+"""The pure decision: annotation validation and the per-GPU plan, with property tests."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from powerplanner.agent.gpu import GpuInfo
+from powerplanner.agent.policy import (
+    AgentPolicy,
+    AnnotationError,
+    Holding,
+    PodInfo,
+    clamp_watts,
+    parse_power_annotation,
+    plan_limits,
+)
+from powerplanner.errors import UserError
+
+
+@pytest.mark.parametrize("raw", ["abc", "-5", "0", "1e9", "250.5", "", " ", "２５０", "٣٥٠", "x" * 10_000, " 250",
+                                 "250W", "+250", "0x10", "99999999"])
+def test_bad_annotations_are_user_errors_naming_the_fix(raw: str) -> None:
+    with pytest.raises(AnnotationError) as info:
+        parse_power_annotation(raw, "pod llm/p")
+    assert isinstance(info.value, UserError)
+    (line,) = info.value.lines
+    assert line.startswith("pod llm/p: ") and "positive integer of watts" in line and len(line) < 300
+
+
+@pytest.mark.parametrize(("raw", "watts"), [("1", 1), ("250", 250), ("0350", 350), ("100000", 100_000)])
+def test_good_annotations(raw: str, watts: int) -> None:
+    assert parse_power_annotation(raw) == watts
+
+
+@given(st.text(max_size=40))
+def test_parse_accepts_exactly_ascii_positive_integers(raw: str) -> None:
+    try:
+        watts = parse_power_annotation(raw)
+    except AnnotationError:
+        ok = raw.isascii() and raw.isdigit() and 0 < int(raw) <= 100_000 and len(raw) <= 16
+        assert not ok
+    else:
+        assert raw.isascii() and raw.isdigit() and watts == int(raw) and watts > 0
+
+
+GPU_RANGES = st.tuples(st.integers(50, 400), st.integers(0, 600)).map(lambda t: (float(t[0]), float(t[0] + t[1])))
+
+
+Scenario = tuple[list[GpuInfo], dict[tuple[str, str], PodInfo], list[Holding], AgentPolicy]
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    n = draw(st.integers(1, 6))
+    gpus = []
+    for i in range(n):
+        lo, hi = draw(GPU_RANGES)
+        gpus.append(GpuInfo(i, f"GPU-{i}", "x", lo, hi, hi))
+    namespaces = ["a", "b", "c"]
+    annotations = st.one_of(st.none(), st.integers(-10, 2000).map(str), st.sampled_from(["abc", "", "1e3", "２５０"]))
+    pods = {}
+    holdings = []
+    for p in range(draw(st.integers(0, 8))):
+        ns = draw(st.sampled_from(namespaces))
+        pod = PodInfo(ns, f"p{p}", uid=f"u{p}", annotation=draw(annotations))
+        pods[pod.key] = pod
+        for g in draw(st.sets(st.integers(0, n - 1), max_size=3)):
+            holdings.append(Holding(f"GPU-{g}", ns, pod.name, "main"))
+    floor = draw(st.one_of(st.none(), st.integers(50, 500).map(float)))
+    ceiling = draw(st.one_of(st.none(), st.integers(50, 1000).map(float)))
+    if floor is not None and ceiling is not None and floor > ceiling:
+        floor, ceiling = ceiling, floor
+    policy = AgentPolicy(
+        allowed_namespaces=frozenset(draw(st.sets(st.sampled_from(namespaces)))),
+        floor_watts=floor,
+        ceiling_watts=ceiling,
+        park=draw(st.booleans()),
+        park_watts=draw(st.one_of(st.none(), st.integers(1, 1000).map(float))),
+    )
+    return gpus, pods, holdings, policy
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_targets_stay_inside_the_gpu_constraints_and_the_node_policy(scenario: Scenario) -> None:
+    gpus, pods, holdings, policy = scenario
+    plans, _ = plan_limits(gpus, pods, holdings, policy)
+    for gpu in gpus:
+        plan = plans[gpu.uuid]
+        if plan.target_watts is None:
+            continue
+        assert gpu.min_limit_watts <= plan.target_watts <= gpu.max_limit_watts
+        lo = max(gpu.min_limit_watts, policy.floor_watts or 0)
+        hi = min(gpu.max_limit_watts, policy.ceiling_watts or float("inf"))
+        if lo <= hi:  # the node policy and the GPU's range overlap: the target is in both
+            assert lo <= plan.target_watts <= hi
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_gpus_no_managed_pod_holds_are_never_capped_and_parked_only_when_parking(scenario: Scenario) -> None:
+    gpus, pods, holdings, policy = scenario
+    plans, _ = plan_limits(gpus, pods, holdings, policy)
+    managed = {h.gpu_uuid for h in holdings if (h.namespace, h.pod) in pods and policy.allows(h.namespace)}
+    held = {h.gpu_uuid for h in holdings}
+    for gpu in gpus:
+        action = plans[gpu.uuid].action
+        if gpu.uuid not in managed:
+            assert action in ("release", "park")
+        if action == "park":
+            assert policy.park and gpu.uuid not in held
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(), st.sampled_from(["abc", "100", "5000", "-1", None]))
+def test_a_pod_in_a_namespace_not_allowed_changes_nothing(scenario: Scenario, raw: str | None) -> None:
+    gpus, pods, holdings, policy = scenario
+    policy = AgentPolicy(frozenset({"a"}), policy.floor_watts, policy.ceiling_watts, False, policy.park_watts)
+    before, _ = plan_limits(gpus, pods, holdings, policy)
+    intruder = PodInfo("z", "intruder", uid="uz", annotation=raw)
+    extra = [Holding(g.uuid, "z", "intruder") for g in gpus]
+    after, rejections = plan_limits(gpus, {**pods, intruder.key: intruder}, holdings + extra, policy)
+    assert {u: (p.action, p.target_watts) for u, p in after.items()} == {
+        u: (p.action, p.target_watts) for u, p in before.items()
+    }
+    assert all(r.namespace != "z" for r in rejections)
+
+
+def test_lowest_of_several_requests_and_clamp_reasons() -> None:
+    gpu = GpuInfo(0, "G", "x", 200, 700, 700)
+    pods = {("a", "p"): PodInfo("a", "p", annotation="500"), ("a", "q"): PodInfo("a", "q", annotation="100")}
+    holdings = [Holding("G", "a", "p"), Holding("G", "a", "q")]
+    plans, _ = plan_limits([gpu], pods, holdings, AgentPolicy(floor_watts=150))
+    assert plans["G"].action == "cap" and plans["G"].target_watts == 200
+    assert plans["G"].requested_watts == 100 and plans["G"].clamps == ("node_floor", "gpu_min")
+    assert clamp_watts(800, gpu, AgentPolicy(ceiling_watts=650)) == (650, ("node_ceiling",))

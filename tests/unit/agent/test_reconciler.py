@@ -1,0 +1,216 @@
+"""The reconciler against the in-memory GPU backend: what it sets, when, and how it recovers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from powerplanner.agent.gpu import InvalidArgument, NoPermission, NotSupported
+from powerplanner.agent.policy import AgentPolicy
+from tests.unit.agent.conftest import World, make_world
+
+
+def test_caps_the_gpus_a_pod_holds_and_only_on_change(world: World) -> None:
+    world.put_pod("p", [0, 1], "300")
+    world.reconciler.reconcile()
+    assert world.limits() == [300, 300, 700, 700]
+    calls = len(world.backend.set_calls)
+    world.reconciler.reconcile()
+    world.reconciler.reconcile()
+    assert len(world.backend.set_calls) == calls  # nothing changed, nothing written
+
+
+def test_records_the_original_before_the_first_change_and_restores_on_release(world: World) -> None:
+    world.put_pod("p", [2], "250")
+    world.reconciler.reconcile()
+    assert json.loads(world.state.path.read_text())["originals"] == {world.uuid(2): 700.0}
+    world.put_pod("p", [2], "300")
+    world.reconciler.reconcile()
+    assert world.state.original(world.uuid(2)) == 700.0  # not overwritten by the intermediate cap
+    world.delete_pod("p")
+    world.reconciler.reconcile()
+    assert world.limits() == [700, 700, 700, 700]
+    assert world.state.originals() == {}
+
+
+def test_lowest_request_wins_on_a_shared_gpu(world: World) -> None:
+    world.put_pod("a", [0], "400")
+    world.put_pod("b", [0], "350")
+    result = world.reconciler.reconcile()
+    assert world.limits()[0] == 350
+    holder = result.plans[world.uuid(0)].holder
+    assert holder is not None and holder.pod == "b"
+
+
+def test_clamps_to_gpu_and_node_policy_and_counts_them(tmp_path: Path) -> None:
+    w = make_world(tmp_path / "s.json", AgentPolicy(floor_watts=250, ceiling_watts=600))
+    w.put_pod("low", [0], "100")
+    w.put_pod("high", [1], "900")
+    w.reconciler.reconcile()
+    assert w.limits()[:2] == [250, 600]
+    assert w.counter("powerplanner_agent_clamps_total", reason="node_floor") == 1
+    assert w.counter("powerplanner_agent_clamps_total", reason="node_ceiling") == 1
+
+
+def test_gpu_minimum_clamp(world: World) -> None:
+    world.put_pod("p", [0], "50")
+    world.reconciler.reconcile()
+    assert world.limits()[0] == 200
+    assert world.counter("powerplanner_agent_clamps_total", reason="gpu_min") == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("abc", "not_integer"),
+        ("-5", "not_positive"),
+        ("0", "not_positive"),
+        ("1e9", "not_integer"),
+        ("250.5", "not_integer"),
+        ("", "empty"),
+        ("２５０", "not_integer"),
+        ("9" * 10_000, "too_long"),
+        ("99999999", "too_large"),
+    ],
+)
+def test_bad_annotation_is_refused_with_metric_and_log_and_the_gpu_keeps_a_safe_limit(
+    world: World, raw: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.put_pod("p", [0, 1], "300")
+    world.reconciler.reconcile()
+    world.put_pod("p", [0, 1], raw)
+    with caplog.at_level(logging.ERROR, logger="powerplanner.agent"):
+        world.reconciler.reconcile()
+        world.reconciler.reconcile()  # counted and logged once per bad value, not per pass
+    assert world.limits()[:2] == [300, 300]  # held: neither raised nor lowered
+    assert world.counter("powerplanner_agent_annotation_rejections_total", reason=reason) == 1
+    lines = [r.getMessage() for r in caplog.records if "gpu-power-limit" in r.getMessage()]
+    assert len(lines) == 1 and "llm/p" in lines[0] and "positive integer" in lines[0]
+    assert len(lines[0]) < 400  # a 10 kB value is not echoed into the log
+
+
+def test_bad_annotation_on_a_fresh_gpu_leaves_it_untouched(world: World) -> None:
+    world.put_pod("p", [3], "abc")
+    world.reconciler.reconcile()
+    assert world.limits()[3] == 700 and world.backend.set_calls == []
+
+
+def test_namespace_not_allowed_changes_nothing(tmp_path: Path) -> None:
+    w = make_world(tmp_path / "s.json", AgentPolicy(allowed_namespaces=frozenset({"llm"})))
+    w.put_pod("intruder", [0], "200", namespace="other")
+    w.reconciler.reconcile()
+    assert w.backend.set_calls == []
+
+
+def test_parking_sets_free_gpus_to_the_park_limit_and_unparks_when_held(tmp_path: Path) -> None:
+    w = make_world(tmp_path / "s.json", AgentPolicy(park=True, park_watts=220))
+    w.put_pod("p", [0], None)  # holds GPU 0 without asking for a cap
+    w.reconciler.reconcile()
+    assert w.limits() == [700, 220, 220, 220]
+    w.put_pod("q", [1], "500")
+    w.reconciler.reconcile()
+    assert w.limits() == [700, 500, 220, 220]
+
+
+def test_dry_run_changes_nothing_and_writes_no_state(tmp_path: Path) -> None:
+    w = make_world(tmp_path / "s.json", dry_run=True)
+    w.put_pod("p", [0], "300")
+    result = w.reconciler.reconcile()
+    assert result.changed == {w.uuid(0): 300}
+    assert w.limits()[0] == 700 and not w.state.path.exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(NoPermission, "no_permission"), (NotSupported, "not_supported"), (InvalidArgument, "invalid_argument")],
+)
+def test_nvml_error_on_set_is_counted_the_other_gpus_proceed_and_it_retries(
+    world: World, error: type[Exception], reason: str
+) -> None:
+    world.backend.fail(world.uuid(0), "set", error)  # type: ignore[arg-type]
+    world.put_pod("p", [0, 1], "300")
+    result = world.reconciler.reconcile()
+    assert result.failures == {world.uuid(0): reason}
+    assert world.limits()[:2] == [700, 300]
+    assert world.counter("powerplanner_agent_apply_failures_total", reason=reason) == 1
+    world.reconciler.reconcile()  # the next pass (event or resync) retries
+    assert world.limits()[:2] == [300, 300]
+
+
+def test_gpu_lost_does_not_stop_the_others_and_recovers(world: World) -> None:
+    world.backend.lose(world.uuid(1))
+    world.put_pod("p", [0, 1], "300")
+    world.reconciler.reconcile()
+    assert world.counter("powerplanner_agent_apply_failures_total", reason="gpu_lost") == 1
+    assert world.backend.limit_watts(world.uuid(0)) == 300
+    world.backend.lose(world.uuid(1), lost=False)
+    world.reconciler.reconcile()
+    assert world.limits()[:2] == [300, 300]
+
+
+def test_state_file_unwritable_means_no_change(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    w = make_world(blocker / "state.json")
+    w.put_pod("p", [0], "300")
+    result = w.reconciler.reconcile()
+    assert result.failures == {w.uuid(0): "state_file"}
+    assert w.backend.set_calls == []
+
+
+def test_restore_all_puts_every_changed_gpu_back(world: World) -> None:
+    world.put_pod("p", [0, 1, 2], "300")
+    world.reconciler.reconcile()
+    assert world.reconciler.restore_all() == {}
+    assert world.limits() == [700, 700, 700, 700]
+    assert world.state.originals() == {}
+
+
+def test_restore_failure_keeps_the_entry_for_the_next_start(world: World) -> None:
+    world.put_pod("p", [0], "300")
+    world.reconciler.reconcile()
+    world.backend.fail(world.uuid(0), "set", NoPermission)
+    assert world.reconciler.restore_all() == {world.uuid(0): "no_permission"}
+    assert world.state.original(world.uuid(0)) == 700.0
+    restarted = world.restart()
+    world.delete_pod("p")
+    restarted.reconciler.reconcile()
+    assert restarted.limits()[0] == 700 and restarted.state.originals() == {}
+
+
+def test_restart_after_a_kill_restores_gpus_no_longer_managed_and_keeps_the_original(world: World) -> None:
+    world.put_pod("p", [0], "300")
+    world.put_pod("q", [1], "400")
+    world.reconciler.reconcile()
+    # killed here (no restore); meanwhile pod p goes away
+    world.delete_pod("p")
+    restarted = world.restart()
+    restarted.reconciler.reconcile()
+    assert restarted.limits()[:2] == [700, 400]
+    assert restarted.state.originals() == {world.uuid(1): 700.0}  # the original, not the 400 W cap
+
+
+def test_killed_between_state_write_and_set_recovers(world: World) -> None:
+    world.state.record_original(world.uuid(0), 700.0)  # the agent died right after this write
+    world.put_pod("p", [0], "300")
+    restarted = world.restart()
+    restarted.reconciler.reconcile()
+    assert restarted.limits()[0] == 300
+    assert restarted.reconciler.restore_all() == {}
+    assert restarted.limits()[0] == 700
+
+
+def test_gpu_default_metrics_are_published(world: World) -> None:
+    world.put_pod("p", [0], "300")
+    world.reconciler.reconcile()
+    labels = {"gpu": "0", "uuid": world.uuid(0), "pod": "p", "namespace": "llm", "container": "main"}
+    reg = world.metrics.registry
+    assert reg.get_sample_value("powerplanner_agent_gpu_power_limit_requested_watts", labels) == 300
+    assert reg.get_sample_value("powerplanner_agent_gpu_power_limit_applied_watts", labels) == 300
+    assert reg.get_sample_value("powerplanner_agent_gpu_power_limit_default_watts", labels) == 700
+    assert reg.get_sample_value("powerplanner_agent_gpu_power_draw_watts", labels) == 100
+    assert reg.get_sample_value("powerplanner_agent_gpu_energy_joules_total", labels) == 0
+    assert reg.get_sample_value("powerplanner_agent_reconcile_duration_seconds_count", {}) == 1
