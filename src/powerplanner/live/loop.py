@@ -1,0 +1,277 @@
+"""The run loop: every cap tick, read the budget, the cluster and Prometheus, ask the Planner, act.
+
+Two timescales, one loop: the loop ticks every ``planner.cap_interval_s``; the Planner itself decides on
+which ticks replicas may change (``adjustment_interval_s``), so the loop never second-guesses it. Faults
+never stop the loop: a Prometheus fault gives ``source_ok=False`` (the planner holds replicas and still
+obeys the budget with caps), a Kubernetes fault skips the tick's actuation, and every fault is counted
+in /metrics by kind and logged. Time is an injected :class:`~powerplanner.live.clock.Clock`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from powerplanner.live.actuation import StepOutcome, execute
+from powerplanner.live.budget import Budget, CompositeBudget
+from powerplanner.live.clock import Clock
+from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
+from powerplanner.live.prometheus import MetricsReading, MetricsSource
+from powerplanner.live.telemetry import LoopTelemetry
+from powerplanner.model.roles import ROLES, Role
+from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState
+
+log = logging.getLogger(__name__)
+
+
+class PlannerLike(Protocol):
+    def tick(self, obs: Observation, oracle_load: LoadForecast | None = None) -> Decision: ...
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    cap_interval_s: float
+    window_s: float
+    dry_run: bool = False
+    emit_events: bool = True
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """Everything one tick saw and did (for logs, tests and ``GET /decision``)."""
+
+    time_s: float
+    budget: Budget | None
+    observation: Observation | None
+    decision: Decision | None
+    outcomes: tuple[StepOutcome, ...] = ()
+    errors: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    state: ClusterState | None = field(default=None, repr=False)
+
+
+def build_observation(
+    time_s: float, window_s: float, reading: MetricsReading, state: ClusterState, budget_watts: float
+) -> Observation:
+    """Join Prometheus (load, latency, power) and the cluster (replicas, annotated caps) into one window.
+    The applied cap is the agent's report when there is one, else the annotation on the pods."""
+    roles: dict[Role, RoleState] = {}
+    for role in ROLES:
+        rc = state.role(role)
+        applied = reading.applied_cap_watts.get(role)
+        roles[role] = RoleState(
+            ready_replicas=rc.ready_replicas,
+            starting_replicas=rc.starting_replicas,
+            draining_replicas=rc.draining_replicas,
+            applied_cap_watts=applied if applied is not None else rc.annotated_cap_watts,
+            measured_draw_watts=reading.draw_watts.get(role),
+        )
+    return Observation(
+        time_s=time_s,
+        window_s=window_s,
+        request_rate_per_s=reading.request_rate_per_s,
+        isl_tokens=reading.isl_tokens,
+        osl_tokens=reading.osl_tokens,
+        ttft_ms=reading.ttft_ms,
+        itl_ms=reading.itl_ms,
+        prefill=roles[Role.PREFILL],
+        decode=roles[Role.DECODE],
+        budget_watts=budget_watts,
+        measured_power_watts=reading.measured_power_watts,
+        source_ok=reading.source_ok,
+        source_error=reading.source_error,
+    )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, mappings and tuples as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+class LiveLoop:
+    def __init__(
+        self,
+        planner: PlannerLike,
+        metrics: MetricsSource,
+        actuator: Actuator,
+        budget: CompositeBudget,
+        clock: Clock,
+        settings: LoopSettings,
+        telemetry: LoopTelemetry | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.planner = planner
+        self.metrics = metrics
+        self.actuator = actuator
+        self.budget = budget
+        self.clock = clock
+        self.settings = settings
+        self.telemetry = telemetry or LoopTelemetry()
+        self.telemetry.dry_run.set(1 if settings.dry_run else 0)
+        self._timer = timer
+        self._lock = threading.Lock()
+        self._last: TickReport | None = None
+        self._source_was_ok = True
+        self.ticks = 0
+
+    @property
+    def last(self) -> TickReport | None:
+        with self._lock:
+            return self._last
+
+    def last_decision_json(self) -> dict[str, Any]:
+        """Body of ``GET /decision``."""
+        report = self.last
+        if report is None:
+            return {"decision": None, "detail": "no tick has run yet"}
+        return {
+            "time_s": report.time_s,
+            "budget_watts": report.budget.watts if report.budget else None,
+            "budget_source": report.budget.source if report.budget else None,
+            "decision": to_jsonable(report.decision),
+            "observation": to_jsonable(report.observation),
+            "outcomes": [
+                {"kind": o.step.kind.value, "role": o.step.role.value, "value": o.step.value, "outcome": o.outcome,
+                 "detail": o.detail}
+                for o in report.outcomes
+            ],
+            "errors": list(report.errors),
+            "dry_run": self.settings.dry_run,
+        }
+
+    # -- one tick -----------------------------------------------------------------------------------
+    def tick(self) -> TickReport:
+        started = self._timer()
+        now_s = self.clock.now_s()
+        errors: list[str] = []
+        tel = self.telemetry
+
+        budget = self.budget.current(self.clock.utc_now())
+        tel.budget_watts.set(budget.watts)
+        for source in budget.readings:
+            shown = source.watts if source.watts is not None else float("nan")
+            tel.budget_source_watts.labels(source.source).set(shown)
+            if source.error:
+                tel.error(f"budget_{source.source}")
+                errors.append(source.error)
+
+        try:
+            state = self.actuator.read_state()
+        except KubernetesError as exc:
+            tel.error(f"kubernetes_{exc.kind}")
+            log.error("cannot read the cluster, skipping this tick: %s", exc.message)
+            return self._finish(TickReport(now_s, budget, None, None, (), (*errors, exc.message)), started)
+        tel.dgd_ready.set(1 if state.ready else 0)
+
+        try:
+            reading = self.metrics.read(self.settings.window_s, state.pod_names())
+        except Exception as exc:  # a metrics source must not take the loop down
+            log.exception("metrics source failed unexpectedly")
+            reading = MetricsReading(None, None, None, None, None, source_ok=False,
+                                     source_error=f"metrics source crashed: {exc!r}", error_kind="crash")
+        if not reading.source_ok:
+            tel.error(f"prometheus_{reading.error_kind or 'unknown'}")
+            errors.append(reading.source_error or "metrics source failed")
+            if self._source_was_ok:
+                log.error("metrics source failed, holding replicas: %s", reading.source_error)
+                self._event("MetricsUnavailable", f"Prometheus fault, holding replicas: {reading.source_error}",
+                            warning=True)
+        elif not self._source_was_ok:
+            log.warning("metrics source recovered")
+            self._event("MetricsRecovered", "Prometheus answers again")
+        self._source_was_ok = reading.source_ok
+
+        obs = build_observation(now_s, self.settings.window_s, reading, state, budget.watts)
+        tel.record_observation(obs)
+        try:
+            decision = self.planner.tick(obs)
+        except Exception as exc:  # the planner is pure; a crash is a bug, but the loop keeps its promises
+            tel.error("planner")
+            log.exception("planner failed on this observation; nothing changes this tick")
+            return self._finish(TickReport(now_s, budget, obs, None, (), (*errors, f"planner: {exc!r}"),
+                                           state=state), started)
+        tel.record_decision(decision)
+
+        current_caps = {role: obs.role(role).applied_cap_watts for role in ROLES}
+        outcomes = execute(decision.steps, state, self.actuator, current_caps, dry_run=self.settings.dry_run)
+        for outcome in outcomes:
+            tel.steps.labels(outcome.step.kind.value, outcome.outcome).inc()
+            if outcome.outcome == "failed":
+                tel.error(f"kubernetes_{outcome.detail.split(':', 1)[0]}")
+                errors.append(outcome.detail)
+        self._log_decision(budget, decision, outcomes)
+        done = [o for o in outcomes if o.outcome == "done"]
+        if done:
+            self._event("PowerPlanApplied", self._summary(budget, decision, done))
+        return self._finish(TickReport(now_s, budget, obs, decision, tuple(outcomes), tuple(errors), state=state),
+                            started)
+
+    def _finish(self, report: TickReport, started: float) -> TickReport:
+        duration = self._timer() - started
+        report = dataclasses.replace(report, duration_s=duration)
+        self.telemetry.tick_seconds.observe(duration)
+        self.telemetry.last_tick.set(report.time_s)
+        with self._lock:
+            self._last = report
+        self.ticks += 1
+        return report
+
+    def _event(self, reason: str, message: str, warning: bool = False) -> None:
+        if self.settings.emit_events and not self.settings.dry_run:
+            self.actuator.emit_event(reason, message, warning=warning)
+
+    @staticmethod
+    def _summary(budget: Budget, decision: Decision, done: list[StepOutcome]) -> str:
+        steps = ", ".join(
+            f"{o.step.role.value} cap={o.step.value:g}W" if o.step.kind.value == "set_cap"
+            else f"{o.step.role.value} replicas={int(o.step.value)}"
+            for o in done
+        )
+        reasons = ",".join(str(r) for r in decision.reasons)
+        return (f"budget {budget.watts:g} W ({budget.source}); projected {decision.projected_provisioned_watts:g} W; "
+                f"{steps}; reasons: {reasons}")
+
+    def _log_decision(self, budget: Budget, decision: Decision, outcomes: list[StepOutcome]) -> None:
+        mode = "dry-run " if self.settings.dry_run else ""
+        log.info(
+            "%sdecision: budget=%gW(%s) prefill=%dx%gW decode=%dx%gW projected=%gW reasons=%s steps=[%s]",
+            mode, budget.watts, budget.source, decision.prefill.replicas, decision.prefill.cap_watts,
+            decision.decode.replicas, decision.decode.cap_watts, decision.projected_provisioned_watts,
+            ",".join(str(r) for r in decision.reasons),
+            "; ".join(f"{o.step.kind.value} {o.step.role.value}={o.step.value:g}:{o.outcome}" for o in outcomes),
+        )
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, once: bool = False, max_ticks: int | None = None) -> int:
+        """Tick every cap interval until ``stop`` is set (SIGTERM/SIGINT), once, or ``max_ticks`` times.
+        A slow tick is not made up for: the next one starts a full interval after it was due, or now."""
+        interval = self.settings.cap_interval_s
+        next_due = self.clock.now_s()
+        ran = 0
+        while not stop.is_set():
+            self.tick()
+            ran += 1
+            if once or (max_ticks is not None and ran >= max_ticks):
+                break
+            next_due += interval
+            now = self.clock.now_s()
+            if next_due < now:
+                next_due = now
+            self.clock.sleep_s(next_due - now, stop)
+        return ran

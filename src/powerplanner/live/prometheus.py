@@ -1,0 +1,361 @@
+"""Load, latency and power from Prometheus (HTTP API, instant queries, through httpx).
+
+Windowed averages are computed as Dynamo's SLA planner does (ai-dynamo/dynamo
+``components/src/dynamo/planner/utils/prometheus.py``: ``increase(X_sum[W]) / increase(X_count[W])``),
+summed over every frontend series that matches the ``model`` / ``dynamo_namespace`` labels, so the
+average is request-weighted across frontends. The request rate is ``sum(increase(requests_total[W])) / W``.
+
+"No data" is explicit: an empty vector, NaN (an idle window: 0/0), infinities or negative values become
+``None``, never NaN, so the planner can tell "idle" (rate 0 or None with ``source_ok``) from "broken"
+(``source_ok=False``). A failing Prometheus (down, slow, 5xx, garbage) gives ``source_ok=False`` with the
+error named; the loop keeps going and the planner holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from powerplanner.config import PrometheusConfig
+from powerplanner.errors import EndpointError
+from powerplanner.model.roles import ROLES, Role
+
+
+class PrometheusError(Exception):
+    """A query that failed. ``kind`` is one of ``unreachable``, ``timeout``, ``http``, ``garbage``, ``query``;
+    it becomes the ``kind`` label of the planner's error counter."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    @property
+    def transport(self) -> bool:
+        """True when Prometheus itself is unavailable (further queries this tick would fail the same way)."""
+        return self.kind in ("unreachable", "timeout")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One element of an instant vector. ``value`` is None for NaN/inf (Prometheus' way of saying 0/0)."""
+
+    labels: Mapping[str, str]
+    value: float | None
+
+
+def _finite(raw: Any) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+class PrometheusClient:
+    """Instant queries with a timeout, retries with exponential backoff (transport errors, 5xx, 429) and a
+    strict parse of the answer. ``sleep`` is injected so tests do not wait for backoffs."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 2.0,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout_s), transport=transport)
+
+    @classmethod
+    def from_config(cls, cfg: PrometheusConfig, sleep: Callable[[float], None] = time.sleep) -> PrometheusClient:
+        return cls(cfg.url, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s, sleep=sleep)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def query(self, promql: str) -> list[Sample]:
+        """Evaluate ``promql`` now. Scalars come back as one sample without labels."""
+        last: PrometheusError | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._sleep(self.backoff_s * (2 ** (attempt - 1)))
+            try:
+                return self._query_once(promql)
+            except PrometheusError as exc:
+                last = exc
+                if exc.kind not in ("unreachable", "timeout", "http"):
+                    raise
+        assert last is not None
+        raise last
+
+    def _query_once(self, promql: str) -> list[Sample]:
+        try:
+            resp = self._http.get("/api/v1/query", params={"query": promql})
+        except httpx.TimeoutException as exc:
+            raise PrometheusError("timeout", f"Prometheus at {self.url} timed out ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise PrometheusError("unreachable", f"Prometheus at {self.url} is unreachable ({exc})") from None
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise PrometheusError("http", f"Prometheus answered HTTP {resp.status_code}")
+        try:
+            body = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            raise PrometheusError("garbage", f"Prometheus answered non-JSON (HTTP {resp.status_code})") from None
+        if not isinstance(body, dict):
+            raise PrometheusError("garbage", "Prometheus answered JSON that is not an object")
+        if body.get("status") != "success":
+            raise PrometheusError("query", f"query failed: {body.get('errorType')}: {body.get('error')} ({promql})")
+        return _parse_data(body.get("data"))
+
+    def check_reachable(self) -> None:
+        """Raise :class:`EndpointError` (one clear line) when Prometheus cannot answer a trivial query."""
+        try:
+            self._query_once("vector(1)")
+        except PrometheusError as exc:
+            raise EndpointError(
+                f"prometheus.url: {exc.message}; check prometheus.url and that Prometheus is running"
+            ) from None
+
+
+def _parse_data(data: Any) -> list[Sample]:
+    if not isinstance(data, dict):
+        raise PrometheusError("garbage", "Prometheus answer has no data object")
+    kind = data.get("resultType")
+    result = data.get("result")
+    try:
+        if kind == "vector" and isinstance(result, list):
+            return [Sample(labels=dict(item.get("metric") or {}), value=_finite(item["value"][1])) for item in result]
+        if kind == "scalar" and isinstance(result, list):
+            return [Sample(labels={}, value=_finite(result[1]))]
+    except (TypeError, KeyError, IndexError, AttributeError):
+        raise PrometheusError("garbage", "Prometheus answer has a malformed result") from None
+    raise PrometheusError("garbage", f"unexpected resultType {kind!r} (need an instant vector or scalar)")
+
+
+# -- query construction (pure) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrontendMetricNames:
+    """Metric and label names of one frontend flavour."""
+
+    ttft_seconds: str
+    itl_seconds: str
+    input_tokens: str
+    output_tokens: str
+    requests_total: str
+    model_label: str
+    namespace_label: str | None
+
+
+# Dynamo's frontend (lib/runtime prometheus_names: frontend_service), labels model and dynamo_namespace.
+DYNAMO_FRONTEND = FrontendMetricNames(
+    ttft_seconds="dynamo_frontend_time_to_first_token_seconds",
+    itl_seconds="dynamo_frontend_inter_token_latency_seconds",
+    input_tokens="dynamo_frontend_input_sequence_tokens",
+    output_tokens="dynamo_frontend_output_sequence_tokens",
+    requests_total="dynamo_frontend_requests_total",
+    model_label="model",
+    namespace_label="dynamo_namespace",
+)
+
+# vLLM's own server metrics (vllm/v1/metrics/loggers.py), label model_name; no namespace label.
+VLLM_FRONTEND = FrontendMetricNames(
+    ttft_seconds="vllm:time_to_first_token_seconds",
+    itl_seconds="vllm:inter_token_latency_seconds",
+    input_tokens="vllm:request_prompt_tokens",
+    output_tokens="vllm:request_generation_tokens",
+    requests_total="vllm:request_success_total",
+    model_label="model_name",
+    namespace_label=None,
+)
+
+
+@dataclass(frozen=True)
+class PowerMetricNames:
+    """Per-GPU power series with ``pod`` and ``namespace`` labels."""
+
+    draw_watts: str
+    applied_limit_watts: str | None
+
+
+AGENT_POWER = PowerMetricNames(
+    draw_watts="powerplanner_agent_gpu_power_draw_watts",
+    applied_limit_watts="powerplanner_agent_gpu_power_limit_applied_watts",
+)
+# dcgm-exporter: DCGM_FI_DEV_POWER_USAGE (W); the enforced limit is DCGM_FI_DEV_POWER_MGMT_LIMIT when exported.
+DCGM_POWER = PowerMetricNames(draw_watts="DCGM_FI_DEV_POWER_USAGE", applied_limit_watts="DCGM_FI_DEV_POWER_MGMT_LIMIT")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def selector(labels: Mapping[str, str | None]) -> str:
+    """``{a="x",b="y"}`` for the labels that have a value; empty string when none do."""
+    parts = [f'{k}="{_escape(v)}"' for k, v in labels.items() if v is not None]
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def range_literal(window_s: float) -> str:
+    """A PromQL range for ``window_s`` seconds (milliseconds when not a whole number of seconds)."""
+    if window_s <= 0:
+        raise ValueError("window must be positive")
+    ms = round(window_s * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def average_query(metric: str, sel: str, window_s: float) -> str:
+    """Request-weighted window average of a histogram: NaN (-> None) when no request ended in the window."""
+    w = range_literal(window_s)
+    return f"sum(increase({metric}_sum{sel}[{w}])) / sum(increase({metric}_count{sel}[{w}]))"
+
+
+def rate_query(counter: str, sel: str, window_s: float) -> str:
+    """Requests per second over the window."""
+    return f"sum(increase({counter}{sel}[{range_literal(window_s)}])) / {window_s:g}"
+
+
+@dataclass(frozen=True)
+class FrontendQueries:
+    """The five queries of one tick's load and latency observation."""
+
+    request_rate: str
+    isl: str
+    osl: str
+    ttft: str
+    itl: str
+
+
+def frontend_queries(
+    names: FrontendMetricNames, window_s: float, model: str | None, dynamo_namespace: str | None
+) -> FrontendQueries:
+    labels: dict[str, str | None] = {names.model_label: model}
+    if names.namespace_label is not None:
+        labels[names.namespace_label] = dynamo_namespace
+    sel = selector(labels)
+    return FrontendQueries(
+        request_rate=rate_query(names.requests_total, sel, window_s),
+        isl=average_query(names.input_tokens, sel, window_s),
+        osl=average_query(names.output_tokens, sel, window_s),
+        ttft=average_query(names.ttft_seconds, sel, window_s),
+        itl=average_query(names.itl_seconds, sel, window_s),
+    )
+
+
+def per_pod_query(metric: str, namespace: str, how: str) -> str:
+    """``sum``/``max`` by pod of a per-GPU series in one Kubernetes namespace."""
+    return f"{how} by (pod) ({metric}{selector({'namespace': namespace})})"
+
+
+# -- the metrics source -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricsReading:
+    """What Prometheus said for one window. Every number may be None ("no data")."""
+
+    request_rate_per_s: float | None
+    isl_tokens: float | None
+    osl_tokens: float | None
+    ttft_ms: float | None
+    itl_ms: float | None
+    applied_cap_watts: Mapping[Role, float | None] = field(default_factory=dict)  # per GPU, max over the role
+    draw_watts: Mapping[Role, float | None] = field(default_factory=dict)  # whole role
+    measured_power_watts: float | None = None  # both roles
+    source_ok: bool = True
+    source_error: str | None = None
+    error_kind: str | None = None  # PrometheusError.kind of the first failure
+
+
+class MetricsSource(Protocol):
+    """Where the live loop's load, latency and power come from."""
+
+    def read(self, window_s: float, pods: Mapping[Role, Sequence[str]]) -> MetricsReading:
+        """Observe the last ``window_s`` seconds; ``pods`` are the worker pod names of each role (to attribute
+        per-GPU power to roles). Never raises for a Prometheus fault: returns ``source_ok=False``."""
+        ...
+
+
+class PrometheusMetricsSource:
+    """:class:`MetricsSource` over the Prometheus HTTP API."""
+
+    def __init__(self, client: PrometheusClient, cfg: PrometheusConfig, k8s_namespace: str) -> None:
+        self._client = client
+        self._cfg = cfg
+        self._namespace = k8s_namespace
+        self._frontend = VLLM_FRONTEND if cfg.frontend == "vllm" else DYNAMO_FRONTEND
+        self._power = {"agent": AGENT_POWER, "dcgm": DCGM_POWER}.get(cfg.power_source)
+
+    def read(self, window_s: float, pods: Mapping[Role, Sequence[str]]) -> MetricsReading:
+        queries = frontend_queries(self._frontend, window_s, self._cfg.model, self._cfg.dynamo_namespace)
+        errors: list[PrometheusError] = []
+
+        def scalar(promql: str) -> float | None:
+            if any(e.transport for e in errors):
+                return None  # Prometheus is down: do not wait out a timeout per query
+            try:
+                samples = self._client.query(promql)
+            except PrometheusError as exc:
+                errors.append(exc)
+                return None
+            if len(samples) != 1:
+                return None  # empty vector: no series matched (idle, or nothing exported yet)
+            value = samples[0].value
+            return value if value is not None and value >= 0 else None
+
+        def by_pod(promql: str) -> dict[str, float]:
+            if any(e.transport for e in errors):
+                return {}
+            try:
+                samples = self._client.query(promql)
+            except PrometheusError as exc:
+                errors.append(exc)
+                return {}
+            return {s.labels["pod"]: s.value for s in samples if "pod" in s.labels and s.value is not None}
+
+        rate = scalar(queries.request_rate)
+        isl = scalar(queries.isl)
+        osl = scalar(queries.osl)
+        ttft_s = scalar(queries.ttft)
+        itl_s = scalar(queries.itl)
+        caps: dict[Role, float | None] = dict.fromkeys(ROLES)
+        draws: dict[Role, float | None] = dict.fromkeys(ROLES)
+        if self._power is not None:
+            draw_by_pod = by_pod(per_pod_query(self._power.draw_watts, self._namespace, "sum"))
+            cap_by_pod = (
+                by_pod(per_pod_query(self._power.applied_limit_watts, self._namespace, "max"))
+                if self._power.applied_limit_watts
+                else {}
+            )
+            for role in ROLES:
+                names = [p for p in pods.get(role, ()) if p in draw_by_pod]
+                draws[role] = sum(draw_by_pod[p] for p in names) if names else None
+                role_caps = [cap_by_pod[p] for p in pods.get(role, ()) if p in cap_by_pod]
+                caps[role] = max(role_caps) if role_caps else None
+        known = [d for d in draws.values() if d is not None]
+        first = errors[0] if errors else None
+        return MetricsReading(
+            request_rate_per_s=rate,
+            isl_tokens=isl,
+            osl_tokens=osl,
+            ttft_ms=None if ttft_s is None else ttft_s * 1000.0,
+            itl_ms=None if itl_s is None else itl_s * 1000.0,
+            applied_cap_watts=caps,
+            draw_watts=draws,
+            measured_power_watts=sum(known) if known else None,
+            source_ok=first is None,
+            source_error=None if first is None else f"prometheus {first.kind}: {first.message}",
+            error_kind=None if first is None else first.kind,
+        )

@@ -1,0 +1,102 @@
+"""The planner's own /metrics: what it saw, what it decided, and what went wrong.
+
+Its own :class:`~prometheus_client.CollectorRegistry` (never the global one), so several loops can live
+in one process (tests) and nothing leaks between them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from powerplanner.model.roles import ROLES
+from powerplanner.model.values import Decision, Observation
+
+PREFIX = "powerplanner"
+
+
+class LoopTelemetry:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.budget_watts = Gauge(f"{PREFIX}_budget_watts", "Budget in force (lowest active source).", registry=r)
+        self.budget_source_watts = Gauge(
+            f"{PREFIX}_budget_source_watts", "Each budget source's current value (NaN when inactive).", ["source"],
+            registry=r,
+        )
+        self.projected_watts = Gauge(
+            f"{PREFIX}_projected_provisioned_watts", "Provisioned power of the target (replicas x GPUs x cap).",
+            registry=r,
+        )
+        self.predicted_draw_watts = Gauge(f"{PREFIX}_predicted_draw_watts", "Predicted GPU draw.", registry=r)
+        self.measured_watts = Gauge(
+            f"{PREFIX}_measured_power_watts", "Measured GPU draw of the deployment (NaN when unknown).", registry=r
+        )
+        self.replicas = Gauge(
+            f"{PREFIX}_replicas", "Replicas per role: ready, starting, draining (observed) and target.",
+            ["role", "state"], registry=r,
+        )
+        self.cap_watts = Gauge(
+            f"{PREFIX}_cap_watts", "Per-GPU cap per role: target and applied (NaN when unknown).", ["role", "kind"],
+            registry=r,
+        )
+        self.predicted_load = Gauge(
+            f"{PREFIX}_predicted_load", "Forecast for the next interval (rate per s, ISL and OSL tokens).",
+            ["quantity"], registry=r,
+        )
+        self.observed_load = Gauge(
+            f"{PREFIX}_observed_load", "Observed window averages (NaN when no data).", ["quantity"], registry=r
+        )
+        self.decisions = Counter(f"{PREFIX}_decisions", "Decisions, by reason.", ["reason"], registry=r)
+        self.steps = Counter(f"{PREFIX}_steps", "Actuation steps by kind and outcome.", ["kind", "outcome"], registry=r)
+        self.budget_limited = Gauge(f"{PREFIX}_budget_limited", "1 when the budget limits the SLA.", registry=r)
+        self.tick_seconds = Histogram(
+            f"{PREFIX}_tick_duration_seconds", "Wall time of one tick (queries, decision, actuation).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10), registry=r,
+        )
+        self.errors = Counter(f"{PREFIX}_errors", "Faults by kind (prometheus_*, kubernetes_*, budget_*).", ["kind"],
+                              registry=r)
+        self.source_up = Gauge(f"{PREFIX}_metrics_source_up", "1 when the last metrics read succeeded.", registry=r)
+        self.dgd_ready = Gauge(f"{PREFIX}_dgd_ready", "1 when the DGD is Ready.", registry=r)
+        self.dry_run = Gauge(f"{PREFIX}_dry_run", "1 in dry-run mode (decide and log, touch nothing).", registry=r)
+        self.last_tick = Gauge(f"{PREFIX}_last_tick_timestamp_seconds", "Clock time of the last tick.", registry=r)
+
+    def record_observation(self, obs: Observation) -> None:
+        nan = float("nan")
+        self.measured_watts.set(obs.measured_power_watts if obs.measured_power_watts is not None else nan)
+        for name, value in (("request_rate_per_s", obs.request_rate_per_s), ("isl_tokens", obs.isl_tokens),
+                            ("osl_tokens", obs.osl_tokens), ("ttft_ms", obs.ttft_ms), ("itl_ms", obs.itl_ms)):
+            self.observed_load.labels(name).set(value if value is not None else nan)
+        for role in ROLES:
+            rs = obs.role(role)
+            self.replicas.labels(role.value, "ready").set(rs.ready_replicas)
+            self.replicas.labels(role.value, "starting").set(rs.starting_replicas)
+            self.replicas.labels(role.value, "draining").set(rs.draining_replicas)
+            self.cap_watts.labels(role.value, "applied").set(
+                rs.applied_cap_watts if rs.applied_cap_watts is not None else nan
+            )
+        self.source_up.set(1 if obs.source_ok else 0)
+
+    def record_decision(self, decision: Decision) -> None:
+        self.projected_watts.set(decision.projected_provisioned_watts)
+        self.predicted_draw_watts.set(decision.predicted_draw_watts)
+        self.budget_limited.set(1 if decision.budget_limited else 0)
+        for role in ROLES:
+            target = decision.target(role)
+            self.replicas.labels(role.value, "target").set(target.replicas)
+            self.cap_watts.labels(role.value, "target").set(target.cap_watts)
+        if decision.forecast is not None:
+            self.predicted_load.labels("request_rate_per_s").set(decision.forecast.request_rate_per_s)
+            self.predicted_load.labels("isl_tokens").set(decision.forecast.isl_tokens)
+            self.predicted_load.labels("osl_tokens").set(decision.forecast.osl_tokens)
+        for reason in decision.reasons:
+            self.decisions.labels(str(reason)).inc()
+
+    def error(self, kind: str) -> None:
+        self.errors.labels(kind).inc()
+
+    def serve(self, host: str, port: int) -> Any:
+        """Serve /metrics on ``host:port``; returns the server (``shutdown()`` to stop)."""
+        httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return httpd
