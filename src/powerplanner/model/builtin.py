@@ -118,7 +118,8 @@ def _llama2_70b_h100(tp: int) -> CappedProfile:
         prefill_caps=default_cap_model(gpu, Role.PREFILL),
         decode_caps=default_cap_model(gpu, Role.DECODE),
         prefill=PrefillLatency(a, b, c, source=fit_source),
-        decode=DecodeLatency(base, per_seq, per_kv, per_sq, kv=kv, source=fit_source),
+        decode=DecodeLatency(base, per_seq, per_kv, per_sq, max_kv_tokens=kv.max_kv_tokens,
+                             source=f"{fit_source}; KV capacity: {kv.source}"),
         source=f"Llama-2-70B FP16 on H100 SXM, TP{tp} per role: latency {fit_source}; power Splitwise [SW]",
     )
 
@@ -136,8 +137,10 @@ def _llama31_8b_h200() -> CappedProfile:
     # Decode [DYN]: 10k tokens/s/GPU at 10 ms ITL = batch 100 at ITL 10 ms; we place it at context 1024.
     # KV read per token of context: 131072 B / 4.8 TB/s = 2.731e-8 s [ARCH][HBM]; batch-1 base 5 ms [ASSUME];
     # per_seq closes the gap: (10 ms - 5 ms - 100 * 1024 * 2.731e-8 s) / 100 = 2.204e-5 s.
-    decode = DecodeLatency(base_s=5.0e-3, per_seq_s=2.204e-5, per_kv_token_s=2.731e-8, per_seq_sq_s=0.0, kv=kv,
-                           source="batch 100 at 10 ms ITL, context 1024 [DYN]; KV read at 4.8 TB/s [HBM]")
+    decode = DecodeLatency(base_s=5.0e-3, per_seq_s=2.204e-5, per_kv_token_s=2.731e-8, per_seq_sq_s=0.0,
+                           max_kv_tokens=kv.max_kv_tokens,
+                           source="batch 100 at 10 ms ITL, context 1024 [DYN]; KV read at 4.8 TB/s [HBM]; "
+                           f"KV capacity: {kv.source}")
     return CappedProfile(
         name="llama3.1-8b-h200-tp1",
         gpu=gpu,

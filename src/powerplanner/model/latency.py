@@ -90,6 +90,7 @@ class KvCapacity:
 
     @property
     def max_kv_tokens(self) -> int:
+        """KV tokens that fit (0 when the weights alone fill the memory)."""
         free_bytes = (self.gpus * self.memory_gb_per_gpu * self.memory_utilization - self.weights_gb) * 1e9
         return max(0, int(free_bytes // self.kv_bytes_per_token))
 
@@ -104,7 +105,7 @@ class DecodeLatency:
     per_seq_s: float
     per_kv_token_s: float
     per_seq_sq_s: float
-    kv: KvCapacity
+    max_kv_tokens: int
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -112,6 +113,11 @@ class DecodeLatency:
                                         per_kv_token_s=self.per_kv_token_s, per_seq_sq_s=self.per_seq_sq_s)
         if not problems and self.base_s <= 0:
             problems.append("decode latency: base_s must be > 0; give the batch-1 iteration time")
+        if self.max_kv_tokens < 1:
+            problems.append(
+                f"decode latency: max_kv_tokens = {self.max_kv_tokens} leaves no room for the KV cache; "
+                "use more GPUs per replica or a GPU with more memory"
+            )
         if problems:
             raise ProfileError(*problems)
 
@@ -121,4 +127,4 @@ class DecodeLatency:
         return np.asarray(self.base_s + self.per_seq_s * b + self.per_kv_token_s * b * ctx + self.per_seq_sq_s * b * b)
 
     def max_batch(self, context_tokens: float) -> int:
-        return max(1, int(self.kv.max_kv_tokens // max(1.0, context_tokens)))
+        return max(1, int(self.max_kv_tokens // max(1.0, context_tokens)))
