@@ -101,34 +101,41 @@ class CapModel:
 
     def _clock_for_core_watts(self, core_budget_watts: float) -> float:
         x = core_budget_watts / self.core_watts
-        if x >= self.floor_clock**3:
-            return float(min(1.0, x ** (1.0 / 3.0)))
-        return x / self.floor_clock**2
+        floor = self.floor_clock
+        if x >= floor * floor * floor:
+            return min(1.0, x ** (1.0 / 3.0))
+        return x / (floor * floor)
+
+    def _clock_and_duty(self, cap_watts: float) -> tuple[float, float]:
+        if not (self.min_limit_watts <= cap_watts <= self.max_limit_watts):
+            self.check_cap(cap_watts)  # raises with the range in the message
+        if cap_watts >= self.natural_draw_watts:
+            return 1.0, 1.0
+        clock = self._clock_for_core_watts(cap_watts - self.idle_watts - self.uncore_watts)
+        if clock >= self.min_clock:
+            return clock, 1.0
+        active_watts = self.busy_draw_at_clock_watts(self.min_clock) - self.idle_watts
+        return self.min_clock, max(1e-3, (cap_watts - self.idle_watts) / active_watts)
 
     def operating_point(self, cap_watts: float) -> OperatingPoint:
         """Where the GPU settles under ``cap_watts`` while fully busy in this role."""
-        self.check_cap(cap_watts)
-        if cap_watts >= self.natural_draw_watts:
-            return OperatingPoint(1.0, 1.0, 1.0, self.natural_draw_watts)
-        clock = self._clock_for_core_watts(cap_watts - self.idle_watts - self.uncore_watts)
-        duty = 1.0
-        if clock < self.min_clock:
-            clock = self.min_clock
-            active_watts = self.busy_draw_at_clock_watts(clock) - self.idle_watts
-            duty = max(1e-3, (cap_watts - self.idle_watts) / active_watts)
+        clock, duty = self._clock_and_duty(cap_watts)
         slowdown = ((1.0 - self.compute_share) + self.compute_share / clock) / duty
         return OperatingPoint(clock, duty, slowdown, min(cap_watts, self.natural_draw_watts))
 
     def slowdown(self, cap_watts: float) -> float:
-        """Time at ``cap_watts`` divided by uncapped time (>= 1)."""
-        return self.operating_point(cap_watts).slowdown
+        """Time at ``cap_watts`` divided by uncapped time (>= 1). Kept cheap: the simulator asks per event."""
+        clock, duty = self._clock_and_duty(cap_watts)
+        return ((1.0 - self.compute_share) + self.compute_share / clock) / duty
 
     def draw_watts(self, cap_watts: float, utilization: float) -> float:
         """Per-GPU draw at ``cap_watts`` and ``utilization`` in [0, 1]: idle plus the busy share, never above
         the cap (an idle GPU draws its idle power whatever the cap)."""
         if not (0.0 <= utilization <= 1.0):
             raise ProfileError(f"utilization {utilization:g} is outside [0, 1]; pass a fraction of busy time")
-        busy = self.operating_point(cap_watts).busy_draw_watts
+        if not (self.min_limit_watts <= cap_watts <= self.max_limit_watts):
+            self.check_cap(cap_watts)
+        busy = min(cap_watts, self.natural_draw_watts)  # the cap binds exactly whenever it is below natural draw
         return self.idle_watts + utilization * (busy - self.idle_watts)
 
     def cap_levels(self, count: int) -> tuple[float, ...]:

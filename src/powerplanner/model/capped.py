@@ -104,8 +104,7 @@ class CappedProfile:
     def decode_itl_s(self, batch: float, context_tokens: float, cap_watts: float) -> float:
         _check_finite("batch", batch)
         _check_finite("context_tokens", context_tokens)
-        itl = self.decode.itl_s(np.array([max(1.0, batch)]), context_tokens)
-        return float(itl[0]) * self.decode_caps.slowdown(cap_watts)
+        return self.decode.itl_s(max(1.0, batch), context_tokens) * self.decode_caps.slowdown(cap_watts)
 
     def max_batch(self, context_tokens: float) -> int:
         _check_finite("context_tokens", context_tokens)
@@ -115,7 +114,7 @@ class CappedProfile:
         """The batch (<= max_batch) with the highest throughput whose ITL meets the target; 0 if none does."""
         slow = self.decode_caps.slowdown(cap_watts)
         batches = np.arange(1, self.max_batch(context_tokens) + 1, dtype=np.float64)
-        itl = self.decode.itl_s(batches, context_tokens) * slow
+        itl = self.decode.itl_s_batches(batches, context_tokens) * slow
         throughput = batches / itl
         if itl_target_s is not None:
             throughput = np.where(itl <= itl_target_s, throughput, -1.0)

@@ -26,9 +26,12 @@ class PrefillTimeModel(Protocol):
 
 
 class DecodeTimeModel(Protocol):
-    """Uncapped decode iteration time and KV capacity of one replica."""
+    """Uncapped decode iteration time and KV capacity of one replica. ``itl_s`` is the scalar hot path (the
+    simulator calls it per event); ``itl_s_batches`` evaluates many batch sizes at once for throughput searches."""
 
-    def itl_s(self, batch: NDArray[np.float64], context_tokens: float) -> NDArray[np.float64]: ...
+    def itl_s(self, batch: float, context_tokens: float) -> float: ...
+
+    def itl_s_batches(self, batches: NDArray[np.float64], context_tokens: float) -> NDArray[np.float64]: ...
 
     def max_batch(self, context_tokens: float) -> int: ...
 
@@ -121,10 +124,15 @@ class DecodeLatency:
         if problems:
             raise ProfileError(*problems)
 
-    def itl_s(self, batch: NDArray[np.float64], context_tokens: float) -> NDArray[np.float64]:
-        b = np.maximum(np.asarray(batch, dtype=np.float64), 0.0)
+    def itl_s(self, batch: float, context_tokens: float) -> float:
+        b = max(0.0, batch)
         ctx = max(0.0, context_tokens)
-        return np.asarray(self.base_s + self.per_seq_s * b + self.per_kv_token_s * b * ctx + self.per_seq_sq_s * b * b)
+        return self.base_s + b * (self.per_seq_s + self.per_kv_token_s * ctx + self.per_seq_sq_s * b)
+
+    def itl_s_batches(self, batches: NDArray[np.float64], context_tokens: float) -> NDArray[np.float64]:
+        b = np.maximum(np.asarray(batches, dtype=np.float64), 0.0)
+        ctx = max(0.0, context_tokens)
+        return np.asarray(self.base_s + b * (self.per_seq_s + self.per_kv_token_s * ctx + self.per_seq_sq_s * b))
 
     def max_batch(self, context_tokens: float) -> int:
         return max(1, int(self.max_kv_tokens // max(1.0, context_tokens)))

@@ -138,7 +138,10 @@ class DecodeTable:
             return np.full_like(usage, y[0])
         return _extrapolated(x, y, usage)
 
-    def itl_s(self, batch: FloatArray, context_tokens: float) -> FloatArray:
+    def itl_s(self, batch: float, context_tokens: float) -> float:
+        return float(self.itl_s_batches(np.array([batch], dtype=np.float64), context_tokens)[0])
+
+    def itl_s_batches(self, batch: FloatArray, context_tokens: float) -> FloatArray:
         # Between two measured contexts, interpolate at the same batch (each curve read at the KV usage that
         # batch has at that curve's context): ITL follows batch and KV tokens, so this is near-linear in context.
         b = np.maximum(np.asarray(batch, dtype=np.float64), 1.0)
