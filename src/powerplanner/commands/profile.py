@@ -78,6 +78,31 @@ def _role_rows(profile: CappedProfile, caps: tuple[float, ...], isl: float, cont
     return rows
 
 
+def _summary_lines(profile: CappedProfile, isl: float, context: float) -> list[str]:
+    """The figures the model promises (DESIGN.md section 4), on a fine grid of caps: where prefill energy per
+    token is least, and how flat decode throughput stays above decode's natural draw."""
+    from powerplanner.model.roles import Role
+
+    caps = profile.cap_levels(Role.PREFILL, 101)
+    energy = [profile.energy_per_token_j(Role.PREFILL, c, isl_tokens=isl) for c in caps]
+    best = min(range(len(caps)), key=lambda i: energy[i])
+    natural = profile.natural_draw_watts(Role.DECODE)
+    above = [c for c in caps if c >= natural] or [caps[-1]]
+    thpt = [profile.decode_throughput_tokens_per_s_per_gpu(context, c) for c in above]
+    spread = (max(thpt) - min(thpt)) / max(thpt) * 100.0 if max(thpt) > 0 else 0.0
+    half = profile.gpu.max_limit_watts / 2
+    half_drop = (1 - profile.decode_throughput_tokens_per_s_per_gpu(context, half) / max(thpt)) * 100.0
+    low = profile.gpu.min_limit_watts
+    low_drop = (1 - profile.decode_throughput_tokens_per_s_per_gpu(context, low) / max(thpt)) * 100.0
+    return [
+        f"prefill energy per token is least at {caps[best]:.0f} W: {energy[best] * 1000:.1f} mJ/token, "
+        f"{(1 - energy[best] / energy[-1]) * 100:.0f}% below {caps[-1]:.0f} W and "
+        f"{(1 - energy[best] / energy[0]) * 100:.0f}% below {caps[0]:.0f} W",
+        f"decode throughput varies by {spread:.2f}% over caps >= its natural draw ({natural:.0f} W); "
+        f"it drops {half_drop:.1f}% at half TDP ({half:.0f} W) and {low_drop:.1f}% at the minimum ({low:.0f} W)",
+    ]
+
+
 def register(app: typer.Typer) -> None:
     profile_app = typer.Typer(
         name="profile",
@@ -173,6 +198,8 @@ def register(app: typer.Typer) -> None:
                 table.add_row(*cells, style=style)
             console.print(table)
         console.print("bold green: the cap with the least energy per token")
+        for line in _summary_lines(profile, isl, context):
+            console.print(line, soft_wrap=True)
 
     @profile_app.command("plot")
     def plot(
