@@ -530,7 +530,8 @@ class KubernetesActuator:
         now = datetime.now(UTC)
         version = self._found.version or DGD_VERSIONS[0]
         body = {
-            "metadata": {"generateName": f"{self.dgd_name}-powerplanner-", "namespace": self.namespace},
+            # Named like client-go's recorder (<object>.<unique hex>) rather than generateName: unique, readable.
+            "metadata": {"name": f"{self.dgd_name}.{time.time_ns():x}", "namespace": self.namespace},
             "involvedObject": {
                 "apiVersion": f"{DGD_GROUP}/{version}",
                 "kind": "DynamoGraphDeployment",

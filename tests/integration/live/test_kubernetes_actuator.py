@@ -1,0 +1,153 @@
+"""The actuator with the real ``kubernetes`` client against kmock's emulator: both DGD versions, the scaling
+adapter, cap annotations, injected 409/500/timeouts, and a proof of no lost update."""
+
+from __future__ import annotations
+
+import pytest
+
+from powerplanner.live.kubernetes import CAP_ANNOTATION, KubernetesActuator, KubernetesError
+from powerplanner.model.roles import Role
+from tests.fixtures.k8s import ADAPTER_PLURAL, DGD_PLURAL, EmulatedCluster, adapter_resource, dgd_resource
+
+pytestmark = pytest.mark.integration
+
+
+def actuator(cluster: EmulatedCluster, retries: int = 3, timeout_s: float = 2.0) -> KubernetesActuator:
+    return KubernetesActuator(cluster.api_client(), "default", "llm", retries=retries, backoff_s=0.0,
+                              timeout_s=timeout_s)
+
+
+def caps(cluster: EmulatedCluster, role: str) -> list[str | None]:
+    return [(p["metadata"].get("annotations") or {}).get(CAP_ANNOTATION) for p in cluster.pods("llm", role)
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_reads_v1alpha1_state_with_pods(cluster: EmulatedCluster) -> None:
+    cluster.add_dgd_v1alpha1(prefill_replicas=2, decode_replicas=3)
+    cluster.add_pod("llm-p-0", "llm", "prefill", cap_watts=400)
+    cluster.add_pod("llm-p-1", "llm", "prefill", ready=False)
+    cluster.add_pod("other-d-0", "other", "decode")  # another DGD's pod: filtered client-side
+    for i in range(3):
+        cluster.add_pod(f"llm-d-{i}", "llm", "decode", cap_watts=300)
+    cluster.patch("v1/pods", "default", "llm-d-2", {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}})
+    state = actuator(cluster).read_state()
+    assert state.api_version == "v1alpha1" and state.ready
+    p, d = state.role(Role.PREFILL), state.role(Role.DECODE)
+    assert (p.service, p.spec_replicas, p.gpus_per_replica) == ("VllmPrefillWorker", 2, 4)
+    assert [x.name for x in p.pods] == ["llm-p-0", "llm-p-1"]
+    assert p.annotated_cap_watts is None  # llm-p-1 has no annotation yet: its GPUs run at the default limit
+    assert d.draining_replicas == 1 and d.annotated_cap_watts == 300.0
+    assert p.adapter is None
+
+
+def test_scales_through_adapter_when_it_exists(cluster: EmulatedCluster) -> None:
+    cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
+    cluster.add_scaling_adapter("llm", "VllmDecodeWorker", 1)
+    act = actuator(cluster)
+    assert act.read_state().role(Role.DECODE).adapter == "llm-vllmdecodeworker"
+    act.scale(Role.DECODE, 3)
+    act.scale(Role.PREFILL, 2)
+    assert cluster.get(adapter_resource(), "default", "llm-vllmdecodeworker")["spec"]["replicas"] == 3
+    dgd = cluster.get(dgd_resource(), "default", "llm")
+    assert dgd["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 1  # the operator copies it, not us
+    assert dgd["spec"]["services"]["VllmPrefillWorker"]["replicas"] == 2  # no adapter: DGD merge patch
+    assert any(path.endswith("/llm-vllmdecodeworker/scale") for _m, path in cluster.requests())
+    cluster.reconcile()
+    state = act.read_state()
+    assert state.role(Role.DECODE).spec_replicas == 3 and state.role(Role.DECODE).ready_replicas == 3
+
+
+def test_v1beta1_scale_and_caps(cluster: EmulatedCluster) -> None:
+    cluster.add_dgd_v1beta1(prefill_replicas=1, decode_replicas=2)
+    cluster.reconcile(version="v1beta1")
+    act = actuator(cluster)
+    state = act.read_state()
+    assert state.api_version == "v1beta1" and state.role(Role.DECODE).service == "decode"
+    act.scale(Role.DECODE, 1)
+    assert act.set_cap(Role.DECODE, 333.7) == 2
+    comps = {c["name"]: c for c in cluster.get(dgd_resource("v1beta1"), "default", "llm")["spec"]["components"]}
+    assert comps["decode"]["replicas"] == 1 and comps["prefill"]["replicas"] == 1
+    assert caps(cluster, "decode") == ["333", "333"]
+
+
+def test_caps_reach_newest_pods_on_the_next_tick(cluster: EmulatedCluster) -> None:
+    cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
+    cluster.reconcile()
+    act = actuator(cluster)
+    assert act.set_cap(Role.PREFILL, 500) == 1
+    assert act.set_cap(Role.PREFILL, 500) == 0  # already there: no write
+    act.scale(Role.PREFILL, 3)
+    cluster.reconcile(new_pods_ready=False)
+    assert caps(cluster, "prefill").count(None) == 2
+    assert act.set_cap(Role.PREFILL, 500) == 2  # starting pods get the cap before they load the model
+    assert caps(cluster, "prefill") == ["500"] * 3
+
+
+def test_500_and_timeouts_are_retried(cluster: EmulatedCluster) -> None:
+    cluster.add_dgd_v1alpha1()
+    cluster.reconcile()
+    act = actuator(cluster, timeout_s=0.3)
+    cluster.inject("GET", DGD_PLURAL, status=500, times=2)
+    cluster.inject("GET", "pods", status=None, delay_s=0.6)  # client times out, then retries
+    assert act.read_state().ready
+    cluster.inject("PATCH", "pods", status=503, times=2)
+    assert act.set_cap(Role.DECODE, 420) == 1 and caps(cluster, "decode") == ["420"]
+    cluster.inject("PATCH", DGD_PLURAL, status=500, times=10)
+    with pytest.raises(KubernetesError) as info:
+        act.scale(Role.DECODE, 2)
+    assert info.value.kind == "server"
+    assert cluster.get(dgd_resource(), "default", "llm")["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 1
+
+
+def test_adapter_conflict_is_retried(cluster: EmulatedCluster) -> None:
+    cluster.add_dgd_v1alpha1()
+    cluster.add_scaling_adapter("llm", "VllmPrefillWorker", 1)
+    act = actuator(cluster)
+    cluster.inject("PATCH", ADAPTER_PLURAL, status=409, times=2)
+    act.scale(Role.PREFILL, 4)
+    assert cluster.get(adapter_resource(), "default", "llm-vllmprefillworker")["spec"]["replicas"] == 4
+
+
+def test_no_lost_update_under_a_concurrent_writer(cluster: EmulatedCluster) -> None:
+    """v1beta1 replicas live in a list, so a merge patch rewrites the whole list: the actuator must carry
+    the resourceVersion of a fresh read. A concurrent writer changes another component between our read
+    and our write (its write lands, ours gets 409); after the retry both changes are there."""
+    cluster.add_dgd_v1beta1(prefill_replicas=1, decode_replicas=2)
+    act = actuator(cluster)
+    act.read_state()
+
+    def other_writer(c: EmulatedCluster) -> None:
+        dgd = c.get(dgd_resource("v1beta1"), "default", "llm")
+        comps = dgd["spec"]["components"]
+        for comp in comps:
+            if comp["name"] == "prefill":
+                comp["replicas"] = 5
+            if comp["name"] == "frontend":
+                comp["replicas"] = 2
+        c.patch(dgd_resource("v1beta1"), "default", "llm", {"spec": {"components": comps}})
+
+    # The first PATCH arrives carrying the resourceVersion read just before; the writer lands first.
+    cluster.inject("PATCH", DGD_PLURAL, status=None, before=other_writer)
+    act.scale(Role.DECODE, 7)
+    comps = {c["name"]: c["replicas"] for c in cluster.get(dgd_resource("v1beta1"), "default", "llm")["spec"]
+             ["components"]}
+    assert comps == {"frontend": 2, "prefill": 5, "decode": 7}
+    patches = [p for m, p in cluster.requests() if m == "PATCH"]
+    assert len(patches) == 2  # one 409, one success after a fresh read
+
+
+def test_missing_dgd_is_a_clear_error(cluster: EmulatedCluster) -> None:
+    with pytest.raises(KubernetesError) as info:
+        actuator(cluster).read_state()
+    assert info.value.kind == "not_found" and "kubernetes.dgd_name" in info.value.message
+
+
+def test_events_are_created_on_the_dgd(cluster: EmulatedCluster) -> None:
+    cluster.add_dgd_v1alpha1()
+    act = actuator(cluster)
+    act.read_state()
+    act.emit_event("PowerPlanApplied", "decode cap=300W")
+    events = cluster.list_objects("v1/events", "default")
+    assert len(events) == 1 and events[0]["involvedObject"]["name"] == "llm"
+    cluster.inject("POST", "events", status=500, times=10)
+    act.emit_event("PowerPlanApplied", "again")  # best effort: no exception
