@@ -33,6 +33,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from powerplanner.model.profile import PowerProfile
@@ -59,6 +60,7 @@ EV_ACTION = 5
 EV_TICK = 6
 
 _CTX_BUCKET_SHIFT = 5  # max_batch is looked up per 32-token bucket of mean context
+_CTX_GRID_TOKENS = 32.0  # decode iteration times are interpolated linearly between 32-token context points
 _V_EPS = 1e-7  # iterations: tolerance when popping finished requests off a decode replica
 
 
@@ -135,6 +137,8 @@ class Cluster:
 
         self.max_batch_limit = settings.decode_max_batch
         self._max_batch_cache: dict[int, int] = {}
+        self._itl_cache: dict[float, dict[tuple[int, int], float]] = {}
+        self._prefill_cache: dict[tuple[int, float], float] = {}
         self._prefill_time: Callable[[float, float], float] = profile.prefill_time_s
         self._decode_itl: Callable[[float, float, float], float] = profile.decode_itl_s
         self.kv_base_s = settings.kv_transfer_base_s
@@ -257,7 +261,11 @@ class Cluster:
                 tokens += n_tok
             inst.reqs = reqs
             inst.batch_tokens = tokens
-            inst.t_end = t + self._prefill_time(tokens, self.cap_watts[PREFILL])
+            cap = self.cap_watts[PREFILL]
+            duration = self._prefill_cache.get((tokens, cap))
+            if duration is None:
+                duration = self._prefill_cache[(tokens, cap)] = float(self._prefill_time(tokens, cap))
+            inst.t_end = t + duration
             inst.version += 1
             self._set_draw(inst, self._busy_draw(inst))
             self.push(inst.t_end, EV_PREFILL_DONE, inst, inst.version)
@@ -311,22 +319,21 @@ class Cluster:
         inst.t_last = t
 
     def _admit_decode(self, t: float) -> None:
+        """Admit queued requests FCFS to the least-loaded ready decode replica while it has KV room."""
         queue = self.decode_queue
         ready = self.ready_decode
         if not queue or not ready:
             return
         isl = self.isl
         osl = self.osl
-        touched: set[Instance] = set()
+        touched: list[Instance] = []  # a list, not a set: retime order must not depend on object ids
         while queue:
-            inst = min(ready, key=_batch_of)
+            inst = min(ready, key=_BATCH_OF) if len(ready) > 1 else ready[0]
             r = queue[0]
             batch = inst.batch
-            if batch > 0 and inst not in touched:
-                self._advance(inst, t)
-                touched.add(inst)
-            elif batch == 0:
-                inst.t_last = t
+            if batch > 0:
+                inst.v += (t - inst.t_last) / inst.itl_s  # no-op when already advanced to t
+            inst.t_last = t
             ctx = (inst.s_ctx + batch * inst.v + isl[r]) / (batch + 1)
             if batch + 1 > self._max_batch(ctx):
                 break
@@ -346,7 +353,8 @@ class Cluster:
             self.join_t[r] = t
             self.join_v[r] = inst.v
             heapq.heappush(inst.fin, (inst.v + iters, r))
-            touched.add(inst)
+            if inst not in touched:
+                touched.append(inst)
         for inst in touched:
             self._retime(inst, t)
 
@@ -363,10 +371,30 @@ class Cluster:
             ahead = 0.0
         batch = inst.batch
         ctx = (inst.s_ctx + batch * v) / batch + 0.5 * ahead
-        itl = self._decode_itl(batch, ctx, self.cap_watts[DECODE])
+        itl = self._iteration_s(batch, ctx)
         inst.itl_s = itl
         self.seq += 1
         heapq.heappush(self.heap, (t + ahead * itl, self.seq, EV_DECODE_DONE, inst, inst.version))
+
+    def _iteration_s(self, batch: int, ctx: float) -> float:
+        """``profile.decode_itl_s`` at the applied cap, interpolated linearly in context between points 32 tokens
+        apart (exact for the built-in models, which are linear in context; the profile is called once per point
+        instead of once per batch change)."""
+        cap = self.cap_watts[DECODE]
+        table = self._itl_cache.get(cap)
+        if table is None:
+            table = self._itl_cache[cap] = {}
+        if ctx < 0.0:
+            ctx = 0.0
+        pos = ctx / _CTX_GRID_TOKENS
+        k = int(pos)
+        lo = table.get((batch, k))
+        if lo is None:
+            lo = table[(batch, k)] = float(self._decode_itl(batch, k * _CTX_GRID_TOKENS, cap))
+        hi = table.get((batch, k + 1))
+        if hi is None:
+            hi = table[(batch, k + 1)] = float(self._decode_itl(batch, (k + 1) * _CTX_GRID_TOKENS, cap))
+        return lo + (hi - lo) * (pos - k)
 
     def decode_done(self, inst: Instance, version: int, t: float) -> None:
         if version != inst.version or inst.state == RELEASED:
@@ -464,7 +492,7 @@ class Cluster:
         if role == PREFILL:
             ready.sort(key=lambda i: (len(i.reqs) > 0, i.t_end))
         else:
-            ready.sort(key=_batch_of)
+            ready.sort(key=_BATCH_OF)
         for inst in ready[:count]:
             self.counts[role][READY] -= 1
             self.counts[role][DRAINING] += 1
@@ -515,5 +543,4 @@ class Cluster:
                 self._retime(inst, t)
 
 
-def _batch_of(inst: Instance) -> int:
-    return inst.batch
+_BATCH_OF = attrgetter("batch")
