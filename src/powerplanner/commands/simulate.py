@@ -60,8 +60,9 @@ def register(app: typer.Typer) -> None:
         names = check_policies(names)
         sim_settings(chosen)  # bad simulator overrides fail here, before any worker starts
         chosen.config(chosen.budget_watts or 1.0)
-        # Piped output gets a wide console so the table's columns are never cropped.
-        out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+        # Never narrower than the table: a cropped column hides the numbers; a long line merely wraps.
+        out = Console(highlight=False, soft_wrap=True)
+        out.width = max(out.width, 180)
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         if not as_json:
             err.print(f"simulating {', '.join(names)} on scenario {chosen.name} ...")
