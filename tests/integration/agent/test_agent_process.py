@@ -1,0 +1,277 @@
+"""The real agent process against real peers: the fake NVML library (through the real pynvml), the fake
+kubelet over gRPC and kmock's Kubernetes emulator through the real ``kubernetes`` client.
+
+Each test starts ``python -m powerplanner.cli agent`` in a subprocess, changes pods through the API
+(create, merge-patch, delete, as a user or the planner would) and watches the limits in the fake NVML.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from tests.fixtures.k8s import EmulatedCluster
+from tests.fixtures.kubelet import FakeKubelet, PodDevices
+from tests.fixtures.nvml import (
+    NVML_ERROR_GPU_IS_LOST,
+    NVML_ERROR_NO_PERMISSION,
+    NVML_ERROR_NOT_SUPPORTED,
+    FakeNvml,
+)
+from tests.integration.agent.harness import (
+    ANNOTATION,
+    AgentProcess,
+    free_port,
+    metric_value,
+    pod_body,
+    wait_for,
+    write_agent_config,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Env:
+    cluster: EmulatedCluster
+    api: Any
+    nvml: FakeNvml
+    kubelet: FakeKubelet
+    workdir: Path
+    agents: list[AgentProcess]
+
+    def uuid(self, index: int) -> str:
+        return self.nvml.read().gpus[index].uuid
+
+    def add_pod(self, name: str, gpus: list[int], watts: str | None, namespace: str = "llm",
+                uid: str | None = None) -> None:
+        self.api.create_namespaced_pod(namespace, pod_body(name, namespace, watts, uid=uid))
+        self.kubelet.set_pods(
+            [p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)]
+            + ([PodDevices(namespace, name, "main", tuple(self.uuid(i) for i in gpus))] if gpus else [])
+        )
+
+    def annotate(self, name: str, watts: str, namespace: str = "llm") -> None:
+        self.api.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": {ANNOTATION: watts}}})
+
+    def delete_pod(self, name: str, namespace: str = "llm") -> None:
+        self.kubelet.set_pods([p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)])
+        self.api.delete_namespaced_pod(name, namespace)
+
+    def agent(self, *args: str, **agent_config: Any) -> AgentProcess:
+        port = free_port()
+        socket_path = agent_config.pop("kubelet_socket", self.kubelet.socket_path)
+        config = write_agent_config(self.workdir, self.cluster.url, socket_path, port, **agent_config)
+        process = AgentProcess(config, self.nvml, port, self.workdir / f"agent-{len(self.agents)}.log")
+        self.agents.append(process)
+        process.start(*args)
+        process.wait_ready()
+        return process
+
+    def limits(self) -> list[float]:
+        return self.nvml.limits_watts()
+
+    def until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        if not wait_for(predicate, timeout_s):
+            logs = "\n".join(a.log() for a in self.agents)
+            raise AssertionError(f"condition not met in {timeout_s} s; limits {self.limits()}\n{logs}")
+
+    def state_file(self) -> dict[str, float]:
+        path = self.workdir / "agent-state.json"
+        return json.loads(path.read_text())["originals"] if path.exists() else {}
+
+
+@pytest.fixture()
+def env(fake_nvml: FakeNvml, fake_kubelet: FakeKubelet, tmp_path: Path) -> Iterator[Env]:
+    with EmulatedCluster() as cluster:
+        api = kubernetes.client.CoreV1Api(cluster.api_client())
+        environment = Env(cluster, api, fake_nvml, fake_kubelet, tmp_path / "agent", [])
+        try:
+            yield environment
+        finally:
+            for agent in environment.agents:
+                agent.kill()
+
+
+def test_annotations_become_limits_and_sigterm_restores_every_changed_gpu(env: Env) -> None:
+    env.add_pod("prefill-0", [0, 1], "300")
+    env.add_pod("decode-0", [2], None)
+    # A pod of another node (the emulator ignores the field selector; the agent filters client-side).
+    env.api.create_namespaced_pod("llm", pod_body("elsewhere", "llm", "210", node="gpu-node-2"))
+    env.kubelet.set_pods([*env.kubelet.pods, PodDevices("llm", "elsewhere", "main", (env.uuid(3),))])
+    agent = env.agent()
+    env.until(lambda: env.limits() == [300, 300, 700, 700])
+    assert env.state_file() == {env.uuid(0): 700.0, env.uuid(1): 700.0}
+
+    env.annotate("prefill-0", "250")
+    env.until(lambda: env.limits() == [250, 250, 700, 700])
+    env.annotate("decode-0", "400")
+    env.until(lambda: env.limits() == [250, 250, 400, 700])
+    text = agent.metrics()
+    assert metric_value(text, "powerplanner_agent_gpu_power_limit_applied_watts", gpu="0", pod="prefill-0",
+                        namespace="llm", container="main") == 250
+    assert metric_value(text, "powerplanner_agent_gpu_power_limit_requested_watts", gpu="2", pod="decode-0") == 400
+    assert metric_value(text, "powerplanner_agent_gpu_power_draw_watts", gpu="0") == 250  # min(demand, limit)
+    assert metric_value(text, "powerplanner_agent_gpu_energy_joules_total", gpu="1") == 2000
+
+    def passes() -> float:
+        return metric_value(agent.metrics(), "powerplanner_agent_reconcile_duration_seconds_count") or 0
+
+    sets, before = len(env.nvml.set_calls()), passes()
+    env.api.patch_namespaced_pod("decode-0", "llm", {"metadata": {"labels": {"unrelated": "change"}}})
+    env.add_pod("idle-0", [], None)
+    env.until(lambda: passes() > before)
+    assert len(env.nvml.set_calls()) == sets  # a pass ran, nothing changed, nothing was written
+
+    env.delete_pod("prefill-0")
+    env.until(lambda: env.limits() == [700, 700, 400, 700] and env.state_file() == {env.uuid(2): 700.0})
+
+    env.add_pod("prefill-1", [3], "220")
+    env.until(lambda: env.limits() == [700, 700, 400, 220])
+    assert agent.terminate() == 0
+    assert env.limits() == [700, 700, 700, 700]
+    assert env.state_file() == {}
+    assert "restored power limit" in agent.log()
+
+
+BAD = [("abc", "not_integer"), ("-5", "not_positive"), ("0", "not_positive"), ("1e9", "not_integer"),
+       ("250.5", "not_integer"), ("", "empty"), ("２５０", "not_integer"), ("7" * 10_000, "too_long")]
+
+
+def test_bad_annotations_are_refused_with_metric_and_log_and_the_gpu_keeps_its_limit(env: Env) -> None:
+    env.add_pod("p", [0], "300")
+    agent = env.agent()
+    env.until(lambda: env.limits()[0] == 300)
+    for raw, reason in BAD:
+        before = metric_value(agent.metrics(), "powerplanner_agent_annotation_rejections_total", reason=reason) or 0
+        env.annotate("p", raw)
+        env.until(lambda r=reason, b=before: (  # type: ignore[misc]
+            metric_value(agent.metrics(), "powerplanner_agent_annotation_rejections_total", reason=r) or 0) > b)
+        assert env.limits()[0] == 300
+        env.annotate("p", "300")  # back to a good value, so that the next bad one is a new rejection
+    log = agent.log()
+    assert log.count("gpu-power-limit") >= len(BAD) and "positive integer of watts" in log
+    assert max(len(line) for line in log.splitlines()) < 500  # the 10 kB value is not echoed
+    assert agent.terminate() == 0 and env.limits()[0] == 700
+
+
+def test_nvml_errors_on_set_and_a_lost_gpu(env: Env) -> None:
+    env.add_pod("p", [0, 1, 2, 3], "300")
+    env.nvml.inject_error("nvmlDeviceSetPowerManagementLimit", 0, NVML_ERROR_NO_PERMISSION, times=1)
+    env.nvml.inject_error("nvmlDeviceSetPowerManagementLimit", 1, NVML_ERROR_NOT_SUPPORTED, times=1)
+    agent = env.agent(resync_s=0.5)
+    env.nvml.inject_error("*", 3, NVML_ERROR_GPU_IS_LOST)  # falls off the bus after start-up
+    env.until(lambda: env.limits()[:3] == [300, 300, 300])  # the failed sets are retried at the resync
+    text = agent.metrics()
+    for reason in ("no_permission", "not_supported", "gpu_lost"):
+        assert (metric_value(text, "powerplanner_agent_apply_failures_total", reason=reason) or 0) >= 1, reason
+    assert agent.proc is not None and agent.proc.poll() is None
+    env.nvml.clear_errors()  # the GPU is back
+    env.until(lambda: env.limits() == [300, 300, 300, 300])
+    assert agent.terminate() == 0 and env.limits() == [700, 700, 700, 700]
+
+
+def test_kubelet_socket_missing_falls_back_to_nvml_processes_and_cgroups(env: Env) -> None:
+    uid = "0badc0de-1111-2222-3333-444455556666"
+    proc = env.workdir / "proc" / "4242"
+    proc.mkdir(parents=True)
+    (proc / "cgroup").write_text(
+        f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}.slice/"
+        f"cri-containerd-{'e' * 64}.scope\n"
+    )
+    env.nvml.update_gpu(1, procs=(4242,))
+    env.add_pod("decode-0", [], "280", uid=uid)
+    agent = env.agent(kubelet_socket=str(env.workdir / "no-such-kubelet.sock"))
+    env.until(lambda: env.limits() == [700, 280, 700, 700])
+    assert agent.terminate() == 0 and env.limits()[1] == 700
+
+
+def test_kubelet_hanging_times_out_and_keeps_the_last_mapping(env: Env) -> None:
+    env.add_pod("p", [0], "300")
+    agent = env.agent(kubelet_timeout_s=0.3)
+    env.until(lambda: env.limits()[0] == 300)
+    env.kubelet.hang_s = 2.0
+    env.annotate("p", "260")
+    env.until(lambda: env.limits()[0] == 260)  # applied with the last known mapping
+    env.until(lambda: (metric_value(agent.metrics(), "powerplanner_agent_mapping_failures_total",
+                                    reason="kubelet_timeout") or 0) >= 1)
+    env.kubelet.hang_s = 0.0
+    assert agent.terminate() == 0 and env.limits()[0] == 700
+
+
+def _drop_watches(cluster: EmulatedCluster) -> None:
+    """Break every open watch stream on the server side (kmock raises the error inside the stream)."""
+
+    async def drop() -> None:
+        for bus in list(cluster.emulator._buses.values()):
+            await bus.put(ConnectionResetError("dropped by the test"))
+
+    cluster._submit(drop())
+
+
+def test_watch_5xx_and_dropped_watch_recover(env: Env) -> None:
+    env.add_pod("p", [0], "300")
+    env.cluster.inject("GET", "pods", status=500, times=2)
+    env.cluster.inject("GET", "pods", status=503, times=1)
+    agent = env.agent()
+    env.until(lambda: env.limits()[0] == 300)
+    restarts = agent.metrics()
+    assert (metric_value(restarts, "powerplanner_agent_watch_restarts_total", reason="http_500") or 0) >= 2
+    assert (metric_value(restarts, "powerplanner_agent_watch_restarts_total", reason="http_503") or 0) >= 1
+    _drop_watches(env.cluster)
+    env.annotate("p", "280")
+    env.until(lambda: env.limits()[0] == 280)
+    assert agent.terminate() == 0 and env.limits()[0] == 700
+
+
+def test_killed_mid_apply_then_restarted_recovers_and_restores_the_original(env: Env) -> None:
+    env.add_pod("p", [0], "300")
+    env.nvml.set_delay("nvmlDeviceSetPowerManagementLimit", 5000)
+    first = env.agent()
+    env.until(lambda: env.state_file() == {env.uuid(0): 700.0})  # recorded before the set, which now hangs
+    first.signal(signal.SIGKILL)
+    first.wait()
+    env.nvml.clear_errors()
+    assert env.limits()[0] == 700
+    second = env.agent()
+    env.until(lambda: env.limits()[0] == 300)
+    assert env.state_file() == {env.uuid(0): 700.0}  # still the true original, not a cap
+    env.delete_pod("p")
+    env.until(lambda: env.limits()[0] == 700 and env.state_file() == {})
+    env.add_pod("q", [1], "310")
+    env.until(lambda: env.limits()[1] == 310)
+    second.signal(signal.SIGKILL)
+    second.wait()
+    env.delete_pod("q")
+    third = env.agent()  # start-up restores the GPU whose pod is gone
+    env.until(lambda: env.limits() == [700, 700, 700, 700] and env.state_file() == {})
+    assert third.terminate() == 0
+
+
+def test_dry_run_changes_nothing(env: Env) -> None:
+    env.add_pod("p", [0], "300")
+    agent = env.agent("--dry-run")
+    env.until(lambda: "would set GPU 0" in agent.log())
+    assert agent.terminate() == 0
+    assert env.nvml.set_calls() == [] and env.state_file() == {}
+
+
+def test_nvml_init_failure_is_one_clear_line(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text("budget: {watts: 1000}\nagent: {node_name: n1}\n")
+    environ = fake_nvml.env()
+    environ["FAKE_NVML_STATE"] = str(tmp_path / "missing")  # the fake then reports DRIVER_NOT_LOADED
+    out = subprocess.run([sys.executable, "-m", "powerplanner.cli", "agent", "--config", str(config)],
+                         env=environ, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "NVML" in lines[0] and "Traceback" not in out.stderr
