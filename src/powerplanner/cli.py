@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except typer.TyperException as exc:  # usage errors (unknown option, missing argument, bad value)
-        exc.show()
+        show = getattr(exc, "show", None)  # usage errors know how to print themselves with a hint
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {exc.format_message()}", markup=False)
         return int(exc.exit_code)
     return 0
 
