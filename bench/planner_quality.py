@@ -141,6 +141,7 @@ def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> d
         "dynamo_power_best_static_caps_watts": {"prefill": best["prefill_cap_watts"],
                                                  "decode": best["decode_cap_watts"]},
         "policies": {k: m.to_json() for k, m in metrics.items()},
+        "decision_reasons": {k: dict(r.reasons) for k, r in comparison.results.items()},
         "ratios": {
             "energy_per_output_token_ours_over_dynamo_power_tdp": _ratio(_energy(ours), _energy(tdp)),
             "energy_per_output_token_ours_over_dynamo_power_best": _ratio(_energy(ours), _energy(best_m)),

@@ -114,3 +114,11 @@ def test_bad_inputs_exit_non_zero_with_one_clear_line(
     assert "Traceback" not in captured.err + captured.out
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert errors and expected in errors[0], captured.err
+
+
+def test_bad_option_value_is_a_usage_error_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", "--rate-scale", "fast"])
+    captured = capsys.readouterr()
+    assert code != 0
+    assert "Traceback" not in captured.err + captured.out
+    assert "rate-scale" in captured.err
