@@ -151,10 +151,14 @@ class Scenario:
         seed: int | None = None,
         policies: tuple[str, ...] | None = None,
     ) -> Scenario:
-        """The scenario with command-line overrides applied (``None`` keeps the scenario's value)."""
+        """The scenario with command-line overrides applied (``None`` keeps the scenario's value).
+
+        A new trace replaces the scenario's rate scale and duration limit too (they were chosen for the
+        scenario's own trace): the file is replayed whole at its own rate unless ``rate_scale`` is given.
+        """
         out = self
         if trace_path is not None:
-            out = replace(out, trace=TraceSpec(path=trace_path))
+            out = replace(out, trace=TraceSpec(path=trace_path), rate_scale=1.0, duration_s=None)
         if rate_scale is not None:
             out = replace(out, rate_scale=rate_scale)
         if budget_watts is not None:

@@ -71,6 +71,8 @@ def test_path_trace_is_relative_to_the_file_and_overrides_apply(tmp_path: Path) 
     scaled = scenario.with_overrides(rate_scale=3, budget_watts=7000, seed=1)
     assert len(scaled.load_trace()) == 60
     assert scaled.budget_watts == 7000 and scaled.budget_fraction is None
+    replaced = scaled.with_overrides(trace_path=str(tmp_path / "t.csv"))
+    assert replaced.rate_scale == 1.0 and replaced.duration_s is None and len(replaced.load_trace()) == 50
     other = scenario.with_overrides(trace_path=str(tmp_path / "missing.csv"))
     with pytest.raises(TraceError, match="not found"):
         other.load_trace()
