@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="llama2-70b-h100-tp4")
     parser.add_argument("--budget-watts", type=float, default=40_000.0,
                         help="binding for this load: TDP caps on the replicas it needs would draw ~50 kW")
-    parser.add_argument("--prefill-replicas", type=int, default=8)
-    parser.add_argument("--decode-replicas", type=int, default=10)
+    parser.add_argument("--prefill-replicas", type=int, default=None, help="default: sized for the opening load")
+    parser.add_argument("--decode-replicas", type=int, default=None, help="default: sized for the opening load")
     parser.add_argument("--profile-out", default=None, help="write a cProfile dump here")
     args = parser.parse_args(argv)
 

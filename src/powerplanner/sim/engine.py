@@ -76,14 +76,7 @@ def simulate(
     prefix_isl = [0.0, *np.cumsum(trace.isl_tokens, dtype=np.float64).tolist()]
     prefix_osl = [0.0, *np.cumsum(trace.osl_tokens, dtype=np.float64).tolist()]
 
-    replicas = (
-        settings.initial_prefill_replicas
-        if settings.initial_prefill_replicas is not None
-        else config.planner.prefill.min_replicas,
-        settings.initial_decode_replicas
-        if settings.initial_decode_replicas is not None
-        else config.planner.decode.min_replicas,
-    )
+    replicas = _initial_replicas(trace, profile, config, settings, float(budget_at(0.0)))
     caps = _initial_caps(profile, settings, replicas, budget_at(0.0))
     pool = settings.gpu_pool if settings.gpu_pool is not None else config.planner.gpu_pool
     cluster = Cluster(profile, settings, arrival, isl, osl, caps, pool)
@@ -152,6 +145,55 @@ def _budget_function(budget: float | Callable[[float], float]) -> Callable[[floa
         return budget
     value = float(budget)
     return lambda _t: value
+
+
+def _initial_replicas(
+    trace: Trace, profile: PowerProfile, config: Config, settings: SimSettings, budget_watts: float
+) -> tuple[int, int]:
+    """The deployment as it stands when the trace starts. Explicit settings win; otherwise each role is sized
+    for the opening window's true load with Dynamo's rule at TDP (``ceil(demand / (SLA-bound throughput per GPU
+    x GPUs x target utilisation))``), as an operator would have provisioned it: the same start for every policy,
+    instead of a cold start at the minimum that every policy must first dig out of. Bounded by the replica
+    bounds, the GPU pool and (at the lowest caps) the budget."""
+    bounds = (config.planner.prefill, config.planner.decode)
+    explicit = (settings.initial_prefill_replicas, settings.initial_decode_replicas)
+    gpus = (profile.gpus_per_replica(Role.PREFILL), profile.gpus_per_replica(Role.DECODE))
+    window_s = config.prometheus.window_s or config.planner.adjustment_interval_s
+    sized = [bounds[0].min_replicas, bounds[1].min_replicas]
+    opening = trace.arrival_s < window_s
+    count = int(opening.sum())
+    if count and (explicit[0] is None or explicit[1] is None):
+        span_s = max(window_s, 1e-9) if len(trace) > count else max(trace.duration_s, 1e-9)
+        rate = count / span_s
+        isl = float(trace.isl_tokens[opening].mean())
+        osl = float(trace.osl_tokens[opening].mean())
+        tdp = profile.gpu.default_limit_watts
+        util = config.planner.target_utilization
+        p_tput = profile.prefill_throughput_tokens_per_s_per_gpu(isl, tdp, config.sla.ttft_ms / 1000.0)
+        d_tput = profile.decode_throughput_tokens_per_s_per_gpu(isl + osl / 2.0, tdp, config.sla.itl_ms / 1000.0)
+        if p_tput > 0:
+            sized[0] = math.ceil(rate * isl / (p_tput * gpus[0] * util))
+        if d_tput > 0:
+            sized[1] = math.ceil(rate * osl / (d_tput * gpus[1] * util))
+    replicas: list[int] = []
+    for k in (0, 1):
+        given = explicit[k]
+        replicas.append(given if given is not None else min(max(sized[k], bounds[k].min_replicas),
+                                                            bounds[k].max_replicas))
+    pool = settings.gpu_pool if settings.gpu_pool is not None else config.planner.gpu_pool
+    floor_w = profile.gpu.min_limit_watts
+
+    def too_big() -> bool:
+        held = replicas[0] * gpus[0] + replicas[1] * gpus[1]
+        return (pool is not None and held > pool) or held * floor_w > budget_watts
+
+    adjustable = [k for k in (0, 1) if explicit[k] is None]
+    while too_big():
+        shrinkable = [k for k in adjustable if replicas[k] > bounds[k].min_replicas]
+        if not shrinkable:
+            break
+        replicas[max(shrinkable, key=lambda j: replicas[j])] -= 1
+    return replicas[0], replicas[1]
 
 
 def _initial_caps(

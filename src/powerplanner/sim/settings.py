@@ -42,9 +42,11 @@ class SimSettings:
       runs alone.
     - ``decode_max_batch`` (None): an engine limit on sequences per decode iteration (vLLM ``max_num_seqs``);
       None leaves KV capacity (``profile.max_batch``) as the only bound, which is what the planner sizes on.
-    - ``initial_*``: the deployment as it stands at t=0, replicas ready. None: the config's
-      ``min_replicas`` and the GPU's default (TDP) limit. Initial caps are lowered uniformly (not below the
-      GPU's minimum) when needed so the cluster starts within the budget.
+    - ``initial_*``: the deployment as it stands at t=0, replicas ready. Replicas None: each role sized for the
+      opening window's true load by Dynamo's rule at TDP and the config's target utilisation (an operator's
+      provisioning; the same start for every policy), within the replica bounds, the GPU pool and the budget
+      at minimum caps. Caps None: the GPU's default (TDP) limit. Initial caps are lowered uniformly (not below
+      the GPU's minimum) when needed so the cluster starts within the budget.
     - ``gpu_pool``: GPUs both roles may hold together; None: ``config.planner.gpu_pool`` (None = unlimited).
       A scale-up that does not fit starts only the replicas that fit.
     - ``drain_limit_s`` (1800 s): after the last arrival the run continues until every admitted request has

@@ -253,3 +253,22 @@ def test_empty_trace() -> None:
     result = simulate(trace, FakeProfile(), ScriptedPlanner(), _config(), _settings(), 1e6)
     assert result.requests == 0 and result.completed == 0 and result.simulated_s == 0.0
     assert math.isfinite(result.energy_j)
+
+
+def test_initial_replicas_are_sized_for_the_opening_load_when_not_given() -> None:
+    profile = FakeProfile()
+    config = _config()
+    heavy = _poisson_trace(3000, 40.0)
+    light = _poisson_trace(300, 0.5)
+    unset = SimSettings()
+    sized = simulate(heavy, profile, ScriptedPlanner(), config, unset, 1e6)
+    small = simulate(light, profile, ScriptedPlanner(), config, unset, 1e6)
+    assert sized.series.prefill_replicas[0] > small.series.prefill_replicas[0] >= 1
+    assert sized.series.decode_replicas[0] >= small.series.decode_replicas[0] >= 1
+    given = simulate(heavy, profile, ScriptedPlanner(), config, _settings(), 1e6)
+    assert (given.series.prefill_replicas[0], given.series.decode_replicas[0]) == (2, 2)
+    # bounded by the budget at the lowest caps
+    tight = simulate(heavy, profile, ScriptedPlanner(), config, unset, 4 * 4 * 200.0)
+    held_gpus = 4 * (tight.series.prefill_replicas[0] + tight.series.decode_replicas[0])
+    assert held_gpus * 200.0 <= 4 * 4 * 200.0
+    assert tight.seconds_over_budget == 0.0
