@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         "simulated_s": round(r.simulated_s, 3),
         "wall_s": round(wall_s, 3),
         "sim_seconds_per_wall_second": round(r.simulated_s / wall_s, 1),
+        "trace_duration_s": round(trace.duration_s, 3),  # simulated_s also counts the drain after the last arrival
+        "trace_seconds_per_wall_second": round(trace.duration_s / wall_s, 1),
         "requests": r.requests,
         "completed": r.completed,
         "planner_ticks": r.decisions,
