@@ -151,30 +151,42 @@ def _initial_replicas(
     trace: Trace, profile: PowerProfile, config: Config, settings: SimSettings, budget_watts: float
 ) -> tuple[int, int]:
     """The deployment as it stands when the trace starts. Explicit settings win; otherwise each role is sized
-    for the opening window's true load with Dynamo's rule at TDP (``ceil(demand / (SLA-bound throughput per GPU
-    x GPUs x target utilisation))``), as an operator would have provisioned it: the same start for every policy,
-    instead of a cold start at the minimum that every policy must first dig out of. Bounded by the replica
-    bounds, the GPU pool and (at the lowest caps) the budget."""
+    with Dynamo's rule at TDP (``ceil(demand / (SLA-bound throughput per GPU x GPUs x target utilisation))``) for
+    the busiest window of true load that starts before any policy could have a new replica serving (first
+    adjustment + replica start time), as an operator would have provisioned it: the same start for every
+    policy, instead of a cold start at the minimum that every policy must first dig out of. Bounded by the
+    replica bounds, the GPU pool and (at the lowest caps) the budget."""
     bounds = (config.planner.prefill, config.planner.decode)
     explicit = (settings.initial_prefill_replicas, settings.initial_decode_replicas)
     gpus = (profile.gpus_per_replica(Role.PREFILL), profile.gpus_per_replica(Role.DECODE))
     window_s = config.prometheus.window_s or config.planner.adjustment_interval_s
     sized = [bounds[0].min_replicas, bounds[1].min_replicas]
-    opening = trace.arrival_s < window_s
-    count = int(opening.sum())
-    if count and (explicit[0] is None or explicit[1] is None):
-        span_s = max(window_s, 1e-9) if len(trace) > count else max(trace.duration_s, 1e-9)
-        rate = count / span_s
-        isl = float(trace.isl_tokens[opening].mean())
-        osl = float(trace.osl_tokens[opening].mean())
+    if len(trace) and (explicit[0] is None or explicit[1] is None):
         tdp = profile.gpu.default_limit_watts
         util = config.planner.target_utilization
-        p_tput = profile.prefill_throughput_tokens_per_s_per_gpu(isl, tdp, config.sla.ttft_ms / 1000.0)
-        d_tput = profile.decode_throughput_tokens_per_s_per_gpu(isl + osl / 2.0, tdp, config.sla.itl_ms / 1000.0)
-        if p_tput > 0:
-            sized[0] = math.ceil(rate * isl / (p_tput * gpus[0] * util))
-        if d_tput > 0:
-            sized[1] = math.ceil(rate * osl / (d_tput * gpus[1] * util))
+        # No policy can have a new replica serving before its first adjustment plus the start time, so size
+        # for the busiest window that begins within that horizon.
+        horizon_s = config.planner.adjustment_interval_s + settings.replica_start_s
+        arrival = trace.arrival_s
+        start_s = 0.0
+        while True:
+            lo = int(np.searchsorted(arrival, start_s, side="left"))
+            hi = int(np.searchsorted(arrival, start_s + window_s, side="left"))
+            if hi > lo:
+                span_s = min(window_s, max(trace.duration_s - start_s, 1e-9)) if hi == len(trace) else window_s
+                rate = (hi - lo) / max(span_s, 1e-9)
+                isl = float(trace.isl_tokens[lo:hi].mean())
+                osl = float(trace.osl_tokens[lo:hi].mean())
+                p_tput = profile.prefill_throughput_tokens_per_s_per_gpu(isl, tdp, config.sla.ttft_ms / 1000.0)
+                d_tput = profile.decode_throughput_tokens_per_s_per_gpu(isl + osl / 2.0, tdp,
+                                                                        config.sla.itl_ms / 1000.0)
+                if p_tput > 0:
+                    sized[0] = max(sized[0], math.ceil(rate * isl / (p_tput * gpus[0] * util)))
+                if d_tput > 0:
+                    sized[1] = max(sized[1], math.ceil(rate * osl / (d_tput * gpus[1] * util)))
+            start_s += window_s / 2.0
+            if start_s > horizon_s or hi >= len(trace):
+                break
     replicas: list[int] = []
     for k in (0, 1):
         given = explicit[k]
