@@ -11,6 +11,7 @@ prediction, so it bounds what better prediction could buy with the same action d
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from powerplanner.model.roles import Role
@@ -37,6 +38,22 @@ class OursPolicy:
         return self._choice(alloc, (Reason.SLA_SIZED, Reason.ENERGY_OPTIMAL), notes)
 
     def hold(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
+        if ctx.adjust:  # replicas may move on this tick: back inside the configured bounds
+            replicas = {r: self._kit.clamp_replicas(r, n) for r, n in replicas.items()}
+        choice = self._hold(ctx, replicas)
+        below = [r for r, t in choice.targets.items() if t.replicas < self._kit.bounds[r].min_replicas]
+        if below and not choice.infeasible:
+            # a held target below the minimum is still the earlier infeasibility: keep saying so
+            return dataclasses.replace(
+                choice,
+                infeasible=True,
+                reasons=(*choice.reasons, Reason.INFEASIBLE_MIN_REPLICAS),
+                notes=(*choice.notes, "held replicas are below the minimum; restored on an adjustment tick "
+                       "once the minimum fits the budget"),
+            )
+        return choice
+
+    def _hold(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
         kit = self._kit
         if ctx.forecast is None:
             caps = kit.highest_caps_that_fit(replicas, ctx.budget_watts)

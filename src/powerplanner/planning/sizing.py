@@ -57,6 +57,15 @@ class ProfileCache:
     def __init__(self, profile: PowerProfile) -> None:
         self.profile = profile
         self._memo: dict[tuple[object, ...], float] = {}
+        top = profile.gpu.max_limit_watts
+        # A cap at or above the role's natural draw never binds, so the role performs as at the top cap
+        # (DESIGN section 4: "a decode cap above its draw saves nothing"). Looking such caps up once at the
+        # top limit cuts the decode lookups per tick by about two thirds on an H100.
+        self._natural = {role: min(top, profile.natural_draw_watts(role)) for role in (Role.PREFILL, Role.DECODE)}
+        self._top = top
+
+    def _perf_cap(self, role: Role, cap: float) -> float:
+        return self._top if cap >= self._natural[role] else cap
 
     def _get(self, key: tuple[object, ...], compute: Callable[..., float], *args: object) -> float:
         value = self._memo.get(key)
@@ -75,7 +84,8 @@ class ProfileCache:
         q_isl = _quantise(max(1.0, isl))
         q_t = None if ttft_target_s is None else _quantise(ttft_target_s)
         f = self.profile.prefill_throughput_tokens_per_s_per_gpu
-        return np.array([self._get(("p", q_isl, c, q_t), f, q_isl, c, q_t) for c in caps], dtype=np.float64)
+        eff = [self._perf_cap(Role.PREFILL, c) for c in caps]
+        return np.array([self._get(("p", q_isl, c, q_t), f, q_isl, c, q_t) for c in eff], dtype=np.float64)
 
     def decode_tokens_per_s_per_gpu(
         self, context: float, caps: Sequence[float], itl_target_s: float | None
@@ -83,7 +93,8 @@ class ProfileCache:
         q_ctx = _quantise(max(1.0, context))
         q_t = None if itl_target_s is None else _quantise(itl_target_s)
         f = self.profile.decode_throughput_tokens_per_s_per_gpu
-        return np.array([self._get(("d", q_ctx, c, q_t), f, q_ctx, c, q_t) for c in caps], dtype=np.float64)
+        eff = [self._perf_cap(Role.DECODE, c) for c in caps]
+        return np.array([self._get(("d", q_ctx, c, q_t), f, q_ctx, c, q_t) for c in eff], dtype=np.float64)
 
     def draw_watts(self, role: Role, caps: Sequence[float], utilization: float) -> FloatArray:
         f = self.profile.draw_watts
