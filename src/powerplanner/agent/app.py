@@ -14,11 +14,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 from powerplanner.agent.cgroup import CgroupMapper
 from powerplanner.agent.exporter import AgentMetrics, serve_metrics
 from powerplanner.agent.gpu import GpuBackend
+from powerplanner.agent.kubeapi import PodApi, endpoint_from
 from powerplanner.agent.mapping import FallbackMapper
 from powerplanner.agent.podresources import PodResourcesMapper
 from powerplanner.agent.pods import PodWatcher
@@ -26,7 +26,7 @@ from powerplanner.agent.policy import AgentPolicy
 from powerplanner.agent.reconciler import Reconciler
 from powerplanner.agent.state import StateStore
 from powerplanner.config import AgentConfig, Config
-from powerplanner.errors import ConfigError, EndpointError
+from powerplanner.errors import ConfigError
 
 _LOG = logging.getLogger("powerplanner.agent")
 
@@ -52,25 +52,9 @@ def node_name_from(agent: AgentConfig, environ: dict[str, str] | None = None) ->
     return name
 
 
-def core_api_from(config: Config) -> Any:
-    """A CoreV1Api: in-cluster credentials, else the configured or default kubeconfig."""
-    from kubernetes import client
-    from kubernetes import config as kube_config
-
-    try:
-        if config.kubernetes.kubeconfig:
-            kube_config.load_kube_config(config_file=config.kubernetes.kubeconfig)
-        else:
-            try:
-                kube_config.load_incluster_config()
-            except kube_config.ConfigException:
-                kube_config.load_kube_config()
-    except (kube_config.ConfigException, OSError) as exc:
-        raise EndpointError(
-            f"cannot configure the Kubernetes client ({exc}); run in a pod with a service account or set "
-            "kubernetes.kubeconfig"
-        ) from None
-    return client.CoreV1Api()
+def pod_api_from(config: Config) -> PodApi:
+    """The agent's small pod list/watch client (in-cluster credentials, else a kubeconfig)."""
+    return PodApi(endpoint_from(config.kubernetes.kubeconfig))
 
 
 @dataclass
@@ -100,11 +84,11 @@ class AgentLoop:
         self.reconciler.reconcile()
 
 
-def run_agent(config: Config, backend: GpuBackend, dry_run: bool, core_api: Any | None = None) -> int:
+def run_agent(config: Config, backend: GpuBackend, dry_run: bool, pod_api: PodApi | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     agent = config.agent
     node = node_name_from(agent)
-    api = core_api if core_api is not None else core_api_from(config)
+    api = pod_api if pod_api is not None else pod_api_from(config)
     stop = threading.Event()
     wake = threading.Event()
     metrics = AgentMetrics(backend)
@@ -152,6 +136,7 @@ def run_agent(config: Config, backend: GpuBackend, dry_run: bool, core_api: Any 
         if callable(shutdown):
             shutdown()
         backend.close()
+        api.close()
     if failures:
         _LOG.error("could not restore %d GPU(s): %s", len(failures), ", ".join(sorted(failures)))
         return 1

@@ -14,6 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
+from powerplanner.agent.kubeapi import ApiError, PodApi
 from powerplanner.agent.policy import POWER_LIMIT_ANNOTATION, PodInfo
 
 _LOG = logging.getLogger("powerplanner.agent.pods")
@@ -26,23 +29,24 @@ def _container_id(raw: str | None) -> str:
     return (raw or "").rpartition("://")[2]
 
 
-def pod_info(pod: Any) -> PodInfo:
-    """A :class:`PodInfo` from a ``kubernetes`` V1Pod."""
-    meta = pod.metadata
-    annotations = meta.annotations or {}
-    statuses = (pod.status.container_statuses if pod.status else None) or []
+def pod_info(pod: dict[str, Any]) -> PodInfo:
+    """A :class:`PodInfo` from a pod object (JSON as the API serves it)."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    raw = annotations.get(POWER_LIMIT_ANNOTATION)
     return PodInfo(
-        namespace=meta.namespace or "",
-        name=meta.name or "",
-        uid=meta.uid or "",
-        annotation=annotations.get(POWER_LIMIT_ANNOTATION),
-        containers=tuple((s.name, _container_id(s.container_id)) for s in statuses),
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        uid=str(meta.get("uid") or ""),
+        annotation=str(raw) if raw is not None else None,
+        containers=tuple((str(s.get("name", "")), _container_id(s.get("containerID"))) for s in statuses),
     )
 
 
-def _on_node(pod: Any, node_name: str) -> bool:
-    spec_node = pod.spec.node_name if pod.spec else None
-    phase = pod.status.phase if pod.status else None
+def _on_node(pod: dict[str, Any], node_name: str) -> bool:
+    spec_node = (pod.get("spec") or {}).get("nodeName")
+    phase = (pod.get("status") or {}).get("phase")
     return spec_node == node_name and phase not in _TERMINAL_PHASES
 
 
@@ -51,20 +55,18 @@ class PodWatcher:
 
     def __init__(
         self,
-        core_api: Any,
+        api: PodApi,
         node_name: str,
         on_change: Callable[[], None],
         resync_s: float,
         on_restart: Callable[[str], None] = lambda reason: None,
-        request_timeout_s: float = 10.0,
         max_backoff_s: float = 5.0,
     ) -> None:
-        self._api = core_api
+        self._api = api
         self._node = node_name
         self._on_change = on_change
         self._on_restart = on_restart
         self._resync_s = resync_s
-        self._request_timeout_s = request_timeout_s
         self._max_backoff_s = max_backoff_s
         self._lock = threading.Lock()
         self._pods: dict[tuple[str, str], PodInfo] = {}
@@ -83,11 +85,9 @@ class PodWatcher:
         return f"spec.nodeName={self._node}"
 
     def _list(self) -> str:
-        reply = self._api.list_pod_for_all_namespaces(
-            field_selector=self._selector(), _request_timeout=self._request_timeout_s
-        )
+        items, resource_version = self._api.list_pods(self._selector())
         pods = {}
-        for pod in reply.items:
+        for pod in items:
             if _on_node(pod, self._node):
                 info = pod_info(pod)
                 pods[info.key] = info
@@ -97,13 +97,13 @@ class PodWatcher:
         self.synced.set()
         if changed:
             self._on_change()
-        return str(reply.metadata.resource_version or "") if reply.metadata else ""
+        return resource_version
 
     def _apply_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         pod = event.get("object")
-        if pod is None or not hasattr(pod, "metadata"):
-            return
+        if not isinstance(pod, dict) or kind not in ("ADDED", "MODIFIED", "DELETED"):
+            return  # BOOKMARK and unknown types carry no pod change
         info = pod_info(pod)
         with self._lock:
             before = self._pods.get(info.key)
@@ -117,32 +117,17 @@ class PodWatcher:
             self._on_change()
 
     def _watch(self, resource_version: str, stop: threading.Event) -> str:
-        """Stream events until the stream ends or fails; returns the reason for the restart."""
-        from kubernetes import watch
-
-        watcher = watch.Watch()
-        kwargs: dict[str, Any] = {
-            "field_selector": self._selector(),
-            "timeout_seconds": max(1, int(self._resync_s)),
-            "_request_timeout": (self._request_timeout_s, self._resync_s + self._request_timeout_s),
-        }
-        if resource_version:
-            kwargs["resource_version"] = resource_version
-        try:
-            for event in watcher.stream(self._api.list_pod_for_all_namespaces, **kwargs):
-                if stop.is_set():
-                    return "stopped"
-                if event.get("type") == "ERROR":
-                    raw = event.get("raw_object") or {}
-                    return "expired" if raw.get("code") == 410 else "watch_error"
-                self._apply_event(event)
-        finally:
-            watcher.stop()
+        """Apply events until the stream ends or fails; returns the reason for the restart."""
+        for event in self._api.watch_pods(self._selector(), resource_version, self._resync_s):
+            if stop.is_set():
+                return "stopped"
+            if event.get("type") == "ERROR":
+                status = event.get("object") or {}
+                return "expired" if status.get("code") == 410 else "watch_error"
+            self._apply_event(event)
         return "ended"
 
     def run(self, stop: threading.Event) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         backoff_s = 0.2
         while not stop.is_set():
             reason = ""
@@ -152,12 +137,13 @@ class PodWatcher:
                 listed = True
                 backoff_s = 0.2
                 reason = self._watch(resource_version, stop)
-            except ApiException as exc:
+            except ApiError as exc:
                 reason = f"http_{exc.status}"
-            except Exception as exc:  # urllib3/socket errors: the API server is unreachable or timed out
-                name = type(exc).__name__
-                reason = "timeout" if "Timeout" in name else "connection"
-                _LOG.debug("pod watch: %s: %s", name, exc)
+            except httpx.TimeoutException:
+                reason = "timeout"
+            except (httpx.HTTPError, ValueError) as exc:  # connection refused/reset, a torn stream, bad JSON
+                reason = "connection"
+                _LOG.debug("pod watch: %s: %s", type(exc).__name__, exc)
             if stop.is_set():
                 return
             self._on_restart(reason)
