@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from powerplanner.config import Config, config_from_mapping
 from powerplanner.model.roles import Role
+from powerplanner.model.values import Decision, LoadForecast, Observation, Step, StepKind
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
 from powerplanner.sim.types import Trace
@@ -272,3 +274,36 @@ def test_initial_replicas_are_sized_for_the_opening_load_when_not_given() -> Non
     held_gpus = 4 * (tight.series.prefill_replicas[0] + tight.series.decode_replicas[0])
     assert held_gpus * 200.0 <= 4 * 4 * 200.0
     assert tight.seconds_over_budget == 0.0
+
+
+def test_scale_up_is_bounded_by_the_gpu_pool() -> None:
+    trace = _sparse_trace([500] * 10, [5] * 10, gap_s=10.0)
+    planner = ScriptedPlanner(script={20.0: (5, 2, 700.0, 700.0)})
+    result = simulate(trace, FakeProfile(), planner, _config(), _settings(gpu_pool=20), 1e6)
+    assert int(result.series.prefill_replicas.max()) == 3  # 2 + 2 replicas of 4 GPUs hold 16; room for one more
+
+
+class _DrainThenAdd(ScriptedPlanner):
+    """At t=10 removes a decode replica; at every later tick asks for it back with wait_for_drain."""
+
+    def tick(self, obs: Observation, oracle_load: LoadForecast | None = None) -> Decision:
+        decision = super().tick(obs, oracle_load)
+        if obs.time_s == 10.0:
+            return replace(decision, steps=(Step(StepKind.SCALE, Role.DECODE, 1, 0.0),))
+        if obs.time_s > 10.0:
+            return replace(decision, steps=(Step(StepKind.SCALE, Role.DECODE, 2, 0.0, wait_for_drain=True),))
+        return decision
+
+
+def test_wait_for_drain_steps_wait_until_draining_replicas_release() -> None:
+    # two long requests: one per decode replica, so the removed replica drains for a while
+    trace = Trace("long", np.array([0.0, 0.0, 200.0]), np.array([500, 500, 500]), np.array([3000, 3000, 2]))
+    planner = _DrainThenAdd()
+    result = simulate(trace, FakeProfile(), planner, _config(), _settings(replica_start_s=0.0), 1e6)
+    obs = planner.observations
+    draining = [o for o in obs if o.decode.draining_replicas > 0]
+    assert draining, "the removed replica should drain for several ticks"
+    assert all(o.decode.desired_replicas == 1 for o in draining)  # the scale-up waited
+    after = [o for o in obs if o.time_s > draining[-1].time_s + 5.0]
+    assert after and after[0].decode.desired_replicas == 2
+    assert result.completed == 3
