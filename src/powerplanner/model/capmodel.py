@@ -131,8 +131,9 @@ class CapModel:
     def draw_watts(self, cap_watts: float, utilization: float) -> float:
         """Per-GPU draw at ``cap_watts`` and ``utilization`` in [0, 1]: idle plus the busy share, never above
         the cap (an idle GPU draws its idle power whatever the cap)."""
-        if not (0.0 <= utilization <= 1.0):
+        if not (-1e-6 <= utilization <= 1.0 + 1e-6):  # tolerate float rounding from callers' averages
             raise ProfileError(f"utilization {utilization:g} is outside [0, 1]; pass a fraction of busy time")
+        utilization = min(1.0, max(0.0, utilization))
         if not (self.min_limit_watts <= cap_watts <= self.max_limit_watts):
             self.check_cap(cap_watts)
         busy = min(cap_watts, self.natural_draw_watts)  # the cap binds exactly whenever it is below natural draw

@@ -140,3 +140,12 @@ def test_dynamo_figures_reproduced_for_llama31_8b() -> None:
     assert profile.prefill_throughput_tokens_per_s_per_gpu(3000, 700.0) == pytest.approx(40_000, rel=0.05)
     assert profile.ttft_s(3000, 0.0, 700.0) <= 0.080
     assert profile.decode_throughput_tokens_per_s_per_gpu(1024, 700.0, 0.010) == pytest.approx(10_000, rel=0.05)
+
+
+def test_utilization_bounds() -> None:
+    profile = _profile("llama2-70b-h100-tp4")
+    assert profile.draw_watts(Role.PREFILL, 700.0, 1.0 + 1e-12) == 700.0
+    with pytest.raises(ProfileError, match="utilization"):
+        profile.draw_watts(Role.PREFILL, 700.0, 1.5)
+    with pytest.raises(ProfileError, match="utilization"):
+        profile.draw_watts(Role.PREFILL, 700.0, math.nan)
