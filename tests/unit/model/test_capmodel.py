@@ -149,3 +149,26 @@ def test_utilization_bounds() -> None:
         profile.draw_watts(Role.PREFILL, 700.0, 1.5)
     with pytest.raises(ProfileError, match="utilization"):
         profile.draw_watts(Role.PREFILL, 700.0, math.nan)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    natural=st.floats(150.0, 900.0), uncore_frac=st.floats(0.0, 0.9), share=st.floats(0.0, 1.0),
+    floor=st.floats(0.2, 1.0), min_frac=st.floats(0.1, 1.0), a=st.floats(0.0, 1.0), b=st.floats(0.0, 1.0),
+)
+def test_any_valid_cap_model_is_monotone_and_within_cap(
+    natural: float, uncore_frac: float, share: float, floor: float, min_frac: float, a: float, b: float
+) -> None:
+    """User profiles may carry any valid constants: slowdown never rises with the cap, draw never exceeds it."""
+    from powerplanner.model.capmodel import CapModel
+
+    idle = 75.0
+    model = CapModel(Role.PREFILL, min_limit_watts=200.0, max_limit_watts=700.0, idle_watts=idle,
+                     natural_draw_watts=natural, uncore_watts=uncore_frac * (natural - idle) * 0.99,
+                     compute_share=share, floor_clock=floor, min_clock=floor * min_frac)
+    low, high = sorted((200.0 + 500.0 * a, 200.0 + 500.0 * b))
+    assert model.slowdown(low) >= model.slowdown(high) - 1e-9 >= 1.0 - 1e-9
+    point = model.operating_point(low)
+    assert point.busy_draw_watts <= low + 1e-9
+    assert 0 < point.duty <= 1 and 0 < point.clock <= 1
+    assert model.draw_watts(high, 1.0) <= high + 1e-9
