@@ -1,0 +1,192 @@
+"""`powerplanner verify` against the kmock emulator and a real Prometheus: a healthy installation passes
+every check (exit 0), and each check is seen failing for its own reason, with a fix, while the others pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from powerplanner.verify import Status
+from powerplanner.verify.checks import CHECK_NAMES, PLANNER_ACCESS
+from tests.fixtures.k8s import PODS
+from tests.integration.verify.conftest import World, as_json, only_failing, statuses
+from tests.integration.verify.world import AGENT_NS, DGD, NS, add_component_pod
+
+
+def test_healthy_installation_passes_every_check(world: World) -> None:
+    report = world.verify()
+    assert [c.name for c in report.checks] == list(CHECK_NAMES)
+    assert report.ok, report.render_text()
+    budget = next(c for c in report.checks if c.name == "budget")
+    assert "provisioned 1600 W <= budget 2000 W" in budget.summary
+    assert any("sum of applied limits on the worker GPUs (agents) 1600 W" in d for d in budget.details)
+    # One SelfSubjectAccessReview per right the planner needs, in the DGD's namespace.
+    reviews = world.cluster.call(lambda: list(world.cluster.emulator.reviews))
+    assert len(reviews) == len(PLANNER_ACCESS)
+    assert {r["spec"]["resourceAttributes"]["namespace"] for r in reviews} == {NS}
+
+
+def test_cli_exit_code_and_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = world.cli("--json", capsys=capsys)
+    body = as_json(out)
+    assert code == 0 and body["ok"] is True and body["counts"] == {"pass": 10, "fail": 0, "skip": 0}
+    world.cluster.deny("patch", "", "pods")
+    code, out = world.cli(capsys=capsys)
+    assert code == 1
+    assert "[FAIL] rbac:" in out and "fix: install the chart with rbac.create=true" in out
+    assert "9/10 checks passed" in out
+
+
+def test_kubernetes_api_unreachable(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures.prometheus import free_port
+
+    dead = tmp_path / "dead-kubeconfig"
+    dead.write_text(f"apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{{name: x, cluster: {{server: "
+                    f"'http://127.0.0.1:{free_port()}'}}}}]\nusers: [{{name: u, user: {{}}}}]\n"
+                    "contexts: [{name: x, context: {cluster: x, user: u}}]\n")
+    report = world.verify(kubeconfig=str(dead))
+    s = statuses(report)
+    assert s["kubernetes-api"] is Status.FAIL and not report.ok
+    assert all(s[n] is Status.SKIP for n in ("rbac", "dgd", "agents", "annotations", "budget"))
+    # Prometheus-only checks still run: without the worker list, every GPU of the namespace is compared.
+    assert s["prometheus"] is Status.PASS and s["applied-limits"] is Status.PASS
+    assert s["planner"] is Status.FAIL  # its pod cannot be checked
+    api = report.checks[0]
+    assert api.fix and "kubeconfig" in api.fix and "cannot be reached" in api.details[0]
+
+
+def test_rbac_denied_right_is_named(world: World) -> None:
+    world.cluster.deny("update", "nvidia.com", "dynamographdeploymentscalingadapters", "scale")
+    report = world.verify()
+    assert only_failing(report) == {"rbac"}
+    rbac = report.checks[1]
+    assert rbac.details == ("update dynamographdeploymentscalingadapters/scale.nvidia.com in dynamo: denied "
+                            "(denied by the test's policy)",)
+
+
+def test_dgd_missing(world: World) -> None:
+    report = world.verify(dgd="nope")
+    assert {"dgd"} <= only_failing(report)
+    assert statuses(report)["annotations"] is Status.SKIP and statuses(report)["budget"] is Status.SKIP
+    assert "not found" in report.checks[2].summary
+
+
+def test_dgd_with_two_prefill_services(world: World) -> None:
+    world.cluster.patch("nvidia.com/v1alpha1/dynamographdeployments", NS, DGD, {"spec": {"services": {
+        "ExtraPrefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 1}}}})
+    report = world.verify()
+    assert only_failing(report) == {"dgd"} | {"annotations", "budget"} - {"annotations", "budget"}
+    assert "2 prefill services" in report.checks[2].details[0]
+
+
+def test_dgd_v1beta1_is_understood(world: World) -> None:
+    world.cluster.delete("nvidia.com/v1alpha1/dynamographdeployments", NS, DGD)
+    world.cluster.add_dgd_v1beta1(name=DGD, namespace=NS)
+    report = world.verify()
+    assert report.ok, report.render_text()
+    assert "nvidia.com/v1beta1" in report.checks[2].summary
+
+
+def test_prometheus_unreachable(world: World) -> None:
+    from tests.fixtures.prometheus import free_port
+
+    report = world.verify(prometheus_url=f"http://127.0.0.1:{free_port()}")
+    s = statuses(report)
+    assert s["prometheus"] is Status.FAIL
+    assert s["frontend-metrics"] is Status.SKIP and s["applied-limits"] is Status.SKIP
+    assert s["planner"] is Status.FAIL  # its metrics cannot be checked
+    assert s["budget"] is Status.PASS  # bounded from the annotations alone
+
+
+def test_frontend_metrics_missing_label(world: World) -> None:
+    world.state.frontend_labels = {"model": "llama-70b"}  # no dynamo_namespace
+    world.publish()
+    report = world.verify()
+    assert only_failing(report) == {"frontend-metrics"}
+    assert any("lack the label(s) dynamo_namespace" in d for d in report.checks[4].details)
+
+
+def test_frontend_metrics_absent(world: World) -> None:
+    world.state.frontend = False
+    world.publish()
+    report = world.verify()
+    assert only_failing(report) == {"frontend-metrics"}
+    assert "dynamo_frontend_requests_total: no series" in report.checks[4].details
+
+
+def test_planner_pod_not_ready(world: World) -> None:
+    world.cluster.delete(PODS, AGENT_NS, "pp-powerplanner-planner-0")
+    add_component_pod(world.cluster, "pp-powerplanner-planner-1", "planner", "cpu-node", ready=False)
+    report = world.verify()
+    assert only_failing(report) == {"planner"}, report.render_text()
+    assert any("no Ready planner pod" in d for d in report.checks[5].details)
+
+
+def test_planner_metrics_absent(world: World) -> None:
+    world.state.planner_budget_watts = None
+    world.publish()
+    report = world.verify()
+    assert only_failing(report) == {"planner"}
+    assert any("the planner's /metrics is not scraped" in d for d in report.checks[5].details)
+
+
+def test_planner_metrics_stale(world: World) -> None:
+    world.state.planner_timestamp_offset_s = 200.0  # exported with a timestamp 200 s in the past
+    world.state.planner_labels = {"series": "stale"}
+    world.publish()
+    report = world.verify(max_age_s=60.0)
+    assert only_failing(report) == {"planner"}
+    assert any("stale" in d for d in report.checks[5].details), report.checks[5]
+
+
+def test_gpu_node_without_agent(world: World) -> None:
+    world.cluster.delete(PODS, AGENT_NS, "pp-powerplanner-agent-node-b")
+    report = world.verify()
+    assert only_failing(report) == {"agents"}
+    assert report.checks[6].details == ("no ready agent on node-b",)
+
+
+def test_worker_pod_without_annotation(world: World) -> None:
+    world.cluster.patch(PODS, NS, "llm-decode-1", {"metadata": {"annotations": {
+        "dynamo.nvidia.com/gpu-power-limit": None}}})
+    report = world.verify()
+    assert only_failing(report) == {"annotations", "budget"}
+    assert report.checks[7].details == ("decode pod llm-decode-1: no annotation",)
+
+
+def test_worker_pod_with_invalid_annotation(world: World) -> None:
+    world.cluster.patch(PODS, NS, "llm-prefill-0", {"metadata": {"annotations": {
+        "dynamo.nvidia.com/gpu-power-limit": "250.5"}}})
+    report = world.verify()
+    assert "annotations" in only_failing(report)
+    assert "invalid value '250.5'" in report.checks[7].details[0]
+
+
+def test_applied_limit_differs_from_requested(world: World) -> None:
+    world.state.gpus[0].applied_watts = 700.0  # e.g. NVML refused the change
+    world.publish()
+    report = world.verify()
+    assert only_failing(report) == {"applied-limits"}
+    detail = report.checks[8].details[0]
+    assert "requested 300.0 W, applied 700 W" in detail and "llm-prefill-0" in detail
+
+
+def test_agent_metrics_missing(world: World) -> None:
+    world.state.gpus = []
+    world.publish()
+    report = world.verify()
+    assert only_failing(report) == {"applied-limits"}
+    assert "no agent metrics for the worker GPUs" in report.checks[8].summary
+
+
+def test_provisioned_over_budget(world: World) -> None:
+    report = world.verify(budget_watts=1500.0)
+    assert only_failing(report) == {"budget"}
+    assert "provisioned 1600 W is over the budget 1500 W" in report.checks[9].summary
+
+
+def test_planner_budget_lower_than_configured_wins(world: World) -> None:
+    world.state.planner_budget_watts = 1200.0  # e.g. cut through the admin endpoint
+    world.publish()
+    report = world.verify()
+    assert only_failing(report) == {"budget"}
+    assert "over the budget 1200 W" in report.checks[9].summary
