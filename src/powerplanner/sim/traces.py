@@ -654,8 +654,9 @@ def builtin_trace(
 
     - ``default`` / ``azure-conv-like``: Azure conversation statistics (``AZURE_CONV_STATS``), lengths
       lognormal fitted to mean and p99, with a compressed diurnal swing (one period over the trace,
-      amplitude 0.5, starting at the trough so load rises then falls) and two 3-minute bursts at 2x,
-      so the planner must scale up, hit the budget, and scale down within one run. The shape is
+      amplitude 0.35, starting at the trough so load rises then falls) and two 2-minute bursts at 1.5x,
+      so the planner must scale up, hit the budget, and scale down within one run. Per-minute peak/mean
+      is ~1.7 (the real conv trace: 1.5; the real code trace: 4.2). The shape is
       normalised so the time-averaged rate is ``rate_scale`` x the published mean rate.
     - ``azure-code-like``: the code trace's statistics, steadier base with three 2x bursts.
     """
@@ -663,9 +664,9 @@ def builtin_trace(
         stats = AZURE_CONV_STATS
         shape: RateShape = ProductShape(
             (
-                DiurnalShape(period_s=duration_s, amplitude=0.5, phase=-0.25),
-                BurstShape(starts_s=(0.35 * duration_s, 0.7 * duration_s), width_s=min(180.0, 0.1 * duration_s),
-                           factor=2.0),
+                DiurnalShape(period_s=duration_s, amplitude=0.35, phase=-0.25),
+                BurstShape(starts_s=(0.35 * duration_s, 0.7 * duration_s), width_s=min(120.0, 0.1 * duration_s),
+                           factor=1.5),
             )
         )
     elif name == "azure-code-like":
