@@ -26,7 +26,9 @@ class OursPolicy:
         self.name = name
         self._kit = kit
         self._rules = SizingRules(
-            target_utilization=kit.config.planner.target_utilization, dynamo_prefill_correction=False
+            target_utilization=kit.config.planner.target_utilization,
+            dynamo_prefill_correction=False,
+            decode_correction_on_target=False,
         )
 
     def adjust(self, ctx: PlanContext) -> Choice:

@@ -28,7 +28,7 @@ from powerplanner.model.values import Decision, LoadForecast, Observation, Reaso
 from powerplanner.planning.optimizer import Allocation, evaluate
 from powerplanner.planning.policy import Choice, PlanContext, Policy, Toolkit
 from powerplanner.planning.predictors import LoadPredictor
-from powerplanner.planning.sizing import Corrections, SizingRules, observed_corrections
+from powerplanner.planning.sizing import Corrections, SizingRules, dynamo_corrections, observed_corrections
 from powerplanner.planning.transitions import current_provisioned_watts, plan_transition
 
 POLICY_NAMES: tuple[str, ...] = ("ours", "static", "dynamo-sla", "dynamo-power", "proportional", "oracle")
@@ -262,10 +262,11 @@ class Planner:
             held = self._targets[role].cap_watts if self._targets is not None else self._kit.tdp_watts
             caps[role] = self._kit.profile.gpu.clamp(applied if applied is not None else held)
         self._corrections = observed_corrections(
-            self._profile, obs, caps[Role.PREFILL], caps[Role.DECODE], self._corrections
+            self._profile, obs, caps[Role.PREFILL], caps[Role.DECODE], self._corrections,
+            ttft_target_s=self._kit.sla_ttft_s, drain_interval_s=self._config.planner.adjustment_interval_s,
         )
         tdp = self._kit.tdp_watts
-        self._profile_corrections = observed_corrections(self._profile, obs, tdp, tdp, self._profile_corrections)
+        self._profile_corrections = dynamo_corrections(self._profile, obs, tdp, self._profile_corrections)
 
     def _evaluate(self, targets: Mapping[Role, RoleTarget], ctx: PlanContext) -> Allocation | None:
         forecast = ctx.forecast
@@ -303,7 +304,8 @@ def make_planner(
         from powerplanner.planning.ours import OursPolicy
 
         chosen = OursPolicy(kit, name)
-        rules = SizingRules(target_utilization=config.planner.target_utilization, dynamo_prefill_correction=False)
+        rules = SizingRules(target_utilization=config.planner.target_utilization, dynamo_prefill_correction=False,
+                            decode_correction_on_target=False)
     else:
         from powerplanner.planning.baselines import make_baseline
 

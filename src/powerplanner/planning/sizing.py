@@ -10,9 +10,9 @@ Dynamo (docs ``planner/sla-planner.md``; ``components/src/dynamo/planner``) size
 
 We keep those formulas and add the power dimension: every per-GPU throughput is looked up at each
 candidate cap, so the optimiser sees, for every cap level, how many replicas the SLA needs. Our own
-policy divides capacity by a target utilisation (headroom for bursts and prediction error) and uses
-the prefill correction in both directions, clamped to [0.5, 2]; the Dynamo baselines use
-``min(1, correction)`` and no headroom, as Dynamo does.
+policy divides capacity by a target utilisation (headroom for bursts and prediction error) and uses its
+own, guarded correction factors (:func:`observed_corrections`); the Dynamo baselines use Dynamo's
+(:func:`dynamo_corrections`) with ``min(1, correction)`` on prefill and no headroom, as Dynamo does.
 
 Profile lookups are the expensive part of a tick; :class:`ProfileCache` memoises them on quantised
 arguments (1% buckets), which is accurate far below the profile's own error and keeps one tick within
@@ -116,7 +116,10 @@ class SizingRules:
     """What differs between our sizing and Dynamo's."""
 
     target_utilization: float = 1.0
-    dynamo_prefill_correction: bool = True  # min(1, c) as Dynamo; else clamp(c, 0.5, 2)
+    dynamo_prefill_correction: bool = True  # min(1, c) as Dynamo; else c as given (ours: already >= 1)
+    # Dynamo divides the ITL target by the decode correction; near the profile's minimum ITL that makes the
+    # target unreachable at any batch and decode capacity collapses. Ours scales the decode load instead.
+    decode_correction_on_target: bool = True
 
 
 @dataclass(frozen=True)
@@ -178,18 +181,18 @@ def size_role(
     """Size one role at every candidate cap (see the module docstring for the formulas)."""
     caps = [float(c) for c in caps_watts]
     if role is Role.PREFILL:
-        factor = (
-            min(1.0, corrections.prefill)
-            if rules.dynamo_prefill_correction
-            else min(2.0, max(0.5, corrections.prefill))
-        )
+        factor = min(1.0, corrections.prefill) if rules.dynamo_prefill_correction else corrections.prefill
         demand = forecast.request_rate_per_s * forecast.isl_tokens * factor
         sla = cache.prefill_tokens_per_s_per_gpu(forecast.isl_tokens, caps, ttft_target_s)
         raw = cache.prefill_tokens_per_s_per_gpu(forecast.isl_tokens, caps, None)
     else:
         context = forecast.isl_tokens + forecast.osl_tokens / 2
         demand = forecast.request_rate_per_s * forecast.osl_tokens
-        corrected_itl = itl_target_s / max(corrections.decode, 1e-3)
+        if rules.decode_correction_on_target:
+            corrected_itl = itl_target_s / max(corrections.decode, 1e-3)
+        else:
+            corrected_itl = itl_target_s
+            demand *= corrections.decode
         sla = cache.decode_tokens_per_s_per_gpu(context, caps, corrected_itl)
         raw = cache.decode_tokens_per_s_per_gpu(context, caps, None)
     reachable = bool(np.any(sla > 0))
@@ -215,14 +218,24 @@ def observed_corrections(
     prefill_cap_watts: float,
     decode_cap_watts: float,
     previous: Corrections,
+    ttft_target_s: float | None = None,
+    drain_interval_s: float | None = None,
 ) -> Corrections:
-    """observed / expected TTFT and ITL at the observed load and caps (Dynamo's correction factors).
+    """Our correction factors: observed / expected latency at the observed load and the applied caps.
 
-    Expected TTFT is the profile's TTFT at the observed ISL and per-replica request rate; expected ITL
-    is the profile's iteration time at the batch Little's law gives (rate x OSL x ITL per replica) and
-    context ISL + OSL/2. When a factor cannot be computed (no traffic, no ready replicas, a saturated
-    model) the previous one is kept. Factors are clamped to [0.25, 4] so one odd window cannot swing
-    the deployment.
+    Expected TTFT is the profile's TTFT (queueing included) at the observed ISL and per-replica request
+    rate; expected ITL is the profile's iteration time at the batch Little's law gives (rate x OSL x ITL per
+    ready decode replica) and context ISL + OSL/2. Two guards make this safe in a closed loop: the TTFT
+    factor is only measured where the queueing model is trustworthy (per-replica utilisation below 0.7;
+    near saturation the model's TTFT explodes while the windowed observation lags, which would read as
+    "reality is much faster" and shrink prefill exactly when it is overloaded), and both factors are
+    clamped to [1, 2]: a correction may add capacity for what the profile misses, never remove capacity
+    the profile says is needed. When a factor cannot be measured the previous one is kept.
+
+    Backlog: when the observed TTFT exceeds the target, requests are queueing; by Little's law about
+    ``rate x (TTFT - target)`` of them wait beyond the target. Serving only the arrival rate would never
+    drain them, so the prefill factor is at least ``1 + (TTFT - target) / drain_interval`` (drain within one
+    adjustment interval), up to 3.
     """
     prefill, decode = previous.prefill, previous.decode
     rate, isl, osl = obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens
@@ -230,16 +243,54 @@ def observed_corrections(
         return previous
     try:
         if obs.ttft_ms is not None and obs.ttft_ms > 0 and obs.prefill.ready_replicas > 0:
-            expected = profile.ttft_s(isl, rate / obs.prefill.ready_replicas, prefill_cap_watts)
-            if math.isfinite(expected) and expected > 0:
-                prefill = min(4.0, max(0.25, obs.ttft_ms / 1000.0 / expected))
+            per_replica = rate / obs.prefill.ready_replicas
+            rho = per_replica * profile.prefill_time_s(isl, prefill_cap_watts)
+            expected = profile.ttft_s(isl, per_replica, prefill_cap_watts)
+            if rho < 0.7 and math.isfinite(expected) and expected > 0:
+                prefill = min(2.0, max(1.0, obs.ttft_ms / 1000.0 / expected))
+            elif rho >= 0.7:
+                prefill = 1.0  # the model cannot tell; the backlog term below covers overload
+            if ttft_target_s is not None and drain_interval_s:
+                excess_s = obs.ttft_ms / 1000.0 - ttft_target_s
+                prefill = max(prefill, min(3.0, 1.0 + max(0.0, excess_s) / drain_interval_s))
         if obs.itl_ms is not None and obs.itl_ms > 0 and obs.decode.ready_replicas > 0:
             context = isl + osl / 2
             batch = rate * osl * (obs.itl_ms / 1000.0) / obs.decode.ready_replicas
             batch = min(max(1.0, batch), float(profile.max_batch(context)))
             expected = profile.decode_itl_s(batch, context, decode_cap_watts)
             if math.isfinite(expected) and expected > 0:
-                decode = min(4.0, max(0.25, obs.itl_ms / 1000.0 / expected))
+                decode = min(2.0, max(1.0, obs.itl_ms / 1000.0 / expected))
+    except (UserError, ValueError, ZeroDivisionError, OverflowError):
+        return previous
+    return Corrections(prefill=prefill, decode=decode)
+
+
+def dynamo_corrections(profile: PowerProfile, obs: Observation, tdp_watts: float, previous: Corrections) -> Corrections:
+    """Dynamo's correction factors, as its SLA planner computes them from its (cap-less) profile.
+
+    ``prefill = observed TTFT / interpolated TTFT at the observed ISL`` (a single prefill, no queueing),
+    ``decode = observed ITL / interpolated ITL at concurrency = request rate x request duration / decode
+    replicas`` and context ISL + OSL/2. The profile is queried at TDP since Dynamo's has no power
+    dimension. Dynamo then uses ``min(1, prefill)`` on the prefill load and divides the ITL target by
+    ``decode``. Kept within [0.05, 20] only to survive degenerate windows.
+    """
+    prefill, decode = previous.prefill, previous.decode
+    rate, isl, osl = obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens
+    if not (rate and isl and osl and rate > 0 and isl > 0 and osl > 0):
+        return previous
+    try:
+        if obs.ttft_ms is not None and obs.ttft_ms > 0:
+            expected = profile.prefill_time_s(isl, tdp_watts)
+            if math.isfinite(expected) and expected > 0:
+                prefill = min(20.0, max(0.05, obs.ttft_ms / 1000.0 / expected))
+        if obs.itl_ms is not None and obs.itl_ms > 0 and obs.decode.ready_replicas > 0:
+            context = isl + osl / 2
+            duration_s = (obs.ttft_ms or 0.0) / 1000.0 + osl * obs.itl_ms / 1000.0
+            concurrency = rate * duration_s / obs.decode.ready_replicas
+            concurrency = min(max(1.0, concurrency), float(profile.max_batch(context)))
+            expected = profile.decode_itl_s(concurrency, context, tdp_watts)
+            if math.isfinite(expected) and expected > 0:
+                decode = min(20.0, max(0.05, obs.itl_ms / 1000.0 / expected))
     except (UserError, ValueError, ZeroDivisionError, OverflowError):
         return previous
     return Corrections(prefill=prefill, decode=decode)
