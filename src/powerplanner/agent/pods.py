@@ -92,7 +92,9 @@ class PodWatcher:
                 info = pod_info(pod)
                 pods[info.key] = info
         with self._lock:
-            changed = pods != self._pods
+            # The first list always triggers a pass, even on a node without pods: that pass restores GPUs
+            # left changed by a previous run (state file) and parks idle GPUs.
+            changed = pods != self._pods or not self.synced.is_set()
             self._pods = pods
         self.synced.set()
         if changed:

@@ -1,0 +1,91 @@
+"""The pod watch: client-side node filter, event handling, first-sync wake-up and relisting on failures."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from powerplanner.agent.kubeapi import ApiError
+from powerplanner.agent.pods import PodWatcher
+
+
+def pod(name: str, node: str = "n1", watts: str | None = None, phase: str = "Running") -> dict[str, Any]:
+    annotations = {"dynamo.nvidia.com/gpu-power-limit": watts} if watts else {}
+    return {"metadata": {"name": name, "namespace": "llm", "uid": f"u-{name}", "annotations": annotations},
+            "spec": {"nodeName": node}, "status": {"phase": phase,
+                                                  "containerStatuses": [{"name": "main", "containerID": "containerd://abc"}]}}
+
+
+class FakeApi:
+    """Scripted answers: each list returns ``items``; each watch yields the next script (or raises it).
+    After the last script the stop event is set, so the watcher returns without relisting."""
+
+    def __init__(self, items: list[dict[str, Any]], watches: list[Any], stop: threading.Event) -> None:
+        self.items = items
+        self.watches = watches
+        self.lists = 0
+        self.stop = stop
+
+    def list_pods(self, field_selector: str) -> tuple[list[dict[str, Any]], str]:
+        assert field_selector == "spec.nodeName=n1"
+        self.lists += 1
+        return list(self.items), "1"
+
+    def watch_pods(self, field_selector: str, resource_version: str, timeout_s: float) -> Iterator[dict[str, Any]]:
+        script = self.watches.pop(0) if self.watches else []
+        last = not self.watches
+        if isinstance(script, Exception):
+            if last:
+                self.stop.set()
+            raise script
+        yield from script
+        if last:
+            self.stop.set()  # the last script: the watcher exits after it
+
+
+def run(api: FakeApi, stop: threading.Event) -> tuple[PodWatcher, list[str], list[str]]:
+    changes: list[str] = []
+    restarts: list[str] = []
+    watcher = PodWatcher(
+        api, "n1", lambda: changes.append("x"), resync_s=1, on_restart=restarts.append, max_backoff_s=0.01  # type: ignore[arg-type]
+    )
+    watcher.run(stop)
+    return watcher, changes, restarts
+
+
+def test_first_list_wakes_the_reconciler_even_without_pods() -> None:
+    stop = threading.Event()
+    watcher, changes, _ = run(FakeApi([], [], stop), stop)
+    assert watcher.synced.is_set() and changes == ["x"] and watcher.snapshot() == {}
+
+
+def test_events_filter_by_node_and_phase() -> None:
+    stop = threading.Event()
+    script = [
+        {"type": "ADDED", "object": pod("a", watts="300")},
+        {"type": "ADDED", "object": pod("elsewhere", node="n2", watts="200")},
+        {"type": "MODIFIED", "object": pod("a", watts="250")},
+        {"type": "ADDED", "object": pod("b")},
+        {"type": "MODIFIED", "object": pod("b", phase="Succeeded")},
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}},
+    ]
+    api = FakeApi([pod("z", node="n2")], [script], stop)
+    watcher, _, restarts = run(api, stop)
+    snapshot = watcher.snapshot()
+    assert list(snapshot) == [("llm", "a")]
+    assert snapshot[("llm", "a")].annotation == "250"
+    assert snapshot[("llm", "a")].containers == (("main", "abc"),)
+    assert restarts == []  # stopped after the script
+
+
+def test_failures_relist() -> None:
+    stop = threading.Event()
+    gone = [{"type": "ERROR", "object": {"kind": "Status", "code": 410}}]
+    api = FakeApi([pod("a")], [ApiError(500, "boom"), httpx.ConnectError("refused"), gone,
+                               httpx.ReadTimeout("idle"), []], stop)
+    _, _, restarts = run(api, stop)
+    assert restarts == ["http_500", "connection", "expired", "timeout"]
+    assert api.lists == 5
