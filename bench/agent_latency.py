@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the peers live in tests/fixtures
@@ -53,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import kubernetes
-
     from tests.fixtures.k8s import EmulatedCluster
     from tests.fixtures.kubelet import FakeKubelet, PodDevices, short_socket_dir
     from tests.fixtures.nvml import build_fake_nvml, default_gpus, new_fake_nvml
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         for start in range(0, args.gpus, args.gpus_per_pod):
             pods[f"worker-{start // args.gpus_per_pod}"] = list(range(start, min(args.gpus, start + args.gpus_per_pod)))
         with EmulatedCluster() as cluster:
-            api = kubernetes.client.CoreV1Api(cluster.api_client())
+            api: Any = kubernetes.client.CoreV1Api(cluster.api_client())
             current: dict[str, int] = {}
-            for name, gpus in pods.items():
+            for name in pods:
                 current[name] = rng.randrange(200, 701)
                 api.create_namespaced_pod("llm", pod_body(name, "llm", str(current[name])))
             kubelet.set_pods([PodDevices("llm", n, "main", tuple(uuids[i] for i in g)) for n, g in pods.items()])
