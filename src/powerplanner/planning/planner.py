@@ -135,6 +135,12 @@ class Planner:
             reasons.append(Reason.BUDGET_CUT)
         if any(s.wait_for_drain for s in steps):
             reasons.append(Reason.WAIT_FOR_DRAIN)
+        settled = [s.provisioned_after_watts for s in steps if not s.wait_for_drain]
+        if choice.power_safe and settled and settled[-1] > budget + 1e-6:
+            notes.append(
+                f"provisioned {settled[-1]:,.0f} W stays above the {budget:,.0f} W budget until draining "
+                "replicas release their GPUs (worst case counted)"
+            )
         alloc = choice.allocation or self._evaluate(targets, ctx)
         self._targets = targets
         return Decision(

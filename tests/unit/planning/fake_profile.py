@@ -16,8 +16,8 @@ from powerplanner.model.gpu import GpuSpec, gpu_by_name
 from powerplanner.model.roles import Role
 
 
-@dataclass(frozen=True)
-class FakeProfile:
+@dataclass
+class FakeProfile:  # not frozen: PowerProfile declares name/gpu as plain attributes
     name: str = "fake-h100"
     gpu: GpuSpec = field(default_factory=lambda: gpu_by_name("H100-SXM"))
     tp_prefill: int = 4
