@@ -30,6 +30,7 @@ from powerplanner.verify.workloads import (
 
 # Metric names of the planner's /metrics (powerplanner.live) and the node agent's (powerplanner.agent).
 PLANNER_BUDGET_METRIC = "powerplanner_budget_watts"
+PLANNER_LAST_TICK_METRIC = "powerplanner_last_tick_timestamp_seconds"  # the planner's clock: only its changes count
 AGENT_REQUESTED_METRIC = "powerplanner_agent_gpu_power_limit_requested_watts"
 AGENT_APPLIED_METRIC = "powerplanner_agent_gpu_power_limit_applied_watts"
 
@@ -259,6 +260,18 @@ class Verifier:
                                 f"(limit {self.s.max_age_s:.0f} s)")
             else:
                 details.append(f"planner metrics fresh (newest sample {min(fresh):.1f} s old)")
+            try:
+                # "and" keeps only series still exported now (not those of a planner pod that went away).
+                window = f"{max(1, round(self.s.max_age_s))}s"
+                ticks = self._query(f"changes({PLANNER_LAST_TICK_METRIC}[{window}]) and {PLANNER_LAST_TICK_METRIC}")
+            except PrometheusError:
+                ticks = []
+            if ticks:
+                if max((t.value or 0.0) for t in ticks) < 1:
+                    problems.append(f"the planner has not ticked in the last {self.s.max_age_s:.0f} s "
+                                    f"({PLANNER_LAST_TICK_METRIC} unchanged)")
+                else:
+                    details.append(f"the planner ticked in the last {self.s.max_age_s:.0f} s")
             values = [s.value for s in budgets if s.value is not None]
             if values:
                 self._planner_budget_watts = min(values)

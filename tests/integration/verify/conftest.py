@@ -55,7 +55,7 @@ class World:
 
     def publish(self) -> None:
         """Expose ``state`` and wait until Prometheus has scraped it (twice: one full scrape after the swap)."""
-        self.collector.set(self.state.families())
+        self.collector.set(self.state.families)
         self.prometheus.wait_for_scrapes(2)
         for _ in range(5):  # a scrape that timed out on a busy machine (up == 0) marks every series stale
             if self.prometheus.query_value("min(up)") == 1.0:

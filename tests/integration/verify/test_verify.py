@@ -138,6 +138,14 @@ def test_planner_metrics_stale(world: World) -> None:
     assert any("stale" in d for d in report.checks[5].details), report.checks[5]
 
 
+def test_planner_not_ticking(world: World) -> None:
+    world.state.planner_ticking = False
+    world.publish()
+    report = world.verify()
+    assert only_failing(report) == {"planner"}
+    assert any("has not ticked" in d for d in report.checks[5].details)
+
+
 def test_gpu_node_without_agent(world: World) -> None:
     world.cluster.delete(PODS, AGENT_NS, "pp-powerplanner-agent-node-b")
     report = world.verify()

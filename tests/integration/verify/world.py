@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,19 +93,20 @@ class AuthzCluster(EmulatedCluster):
 
 
 class SwitchableCollector(Collector):
-    """Yields the families of ``self.families`` at each scrape; the test swaps them under a lock."""
+    """Yields the families its source makes at each scrape; the test swaps the source under a lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._families: list[Metric] = []
+        self._source: Callable[[], Iterable[Metric]] = list
 
-    def set(self, families: Iterable[Metric]) -> None:
+    def set(self, source: Callable[[], Iterable[Metric]]) -> None:
+        """``source`` is called at every scrape (so a value can change from one scrape to the next)."""
         with self._lock:
-            self._families = list(families)
+            self._source = source
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            yield from self._families
+            yield from list(self._source())
 
 
 @dataclass
@@ -133,6 +134,7 @@ class MetricsState:
     planner_labels: dict[str, str] = field(default_factory=dict)  # a new series (Prometheus refuses old samples
     # in a series that already has newer ones)
     gpus: list[Gpu] = field(default_factory=list)
+    planner_ticking: bool = True  # False: the last-tick gauge never changes (a hung loop)
 
     def families(self) -> list[Metric]:
         out: list[Metric] = []
@@ -153,6 +155,13 @@ class MetricsState:
             timestamp = time.time() - self.planner_timestamp_offset_s if self.planner_timestamp_offset_s else None
             budget.add_metric(list(self.planner_labels.values()), self.planner_budget_watts, timestamp=timestamp)
             out.append(budget)
+            last_tick = GaugeMetricFamily("powerplanner_last_tick_timestamp_seconds", "planner clock at last tick",
+                                          labels=["series"])
+            if self.planner_ticking:
+                last_tick.add_metric(["ticking"], time.monotonic())  # a new value at every scrape
+            else:
+                last_tick.add_metric(["hung"], 42.0)
+            out.append(last_tick)
         labels = ["gpu", "uuid", "pod", "namespace", "container"]
         requested = GaugeMetricFamily("powerplanner_agent_gpu_power_limit_requested_watts", "requested", labels=labels)
         applied = GaugeMetricFamily("powerplanner_agent_gpu_power_limit_applied_watts", "applied", labels=labels)
