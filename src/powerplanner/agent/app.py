@@ -26,7 +26,7 @@ from powerplanner.agent.policy import AgentPolicy
 from powerplanner.agent.reconciler import Reconciler
 from powerplanner.agent.state import StateStore
 from powerplanner.config import AgentConfig, Config
-from powerplanner.errors import ConfigError
+from powerplanner.errors import ConfigError, EndpointError
 
 _LOG = logging.getLogger("powerplanner.agent")
 
@@ -76,12 +76,9 @@ class AgentLoop:
             if not self.ready():
                 continue
             try:
-                self.reconcile_once()
+                self.reconciler.reconcile()
             except Exception:  # keep the node agent alive; the failure is logged with its traceback
                 _LOG.exception("reconcile pass failed; retrying at the next event or resync")
-
-    def reconcile_once(self) -> None:
-        self.reconciler.reconcile()
 
 
 def run_agent(config: Config, backend: GpuBackend, dry_run: bool, pod_api: PodApi | None = None) -> int:
@@ -105,18 +102,17 @@ def run_agent(config: Config, backend: GpuBackend, dry_run: bool, pod_api: PodAp
         CgroupMapper(backend, agent.proc_root),
         agent.kubelet_socket,
     )
-    reconciler = Reconciler(
-        backend, mapper, watcher.snapshot, state, metrics, policy_from_config(agent), dry_run=dry_run or agent.dry_run
-    )
+    dry_run = dry_run or agent.dry_run
+    reconciler = Reconciler(backend, mapper, watcher.snapshot, state, metrics, policy_from_config(agent), dry_run)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         _LOG.info("received %s; restoring original limits and exiting", signal.Signals(signum).name)
         stop.set()
         wake.set()
 
+    server = _serve(metrics, agent.metrics_bind)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    server = serve_metrics(metrics, agent.metrics_bind)
     gpus = backend.gpus()
     _LOG.info(
         "agent on node %s: %d GPU(s), metrics on %s, state file %s%s",
@@ -124,7 +120,7 @@ def run_agent(config: Config, backend: GpuBackend, dry_run: bool, pod_api: PodAp
         len(gpus),
         agent.metrics_bind,
         agent.state_file,
-        " (dry run: no limit is changed)" if reconciler_dry_run(dry_run, agent) else "",
+        " (dry run: no limit is changed)" if dry_run else "",
     )
     watcher.start(stop)
     loop = AgentLoop(reconciler, agent.resync_s, watcher.synced.is_set, stop, wake)
@@ -143,5 +139,11 @@ def run_agent(config: Config, backend: GpuBackend, dry_run: bool, pod_api: PodAp
     return 0
 
 
-def reconciler_dry_run(dry_run: bool, agent: AgentConfig) -> bool:
-    return dry_run or agent.dry_run
+def _serve(metrics: AgentMetrics, bind: str) -> object:
+    _host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"agent.metrics_bind: {bind!r} is not host:port; use e.g. 0.0.0.0:9401")
+    try:
+        return serve_metrics(metrics, bind)
+    except OSError as exc:
+        raise EndpointError(f"agent.metrics_bind: cannot listen on {bind} ({exc}); choose a free host:port") from None

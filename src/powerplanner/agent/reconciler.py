@@ -203,9 +203,8 @@ class Reconciler:
         known = {g.uuid: g for g in self._gpus}
         for uuid, original in sorted(self._state.originals().items()):
             gpu = known.get(uuid)
-            if gpu is None:
+            if gpu is None:  # kept: if the GPU comes back (after a reset), a later start restores it
                 _LOG.warning("state file names GPU %s, which this node does not have; keeping the entry", uuid)
-                failures[uuid] = "not_found"
                 continue
             if self._dry_run:
                 continue

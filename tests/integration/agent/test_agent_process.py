@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -275,3 +276,17 @@ def test_nvml_init_failure_is_one_clear_line(fake_nvml: FakeNvml, tmp_path: Path
     assert out.returncode != 0
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "NVML" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_metrics_port_taken_is_one_clear_line(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_agent_config(tmp_path, "http://127.0.0.1:9", tmp_path / "none.sock", port)
+        out = subprocess.run([sys.executable, "-m", "powerplanner.cli", "agent", "--config", str(config)],
+                             env=fake_nvml.env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "metrics_bind" in errors[0]
+    assert fake_nvml.set_calls() == []
