@@ -568,10 +568,11 @@ def build_api_client(cfg: KubernetesConfig) -> kubernetes.client.ApiClient:
                 kube_config.load_incluster_config(client_configuration=configuration)
             except kube_config.ConfigException:
                 kube_config.load_kube_config(client_configuration=configuration)
-    except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
+    except Exception as exc:  # kubeconfig loading raises ConfigException, YAML, OS and key errors alike
         where = (f"kubeconfig {cfg.kubeconfig!r}" if cfg.kubeconfig
                  else "no in-cluster service account and no ~/.kube/config")
-        raise UserError(f"kubernetes.kubeconfig: cannot load Kubernetes credentials ({where}: {exc}); "
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"kubernetes.kubeconfig: cannot load Kubernetes credentials ({where}: {detail}); "
                         "set kubernetes.kubeconfig to a valid kubeconfig or run in-cluster") from None
     configuration.retries = 0
     return kubernetes.client.ApiClient(configuration)

@@ -1,0 +1,100 @@
+"""`powerplanner run` from the command line: start-up errors are one clear line and a non-zero exit;
+`--once --dry-run` decides without touching the cluster; `--once` applies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from powerplanner.cli import main
+from tests.fixtures.k8s import CAP_ANNOTATION, EmulatedCluster
+from tests.fixtures.prometheus import free_port
+from tests.integration.live.conftest import LivePrometheus
+
+pytestmark = pytest.mark.integration
+
+
+def kubeconfig(tmp_path: Path, server: str) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "emu", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "emu", "user": "u"}}],
+    }))
+    return path
+
+
+def config(tmp_path: Path, prom_url: str, kube: Path, **extra: object) -> Path:
+    data: dict[str, object] = {
+        "budget": {"watts": 16000},
+        "prometheus": {"url": prom_url, "timeout_s": 0.5, "retries": 0, "model": "cli"},
+        "kubernetes": {"namespace": "default", "dgd_name": "llm", "kubeconfig": str(kube)},
+        "serve": {"metrics_bind": "127.0.0.1:0"},
+        "planner": {"adjustment_interval_s": 30, "cap_interval_s": 5},
+    }
+    data.update(extra)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text("budget:\n  watts: -1\n")
+    assert main(["run", "--config", str(path), "--once"]) == 2
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "budget.watts" in lines[0]
+    assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "not found" in error_lines(capsys)[0]
+
+
+def test_unreachable_prometheus_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            cluster: EmulatedCluster) -> None:
+    path = config(tmp_path, f"http://127.0.0.1:{free_port()}", kubeconfig(tmp_path, cluster.url))
+    assert main(["run", "--config", str(path), "--once"]) == 3
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "prometheus.url" in lines[0] and "unreachable" in lines[0]
+
+
+def test_unreachable_kubernetes_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            live_prometheus: LivePrometheus) -> None:
+    path = config(tmp_path, live_prometheus.server.url, kubeconfig(tmp_path, f"http://127.0.0.1:{free_port()}"))
+    assert main(["run", "--config", str(path), "--once"]) == 3
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("error: kubernetes:")
+
+
+def test_missing_dgd_and_bad_kubeconfig(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        live_prometheus: LivePrometheus, cluster: EmulatedCluster) -> None:
+    path = config(tmp_path, live_prometheus.server.url, kubeconfig(tmp_path, cluster.url))
+    assert main(["run", "--config", str(path), "--once"]) == 2
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "kubernetes.dgd_name" in lines[0]
+    broken = tmp_path / "broken-kubeconfig"
+    broken.write_text("not: [a kubeconfig")
+    path = config(tmp_path, live_prometheus.server.url, broken)
+    assert main(["run", "--config", str(path), "--once"]) == 2
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "kubernetes.kubeconfig" in lines[0]
+
+
+def test_once_dry_run_touches_nothing_and_once_applies(tmp_path: Path, live_prometheus: LivePrometheus,
+                                                       cluster: EmulatedCluster) -> None:
+    pytest.importorskip("powerplanner.planning.planner", reason="the planner core (issue 3) is not in this tree yet")
+    cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
+    cluster.reconcile()
+    path = config(tmp_path, live_prometheus.server.url, kubeconfig(tmp_path, cluster.url))
+    assert main(["run", "--config", str(path), "--once", "--dry-run"]) == 0
+    assert not [m for m, _p in cluster.requests() if m in ("PATCH", "POST", "PUT", "DELETE")]
+    assert main(["run", "--config", str(path), "--once"]) == 0
+    caps = [(p["metadata"].get("annotations") or {}).get(CAP_ANNOTATION) for p in cluster.pods("llm")]
+    assert caps and all(c is not None and int(c) > 0 for c in caps)
