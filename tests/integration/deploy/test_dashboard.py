@@ -68,3 +68,11 @@ def test_dashboard_is_importable_json() -> None:
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "model"}
+
+
+def test_operations_guide_documents_every_exported_metric() -> None:
+    text = (REPO_ROOT / "docs" / "operations.md").read_text()
+    families = {re.sub(r"_(total|bucket|sum|count|created)$", "", n) for n in planner_and_agent_names()}
+    missing = sorted(f for f in families if f not in text and f"{f}_total" not in text
+                     and not any(f.startswith(p) and p in text for p in ("powerplanner_agent_gpu_power_limit_",)))
+    assert missing == [], f"docs/operations.md does not mention {missing}"
