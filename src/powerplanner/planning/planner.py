@@ -104,11 +104,14 @@ class Planner:
             elif state == "idle":
                 self._idle_ticks += 1
             self._forecast = oracle_load if oracle else self._predictor.forecast()
+        forecast = self._forecast
+        if not adjust:
+            forecast = self._cap_tick_forecast(clean, state, oracle_load if oracle else None)
 
         ctx = PlanContext(
             obs=clean,
             budget_watts=budget,
-            forecast=self._forecast,
+            forecast=forecast,
             corrections=self._corrections,
             profile_corrections=self._profile_corrections,
             adjust=adjust,
@@ -155,13 +158,32 @@ class Planner:
             predicted_attainment=(
                 {"prefill": alloc.attainment_prefill, "decode": alloc.attainment_decode} if alloc is not None else {}
             ),
-            forecast=self._forecast,
+            forecast=ctx.forecast,
             steps=steps,
             replicas_may_change=adjust or choice.replicas_changed_on_cap_tick,
             budget_limited=choice.budget_limited or (alloc is not None and alloc.served_fraction < 1.0 - 1e-9),
             infeasible=choice.infeasible,
             notes=tuple(notes),
         )
+
+    def _cap_tick_forecast(self, obs: Observation, state: str, oracle_load: LoadForecast | None) -> LoadForecast | None:
+        """The load caps are sized for between adjustments.
+
+        Caps change within seconds, so a cap tick reacts to what is happening now: the interval's forecast,
+        raised to the currently observed rate if that is higher (a surge mid-interval is met with higher
+        caps on the replicas already there), with the latency corrections refreshed from this window (the
+        TTFT backlog term among them). The oracle sees the true load of the coming interval instead.
+        Nothing here feeds the predictors, which stay on the adjustment timescale.
+        """
+        if oracle_load is not None:
+            return oracle_load
+        forecast = self._forecast
+        if forecast is None or state != "ok" or obs.request_rate_per_s is None:
+            return forecast
+        self._update_corrections(obs, dynamo=False)
+        if obs.request_rate_per_s <= forecast.request_rate_per_s:
+            return forecast
+        return dataclasses.replace(forecast, request_rate_per_s=obs.request_rate_per_s)
 
     # -- the shared decision flow -------------------------------------------------------------------
 
@@ -261,7 +283,7 @@ class Planner:
             return rs
         return dataclasses.replace(rs, **counts, **cap_fix)  # type: ignore[arg-type]
 
-    def _update_corrections(self, obs: Observation) -> None:
+    def _update_corrections(self, obs: Observation, dynamo: bool = True) -> None:
         caps = {}
         for role in ROLES:
             applied = obs.role(role).applied_cap_watts
@@ -271,8 +293,9 @@ class Planner:
             self._profile, obs, caps[Role.PREFILL], caps[Role.DECODE], self._corrections,
             ttft_target_s=self._kit.sla_ttft_s, drain_interval_s=self._config.planner.adjustment_interval_s,
         )
-        tdp = self._kit.tdp_watts
-        self._profile_corrections = dynamo_corrections(self._profile, obs, tdp, self._profile_corrections)
+        if dynamo:  # Dynamo computes its factors once per adjustment interval
+            tdp = self._kit.tdp_watts
+            self._profile_corrections = dynamo_corrections(self._profile, obs, tdp, self._profile_corrections)
 
     def _evaluate(self, targets: Mapping[Role, RoleTarget], ctx: PlanContext) -> Allocation | None:
         forecast = ctx.forecast

@@ -171,3 +171,16 @@ def test_oracle_uses_the_true_load(config: Config, profile: FakeProfile) -> None
     ours = make_planner(config, profile).tick(obs(rate=12.0))
     assert (d.prefill, d.decode) == (ours.prefill, ours.decode)
     assert d.forecast == LoadForecast(12.0, 2000.0, 300.0)
+
+
+def test_a_surge_between_adjustments_raises_caps_on_the_replicas_already_there(profile: FakeProfile) -> None:
+    planner = make_planner(make_config(adjustment_interval_s=60, cap_interval_s=5), profile)
+    d0 = planner.tick(obs(time_s=0, rate=4.0))
+    state = dict(prefill=RoleState(d0.prefill.replicas, applied_cap_watts=d0.prefill.cap_watts),
+                 decode=RoleState(d0.decode.replicas, applied_cap_watts=d0.decode.cap_watts))
+    calm = planner.tick(obs(time_s=5, rate=4.0, **state))  # type: ignore[arg-type]
+    surge = planner.tick(obs(time_s=10, rate=7.0, **state))  # type: ignore[arg-type]
+    assert not surge.replicas_may_change
+    assert (surge.prefill.replicas, surge.decode.replicas) == (d0.prefill.replicas, d0.decode.replicas)
+    assert surge.prefill.cap_watts + surge.decode.cap_watts > calm.prefill.cap_watts + calm.decode.cap_watts
+    assert surge.forecast is not None and surge.forecast.request_rate_per_s == 7.0
