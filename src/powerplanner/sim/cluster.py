@@ -227,6 +227,22 @@ class Cluster:
     def _idle_draw(self, inst: Instance) -> float:
         return self.idle_watts * self.gpus[inst.role]
 
+    def unfinished_by_stage(self) -> dict[str, int]:
+        """Where the requests that have not completed are (all zero after a complete run)."""
+        prefilling = sum(len(i.reqs) for i in self.instances[PREFILL])
+        not_arrived = self.n - self.arrived
+        waiting = self.arrived - self.first_tokens
+        queued = len(self.prefill_queue)
+        decode_queue = len(self.decode_queue)
+        return {
+            "not_arrived": not_arrived,
+            "prefill_queue": queued,
+            "prefilling": prefilling,
+            "kv_transfer": waiting - queued - prefilling - decode_queue,
+            "decode_queue": decode_queue,
+            "decoding": self.first_tokens - self.completed,
+        }
+
     def in_flight(self) -> int:
         return self.arrived - self.completed
 

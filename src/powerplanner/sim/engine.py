@@ -239,6 +239,8 @@ def _result(policy: str, trace: Trace, cluster: Cluster, loop: ClosedLoop, end_s
         decode_replicas=np.asarray(loop.ts_decode, dtype=np.int64),
         prefill_cap_watts=np.asarray(loop.ts_prefill_cap, dtype=np.float64),
         decode_cap_watts=np.asarray(loop.ts_decode_cap, dtype=np.float64),
+        waiting_requests=np.asarray(loop.ts_waiting, dtype=np.int64),
+        decoding_requests=np.asarray(loop.ts_decoding, dtype=np.int64),
     )
     return SimResult(
         policy=policy,
@@ -259,4 +261,5 @@ def _result(policy: str, trace: Trace, cluster: Cluster, loop: ClosedLoop, end_s
         request_index=index,
         seconds_over_budget_after_cut=cluster.over_budget_after_cut_s,
         decisions=loop.decisions,
+        unfinished_by_stage=cluster.unfinished_by_stage(),
     )

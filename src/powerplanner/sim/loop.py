@@ -95,6 +95,8 @@ class ClosedLoop:
         self.ts_decode: list[int] = []
         self.ts_prefill_cap: list[float] = []
         self.ts_decode_cap: list[float] = []
+        self.ts_waiting: list[int] = []
+        self.ts_decoding: list[int] = []
         self._last_sample_t = 0.0
         self._last_sample_energy = 0.0
 
@@ -277,7 +279,9 @@ class ClosedLoop:
         self.ts_decode.append(c.holding(DECODE))
         self.ts_prefill_cap.append(c.cap_watts[PREFILL])
         self.ts_decode_cap.append(c.cap_watts[DECODE])
+        self.ts_waiting.append(c.arrived - c.first_tokens)
+        self.ts_decoding.append(c.first_tokens - c.completed)
 
     def _all_series(self) -> tuple[list[float] | list[int], ...]:
         return (self.ts_time, self.ts_budget, self.ts_prov, self.ts_drawn, self.ts_prefill, self.ts_decode,
-                self.ts_prefill_cap, self.ts_decode_cap)
+                self.ts_prefill_cap, self.ts_decode_cap, self.ts_waiting, self.ts_decoding)

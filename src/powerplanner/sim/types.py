@@ -44,6 +44,10 @@ class TimeSeries:
     decode_replicas: IntArray
     prefill_cap_watts: FloatArray
     decode_cap_watts: FloatArray
+    # Added by the engine: requests arrived without a first token yet (queued, prefilling, KV transfer, waiting
+    # for decode KV room) and requests decoding, at time_s.
+    waiting_requests: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    decoding_requests: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,4 @@ class SimResult:
     # completed request, aligned with ttft_ms / itl_ms (ascending)
     seconds_over_budget_after_cut: float = 0.0  # part of seconds_over_budget within the grace after a budget cut
     decisions: int = 0  # planner ticks
+    unfinished_by_stage: dict[str, int] = field(default_factory=dict)  # where unfinished requests were at the end

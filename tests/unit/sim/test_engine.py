@@ -51,6 +51,11 @@ def test_every_request_completes_under_enough_capacity() -> None:
     assert result.simulated_s >= trace.duration_s
     assert np.all(result.ttft_ms > 0)
     assert np.all(np.isfinite(result.itl_ms))
+    assert set(result.unfinished_by_stage.values()) == {0}
+    s = result.series
+    assert len(s.waiting_requests) == len(s.decoding_requests) == len(s.time_s)
+    assert s.waiting_requests[-1] == 0 and s.decoding_requests[-1] == 0
+    assert int(s.decoding_requests.max()) > 0
 
 
 def test_requests_without_capacity_are_reported_unfinished_not_dropped() -> None:
@@ -62,6 +67,10 @@ def test_requests_without_capacity_are_reported_unfinished_not_dropped() -> None
     assert result.simulated_s == pytest.approx(trace.duration_s + 60.0)
     assert len(result.ttft_ms) == len(result.itl_ms) == len(result.request_index) == result.completed
     assert np.all(np.diff(result.request_index) > 0)
+    stages = result.unfinished_by_stage
+    assert sum(stages.values()) == result.requests - result.completed
+    assert stages["prefill_queue"] > 0 and stages["not_arrived"] == 0
+    assert result.series.waiting_requests[-1] == result.requests - result.completed
     # every request that arrived before the prefill replicas were gone (minus the ones in flight) finished
     assert result.completed >= int(np.searchsorted(trace.arrival_s, 9.0))
 
