@@ -224,3 +224,30 @@ def test_prometheus_faults_hold_within_bounds_and_recover(
     assert "powerplanner_metrics_source_up 1.0" in text
     reasons = [e["reason"] for e in cluster.list_objects("v1/events", "default")]
     assert "MetricsUnavailable" in reasons and "MetricsRecovered" in reasons
+
+
+def test_idle_deployment_scales_to_minimum(live_prometheus: LivePrometheus, cluster: EmulatedCluster) -> None:
+    """No requests at all: Prometheus gives rate 0 and NaN averages; the source delivers 0/None (never NaN)
+    and the planner scales both roles to their minimum after ``idle_ticks_to_min`` adjustment ticks."""
+    cluster.add_dgd_v1alpha1(prefill_replicas=3, decode_replicas=3, gpus_per_replica=GPUS)
+    cluster.reconcile(gpus=GPUS)
+    live_prometheus.frontend.touch("idle-e2e")
+    live_prometheus.server.wait_for_scrapes(2)
+    cfg = make_config(live_prometheus.server.url)
+    cfg = cfg.model_copy(update={"prometheus": cfg.prometheus.model_copy(update={"model": "idle-e2e"})})
+    clock = FakeClock()
+    svc = build_service(cfg, None, clock=clock, api_client=cluster.api_client(), serve_metrics=False)
+    try:
+        seen = []
+        for _ in range(cfg.planner.idle_ticks_to_min + 2):
+            report = svc.loop.tick()
+            assert report.observation is not None and report.observation.source_ok
+            assert report.observation.ttft_ms is None and report.observation.request_rate_per_s == 0.0
+            seen.append(report.decision)
+            cluster.reconcile(gpus=GPUS)
+            clock.advance(cfg.planner.adjustment_interval_s)
+        cluster.reconcile(gpus=GPUS)
+    finally:
+        svc.close()
+    assert any(d is not None and Reason.IDLE_SCALE_TO_MIN in d.reasons for d in seen)
+    assert len(cluster.pods("llm", "prefill")) == 1 and len(cluster.pods("llm", "decode")) == 1

@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -98,3 +104,39 @@ def test_once_dry_run_touches_nothing_and_once_applies(tmp_path: Path, live_prom
     assert main(["run", "--config", str(path), "--once"]) == 0
     caps = [(p["metadata"].get("annotations") or {}).get(CAP_ANNOTATION) for p in cluster.pods("llm")]
     assert caps and all(c is not None and int(c) > 0 for c in caps)
+
+
+def test_process_serves_metrics_and_stops_on_sigterm(tmp_path: Path, live_prometheus: LivePrometheus,
+                                                     cluster: EmulatedCluster) -> None:
+    """The real process: ticks, serves its own /metrics, and exits 0 on SIGTERM (graceful shutdown)."""
+    pytest.importorskip("powerplanner.planning.planner", reason="the planner core (issue 3) is not in this tree yet")
+    cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
+    cluster.reconcile()
+    port = free_port()
+    path = config(tmp_path, live_prometheus.server.url, kubeconfig(tmp_path, cluster.url),
+                  serve={"metrics_bind": f"127.0.0.1:{port}"},
+                  planner={"adjustment_interval_s": 30, "cap_interval_s": 1})
+    proc = subprocess.Popen([sys.executable, "-m", "powerplanner.cli", "run", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        text = ""
+        for _ in range(200):  # until the first decision is exported (or the process died)
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0).text
+                if "powerplanner_decisions_total" in text:
+                    break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
+        assert 'powerplanner_replicas{role="decode",state="target"}' in text
+        assert "powerplanner_tick_duration_seconds_count" in text
+        assert "powerplanner_budget_watts 16000.0" in text
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out.decode()[-2000:]
+        assert b"Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
