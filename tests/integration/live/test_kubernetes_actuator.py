@@ -3,6 +3,8 @@ adapter, cap annotations, injected 409/500/timeouts, and a proof of no lost upda
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from powerplanner.live.kubernetes import CAP_ANNOTATION, KubernetesActuator, KubernetesError
@@ -15,6 +17,12 @@ pytestmark = pytest.mark.integration
 def actuator(cluster: EmulatedCluster, retries: int = 3, timeout_s: float = 2.0) -> KubernetesActuator:
     return KubernetesActuator(cluster.api_client(), "default", "llm", retries=retries, backoff_s=0.0,
                               timeout_s=timeout_s)
+
+
+def must_get(cluster: EmulatedCluster, resource: str, namespace: str, name: str) -> dict[str, Any]:
+    obj = cluster.get(resource, namespace, name)
+    assert obj is not None, (resource, namespace, name)
+    return obj
 
 
 def caps(cluster: EmulatedCluster, role: str) -> list[str | None]:
@@ -47,8 +55,8 @@ def test_scales_through_adapter_when_it_exists(cluster: EmulatedCluster) -> None
     assert act.read_state().role(Role.DECODE).adapter == "llm-vllmdecodeworker"
     act.scale(Role.DECODE, 3)
     act.scale(Role.PREFILL, 2)
-    assert cluster.get(adapter_resource(), "default", "llm-vllmdecodeworker")["spec"]["replicas"] == 3
-    dgd = cluster.get(dgd_resource(), "default", "llm")
+    assert must_get(cluster, adapter_resource(), "default", "llm-vllmdecodeworker")["spec"]["replicas"] == 3
+    dgd = must_get(cluster, dgd_resource(), "default", "llm")
     assert dgd["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 1  # the operator copies it, not us
     assert dgd["spec"]["services"]["VllmPrefillWorker"]["replicas"] == 2  # no adapter: DGD merge patch
     assert any(path.endswith("/llm-vllmdecodeworker/scale") for _m, path in cluster.requests())
@@ -65,7 +73,7 @@ def test_v1beta1_scale_and_caps(cluster: EmulatedCluster) -> None:
     assert state.api_version == "v1beta1" and state.role(Role.DECODE).service == "decode"
     act.scale(Role.DECODE, 1)
     assert act.set_cap(Role.DECODE, 333.7) == 2
-    comps = {c["name"]: c for c in cluster.get(dgd_resource("v1beta1"), "default", "llm")["spec"]["components"]}
+    comps = {c["name"]: c for c in must_get(cluster, dgd_resource("v1beta1"), "default", "llm")["spec"]["components"]}
     assert comps["decode"]["replicas"] == 1 and comps["prefill"]["replicas"] == 1
     assert caps(cluster, "decode") == ["333", "333"]
 
@@ -96,7 +104,7 @@ def test_500_and_timeouts_are_retried(cluster: EmulatedCluster) -> None:
     with pytest.raises(KubernetesError) as info:
         act.scale(Role.DECODE, 2)
     assert info.value.kind == "server"
-    assert cluster.get(dgd_resource(), "default", "llm")["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 1
+    assert must_get(cluster, dgd_resource(), "default", "llm")["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 1
 
 
 def test_adapter_conflict_is_retried(cluster: EmulatedCluster) -> None:
@@ -105,7 +113,7 @@ def test_adapter_conflict_is_retried(cluster: EmulatedCluster) -> None:
     act = actuator(cluster)
     cluster.inject("PATCH", ADAPTER_PLURAL, status=409, times=2)
     act.scale(Role.PREFILL, 4)
-    assert cluster.get(adapter_resource(), "default", "llm-vllmprefillworker")["spec"]["replicas"] == 4
+    assert must_get(cluster, adapter_resource(), "default", "llm-vllmprefillworker")["spec"]["replicas"] == 4
 
 
 def test_no_lost_update_under_a_concurrent_writer(cluster: EmulatedCluster) -> None:
@@ -117,7 +125,7 @@ def test_no_lost_update_under_a_concurrent_writer(cluster: EmulatedCluster) -> N
     act.read_state()
 
     def other_writer(c: EmulatedCluster) -> None:
-        dgd = c.get(dgd_resource("v1beta1"), "default", "llm")
+        dgd = must_get(c, dgd_resource("v1beta1"), "default", "llm")
         comps = dgd["spec"]["components"]
         for comp in comps:
             if comp["name"] == "prefill":
@@ -129,7 +137,7 @@ def test_no_lost_update_under_a_concurrent_writer(cluster: EmulatedCluster) -> N
     # The first PATCH arrives carrying the resourceVersion read just before; the writer lands first.
     cluster.inject("PATCH", DGD_PLURAL, status=None, before=other_writer)
     act.scale(Role.DECODE, 7)
-    comps = {c["name"]: c["replicas"] for c in cluster.get(dgd_resource("v1beta1"), "default", "llm")["spec"]
+    comps = {c["name"]: c["replicas"] for c in must_get(cluster, dgd_resource("v1beta1"), "default", "llm")["spec"]
              ["components"]}
     assert comps == {"frontend": 2, "prefill": 5, "decode": 7}
     patches = [p for m, p in cluster.requests() if m == "PATCH"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from powerplanner.live.kubernetes import (
@@ -54,7 +56,7 @@ def test_v1beta1_components() -> None:
 
 
 def test_fallback_names_and_overrides() -> None:
-    dgd = {"spec": {"services": {"TRTLLMPrefillWorker": {}, "VllmDecodeWorker": {}, "decode": {}}}}
+    dgd: dict[str, Any] = {"spec": {"services": {"TRTLLMPrefillWorker": {}, "VllmDecodeWorker": {}, "decode": {}}}}
     roles = identify_roles(services_of(dgd))
     assert roles[Role.PREFILL].name == "TRTLLMPrefillWorker" and roles[Role.DECODE].name == "VllmDecodeWorker"
     roles = identify_roles(services_of(dgd), {Role.DECODE: "decode"})
