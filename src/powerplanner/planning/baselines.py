@@ -135,6 +135,8 @@ class DynamoPowerPolicy:
         )
 
     def hold(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
+        if not self._gate(ctx.budget_watts):
+            return self._fail_closed(ctx)
         return Choice(targets=_targets(replicas, self._caps), reasons=())
 
     def _fail_closed(self, ctx: PlanContext) -> Choice:
