@@ -15,6 +15,9 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(..., "--config", "-c", help="Config file (YAML) with an `agent:` section."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Log the limits it would set; change nothing."),
         log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+        simulate_gpus: int = typer.Option(
+            0, "--simulate-gpus", min=0, help="Manage N simulated GPUs (GPU-sim-0000, ...) instead of NVML: a demo."
+        ),
     ) -> None:
         """Set each GPU's power limit from the annotation of the pod holding it; restore on exit."""
         import logging
@@ -27,14 +30,19 @@ def register(app: typer.Typer) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         from powerplanner.agent.app import node_name_from, run_agent
-        from powerplanner.agent.gpu import BackendUnavailable
+        from powerplanner.agent.gpu import BackendUnavailable, GpuBackend
         from powerplanner.agent.nvml_backend import NvmlBackend
+        from powerplanner.agent.sim_backend import SimGpuBackend, sim_gpus
 
         node_name_from(cfg.agent)  # fail on a missing node name before touching the GPUs
-        try:
-            backend = NvmlBackend.open()
-        except BackendUnavailable as exc:
-            raise EndpointError(str(exc)) from None
+        backend: GpuBackend
+        if simulate_gpus:
+            backend = SimGpuBackend(sim_gpus(simulate_gpus))
+        else:
+            try:
+                backend = NvmlBackend.open()
+            except BackendUnavailable as exc:
+                raise EndpointError(str(exc)) from None
         code = run_agent(cfg, backend, dry_run=dry_run)
         if code:
             raise typer.Exit(code)

@@ -290,3 +290,13 @@ def test_metrics_port_taken_is_one_clear_line(fake_nvml: FakeNvml, tmp_path: Pat
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "metrics_bind" in errors[0]
     assert fake_nvml.set_calls() == []
+
+
+def test_simulated_gpus_for_a_demo(env: Env) -> None:
+    env.api.create_namespaced_pod("llm", pod_body("p", "llm", "300"))
+    env.kubelet.set_pods([PodDevices("llm", "p", "main", ("GPU-sim-0001",))])
+    agent = env.agent("--simulate-gpus", "2")
+    env.until(lambda: metric_value(agent.metrics(), "powerplanner_agent_gpu_power_limit_applied_watts",
+                                   uuid="GPU-sim-0001") == 300)
+    assert agent.terminate() == 0
+    assert env.nvml.set_calls() == []  # the real (fake) NVML is never touched
