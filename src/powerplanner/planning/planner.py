@@ -75,6 +75,10 @@ class Planner:
         if problems:
             reasons.append(Reason.BAD_OBSERVATION)
         budget = clean.budget_watts
+        if self._last_adjust_s is not None and _finite(obs.time_s) and clean.time_s < self._last_adjust_s:
+            notes.append(f"time went backwards ({clean.time_s:g} s < {self._last_adjust_s:g} s); restarting the "
+                         "adjustment clock")
+            self._last_adjust_s = None
         first = self._last_adjust_s is None
         adjust = first or (
             _finite(obs.time_s)

@@ -184,3 +184,11 @@ def test_a_surge_between_adjustments_raises_caps_on_the_replicas_already_there(p
     assert (surge.prefill.replicas, surge.decode.replicas) == (d0.prefill.replicas, d0.decode.replicas)
     assert surge.prefill.cap_watts + surge.decode.cap_watts > calm.prefill.cap_watts + calm.decode.cap_watts
     assert surge.forecast is not None and surge.forecast.request_rate_per_s == 7.0
+
+
+def test_time_going_backwards_restarts_the_adjustment_clock(profile: FakeProfile) -> None:
+    planner = make_planner(make_config(), profile)
+    planner.tick(obs(time_s=1000.0))
+    d = planner.tick(obs(time_s=10.0, rate=12.0))
+    assert d.replicas_may_change
+    assert any("backwards" in n for n in d.notes)
