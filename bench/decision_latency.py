@@ -6,7 +6,8 @@ tick (rate, ISL and OSL drawn from a seeded generator), so every tick is an adju
 full optimiser, and sizes at a new ISL/OSL. Reported (wall clock, and this thread's CPU time, which is
 what to read on a shared machine): p50/p99/mean/max over ``--ticks`` timed ticks after
 ``--warmup`` untimed ones, for the warm memo (the steady state of a long run) and, separately, the first
-tick of a fresh planner (cold: every profile lookup computed).
+tick of a fresh planner (cold: every profile lookup computed) and cap ticks (5 s apart, replicas fixed;
+``cap_tick_*``).
 
 Pin to one core for the goal figure: ``taskset -c 0 .venv/bin/python bench/decision_latency.py``.
 """
@@ -27,10 +28,10 @@ from powerplanner.model.values import Observation, RoleState
 from powerplanner.planning.planner import make_planner
 
 
-def _observation(i: int, rng: np.random.Generator, budget: float) -> Observation:
+def _observation(i: int, rng: np.random.Generator, budget: float, step_s: float = 60.0) -> Observation:
     rate = float(rng.uniform(5, 120))
     return Observation(
-        time_s=60.0 * i,
+        time_s=step_s * i,
         window_s=60.0,
         request_rate_per_s=rate,
         isl_tokens=float(rng.uniform(500, 4000)),
@@ -95,6 +96,15 @@ def main() -> None:
         samples.append((time.perf_counter() - t0) * 1e3)
         cpu.append((time.thread_time() - c0) * 1e3)
         limited += int(d.budget_limited)
+    # the steady state in production: cap ticks every 5 s, an adjustment every 60 s
+    mixed = make_planner(config, profile, "ours")
+    cap_ms: list[float] = []
+    for i in range(args.ticks):
+        o = _observation(i, rng, budget, step_s=5.0)
+        t0 = time.perf_counter()
+        d = mixed.tick(o)
+        if not d.replicas_may_change:
+            cap_ms.append((time.perf_counter() - t0) * 1e3)
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     print(json.dumps({
         "p50_ms": round(_percentile(samples, 50), 3),
@@ -104,6 +114,9 @@ def main() -> None:
         "ticks": len(samples),
         "cpu_p50_ms": round(_percentile(cpu, 50), 3),
         "cpu_p99_ms": round(_percentile(cpu, 99), 3),
+        "cap_tick_p50_ms": round(_percentile(cap_ms, 50), 3),
+        "cap_tick_p99_ms": round(_percentile(cap_ms, 99), 3),
+        "cap_ticks": len(cap_ms),
         "cold_first_tick_p50_ms": round(_percentile(cold_ms, 50), 3),
         "cold_first_tick_max_ms": round(max(cold_ms), 3),
         "budget_limited_ticks": limited,

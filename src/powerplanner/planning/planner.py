@@ -165,7 +165,7 @@ class Planner:
             forecast=ctx.forecast,
             steps=steps,
             replicas_may_change=adjust or choice.replicas_changed_on_cap_tick,
-            budget_limited=choice.budget_limited or (alloc is not None and alloc.served_fraction < 1.0 - 1e-9),
+            budget_limited=choice.budget_limited,
             infeasible=choice.infeasible,
             notes=tuple(notes),
         )
