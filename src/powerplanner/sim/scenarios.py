@@ -189,7 +189,7 @@ def builtin_scenarios() -> dict[str, Scenario]:
         trace=TraceSpec(builtin="default"),
         rate_scale=4.0,
         duration_s=1800.0,
-        budget_watts=36000.0,
+        budget_watts=30000.0,
         sla=SlaTargets(ttft_ms=500.0, itl_ms=50.0),
         profile=DEFAULT_PROFILE,
         planner={"adjustment_interval_s": 60.0, "cap_interval_s": 5.0},
