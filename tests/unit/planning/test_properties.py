@@ -229,3 +229,21 @@ def test_measured_mode_keeps_predicted_draw_under_budget_minus_headroom() -> Non
     # measured mode may provision more than the budget (caps as a backstop), provisioned mode never does
     assert provisioned_mode.projected_provisioned_watts <= 9000.0
     assert d.projected_provisioned_watts >= provisioned_mode.projected_provisioned_watts - 1e-6
+
+
+@SETTINGS
+@given(scenario=scenarios(), headroom=st.floats(0.0, 0.3))
+def test_measured_mode_keeps_predicted_draw_within_budget_minus_headroom(
+    scenario: dict[str, Any], headroom: float
+) -> None:
+    profile = scenario["profile"]
+    base = scenario["config"]
+    config = base.model_copy(update={"budget": base.budget.model_copy(update={"mode": "measured",
+                                                                             "headroom": headroom})})
+    planner = make_planner(config, profile, "ours")
+    for t in scenario["ticks"]:
+        d = planner.tick(_obs(t))
+        if d.infeasible or not d.predicted_attainment:
+            continue
+        if d.forecast is not None and d.replicas_may_change:
+            assert d.predicted_draw_watts <= d.budget_watts * (1 - headroom) + 1e-3, d
