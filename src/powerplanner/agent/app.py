@@ -101,6 +101,7 @@ def run_agent(config: Config, backend: GpuBackend, dry_run: bool, pod_api: PodAp
         PodResourcesMapper(agent.kubelet_socket, backend, agent.kubelet_timeout_s, agent.resource_name),
         CgroupMapper(backend, agent.proc_root),
         agent.kubelet_socket,
+        on_failure=lambda error: metrics.mapping_failures.labels(error.reason).inc(),
     )
     dry_run = dry_run or agent.dry_run
     reconciler = Reconciler(backend, mapper, watcher.snapshot, state, metrics, policy_from_config(agent), dry_run)

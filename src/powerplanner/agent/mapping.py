@@ -11,7 +11,7 @@ cgroup path is the fallback (:mod:`powerplanner.agent.cgroup`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -69,10 +69,12 @@ class FallbackMapper:
         primary: PodGpuMapper,
         fallback: PodGpuMapper,
         socket_path: str | Path,
+        on_failure: Callable[[MappingError], None] = lambda error: None,
     ) -> None:
         self._primary = primary
         self._fallback = fallback
         self._socket = Path(socket_path)
+        self._on_failure = on_failure
         self._last: list[Holding] | None = None
         self.last_source = "none"
         self.last_error: MappingError | None = None
@@ -86,6 +88,7 @@ class FallbackMapper:
             result = self._primary.holdings(pods, gpus)
         except MappingError as exc:
             self.last_error = exc
+            self._on_failure(exc)
             if self._last is not None:
                 _LOG.warning("%s; keeping the last pod->GPU mapping for pods still on the node", exc)
                 self.last_source = "podresources-stale"

@@ -79,9 +79,6 @@ class Reconciler:
             self._metrics.mapping_failures.labels(exc.reason).inc()
             _LOG.warning("%s; keeping the previous pod->GPU mapping", exc)
             return [h for h in self._last_holdings if (h.namespace, h.pod) in pods]
-        error = getattr(self._mapper, "last_error", None)
-        if isinstance(error, MappingError):
-            self._metrics.mapping_failures.labels(error.reason).inc()
         self._last_holdings = holdings
         return holdings
 
