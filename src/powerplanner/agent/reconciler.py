@@ -42,6 +42,8 @@ class PassResult:
 
 
 class Reconciler:
+    """One pass = snapshot pods, map them to GPUs, plan, apply per GPU. Not thread-safe: one loop drives it."""
+
     def __init__(
         self,
         backend: GpuBackend,
@@ -90,7 +92,8 @@ class Reconciler:
             if key in self._seen_rejections:
                 continue
             self._metrics.annotation_rejections.labels(rejection.reason).inc()
-            _LOG.error("%s (the GPU keeps its current limit)", rejection.message)
+            _LOG.error("%s (ignored: its GPUs keep their current limit unless another pod asks validly)",
+                       rejection.message)
         # Forget pods that fixed or dropped their annotation, so a later relapse is reported again.
         self._seen_rejections = current
 
