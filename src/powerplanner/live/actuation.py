@@ -25,6 +25,7 @@ class StepOutcome:
     outcome: str  # done, skipped, failed, dry_run, not_run
     detail: str = ""
     pods_patched: int = 0
+    changed: bool = False  # the cluster actually changed (the planner repeats unchanged caps every tick)
 
 
 def cuts_power(step: Step, state: ClusterState, current_caps: Mapping[Role, float | None]) -> bool:
@@ -70,13 +71,14 @@ def execute(
         try:
             if step.kind is StepKind.SET_CAP:
                 patched = actuator.set_cap(step.role, step.value)
-                outcomes.append(StepOutcome(step, "done", pods_patched=patched))
+                outcomes.append(StepOutcome(step, "done", pods_patched=patched, changed=patched > 0))
             else:
                 replicas = int(step.value)
                 actuator.scale(step.role, replicas)
-                if replicas < state.role(step.role).spec_replicas:
+                current = state.role(step.role).spec_replicas
+                if replicas < current:
                     draining_now = True  # the removed replicas hold their GPUs until they are gone
-                outcomes.append(StepOutcome(step, "done"))
+                outcomes.append(StepOutcome(step, "done", changed=replicas != current))
         except KubernetesError as exc:
             log.error("step %s %s=%g failed: %s", step.kind.value, step.role.value, step.value, exc.message)
             outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}"))

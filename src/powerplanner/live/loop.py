@@ -25,7 +25,7 @@ from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
 from powerplanner.live.prometheus import MetricsReading, MetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
 from powerplanner.model.roles import ROLES, Role
-from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState
+from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleState
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ class LiveLoop:
         self._lock = threading.Lock()
         self._last: TickReport | None = None
         self._source_was_ok = True
+        self._last_reasons: tuple[Reason, ...] = ()
         self.ticks = 0
 
     @property
@@ -215,10 +216,11 @@ class LiveLoop:
             if outcome.outcome == "failed":
                 tel.error(f"kubernetes_{outcome.detail.split(':', 1)[0]}")
                 errors.append(outcome.detail)
-        self._log_decision(budget, decision, outcomes)
-        done = [o for o in outcomes if o.outcome == "done"]
-        if done:
-            self._event("PowerPlanApplied", self._summary(budget, decision, done))
+        changed = [o for o in outcomes if o.changed]
+        self._log_decision(budget, decision, outcomes, loud=bool(changed) or decision.reasons != self._last_reasons)
+        self._last_reasons = decision.reasons
+        if changed:
+            self._event("PowerPlanApplied", self._summary(budget, decision, changed))
         return self._finish(TickReport(now_s, budget, obs, decision, tuple(outcomes), tuple(errors), state=state),
                             started)
 
@@ -247,9 +249,11 @@ class LiveLoop:
         return (f"budget {budget.watts:g} W ({budget.source}); projected {decision.projected_provisioned_watts:g} W; "
                 f"{steps}; reasons: {reasons}")
 
-    def _log_decision(self, budget: Budget, decision: Decision, outcomes: list[StepOutcome]) -> None:
+    def _log_decision(self, budget: Budget, decision: Decision, outcomes: list[StepOutcome], loud: bool) -> None:
+        """INFO when something changed or the reasons did; DEBUG for the steady state (a tick every few s)."""
         mode = "dry-run " if self.settings.dry_run else ""
-        log.info(
+        log.log(
+            logging.INFO if loud or self.settings.dry_run else logging.DEBUG,
             "%sdecision: budget=%gW(%s) prefill=%dx%gW decode=%dx%gW projected=%gW reasons=%s steps=[%s]",
             mode, budget.watts, budget.source, decision.prefill.replicas, decision.prefill.cap_watts,
             decision.decode.replicas, decision.decode.cap_watts, decision.projected_provisioned_watts,

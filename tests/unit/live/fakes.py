@@ -45,8 +45,9 @@ class FakeActuator:
         if "set_cap" in self.fail_on:
             raise KubernetesError("server", "injected")
         self.calls.append(("set_cap", role, cap_watts))
+        changed = self.caps[role] != int(cap_watts)
         self.caps[role] = int(cap_watts)
-        return self.replicas[role]
+        return self.replicas[role] if changed else 0
 
     def emit_event(self, reason: str, message: str, warning: bool = False) -> None:
         self.events.append((reason, message, warning))

@@ -32,7 +32,9 @@ def test_steps_run_in_order_and_events_are_emitted() -> None:
     report = loop.tick()
     assert act.calls == [("set_cap", Role.DECODE, 300), ("scale", Role.PREFILL, 2), ("set_cap", Role.PREFILL, 450)]
     assert [o.outcome for o in report.outcomes] == ["done"] * 3
-    assert act.events and act.events[0][0] == "PowerPlanApplied"
+    assert [e[0] for e in act.events] == ["PowerPlanApplied"]
+    loop.tick()  # the planner repeats the same steps: nothing changes, no new event
+    assert [e[0] for e in act.events] == ["PowerPlanApplied"]
 
 
 def test_dry_run_touches_nothing() -> None:
