@@ -183,6 +183,7 @@ class _Bars:
     labels: Sequence[str]
     _progress: Any = None
     _tasks: dict[str, Any] = field(default_factory=dict)
+    _finished: set[str] = field(default_factory=set)
 
     def __enter__(self) -> _Bars:
         if self.enabled:
@@ -199,10 +200,11 @@ class _Bars:
         return self
 
     def update(self, label: str, fraction: float) -> None:
-        if self._progress is not None and label in self._tasks:
+        if self._progress is not None and label in self._tasks and label not in self._finished:
             self._progress.update(self._tasks[label], completed=min(max(fraction, 0.0), 1.0))
 
     def done(self, label: str) -> None:
+        self._finished.add(label)  # late progress messages from the worker must not move the bar back
         if self._progress is not None and label in self._tasks:
             self._progress.update(self._tasks[label], completed=1.0)
 
@@ -233,8 +235,11 @@ def run_jobs(
         return {k: results[k] for k in keys}
 
     import multiprocessing
+    import threading
 
-    context = multiprocessing.get_context("fork")
+    # fork is the cheapest start (workers inherit the imported modules), but forking a process that runs
+    # other threads can copy a lock mid-use; then pay forkserver's start-up instead.
+    context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
     with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         messages = manager.Queue() if show_progress else None
         futures: dict[Future[SimResult], str] = {
