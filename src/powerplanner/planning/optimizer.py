@@ -144,9 +144,10 @@ def minimum_fits(p: RoleCapacity, d: RoleCapacity, bp: Bounds, bd: Bounds, c: Co
     return bool(g.ok.any())
 
 
-def optimise(p: RoleCapacity, d: RoleCapacity, bp: Bounds, bd: Bounds, c: Constraints) -> Allocation:
+def optimise(p: RoleCapacity, d: RoleCapacity, bp: Bounds, bd: Bounds, c: Constraints,
+             minimum_checked: bool = False) -> Allocation:
     """Least-energy (replicas, cap) per role meeting the SLA within the budget; see the module docstring."""
-    if not minimum_fits(p, d, bp, bd, c):
+    if not minimum_checked and not minimum_fits(p, d, bp, bd, c):
         return _infeasible(p, d, bp, bd, c)
     g = _grid(p, d, _replicas_at(p, 1.0, bp), _replicas_at(d, 1.0, bd), 1.0, bp, bd, c)
     if g.ok.any():
@@ -175,7 +176,7 @@ def optimise_caps(p: RoleCapacity, d: RoleCapacity, n_p: int, n_d: int, c: Const
     bp, bd = Bounds(n_p, n_p), Bounds(n_d, n_d)
     if not minimum_fits(p, d, bp, bd, c):
         return None
-    return optimise(p, d, bp, bd, c)
+    return optimise(p, d, bp, bd, c, minimum_checked=True)
 
 
 def _infeasible(p: RoleCapacity, d: RoleCapacity, bp: Bounds, bd: Bounds, c: Constraints) -> Allocation:
