@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping
 
 from powerplanner.config import Config
+from powerplanner.errors import UserError
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleState, RoleTarget
@@ -123,7 +124,15 @@ class Planner:
             held=self._targets,
             current_replicas=current_desired,
         )
-        choice = self._choose(ctx, adjust, state, oracle, held_replicas, reasons, notes)
+        try:
+            choice = self._choose(ctx, adjust, state, oracle, held_replicas, reasons, notes)
+        except UserError as exc:
+            # A profile that refuses this load (e.g. a measured table that ends before this ISL) must not
+            # stop the planner: hold the replicas, caps that fit the budget, and say why.
+            notes.append(f"planning failed for this load ({'; '.join(exc.lines)}); holding the replica target")
+            reasons.append(Reason.BAD_OBSERVATION)
+            ctx = dataclasses.replace(ctx, forecast=None)
+            choice = self._policy.hold(ctx, held_replicas)
         targets = dict(choice.targets)
         reasons.extend(r for r in choice.reasons if r not in reasons)
         notes.extend(choice.notes)

@@ -192,3 +192,25 @@ def test_time_going_backwards_restarts_the_adjustment_clock(profile: FakeProfile
     d = planner.tick(obs(time_s=10.0, rate=12.0))
     assert d.replicas_may_change
     assert any("backwards" in n for n in d.notes)
+
+
+class _PickyProfile(FakeProfile):
+    """A profile that refuses long prompts, as a measured table ending at some ISL might."""
+
+    def prefill_throughput_tokens_per_s_per_gpu(self, isl_tokens: float, cap_watts: float,
+                                                ttft_target_s: float | None = None) -> float:
+        from powerplanner.errors import ProfileError
+
+        if isl_tokens > 10_000:
+            raise ProfileError("ISL beyond the profiled range; profile longer prompts")
+        return super().prefill_throughput_tokens_per_s_per_gpu(isl_tokens, cap_watts, ttft_target_s)
+
+
+@pytest.mark.parametrize("policy", ["ours", "dynamo-power"])
+def test_a_profile_error_holds_instead_of_crashing(policy: str) -> None:
+    planner = make_planner(make_config(), _PickyProfile(), policy)
+    d0 = planner.tick(obs(time_s=0))
+    d1 = planner.tick(obs(time_s=60, isl=50_000.0))
+    assert (d1.prefill.replicas, d1.decode.replicas) == (d0.prefill.replicas, d0.decode.replicas)
+    assert any("profiled range" in n for n in d1.notes)
+    assert d1.projected_provisioned_watts <= d1.budget_watts
