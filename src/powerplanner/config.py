@@ -255,8 +255,8 @@ def config_from_mapping(data: Any, source: str = "config") -> Config:
         raise ConfigError(*format_validation_error(exc, source)) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
+def _read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; every failure becomes one :class:`ConfigError` line naming the fix."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -271,9 +271,36 @@ def load_config(path: str | Path) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{p}: {where}invalid YAML ({problem}); fix the syntax") from None
-    if data is None:
-        data = {}
-    return config_from_mapping(data, str(p))
+    return {} if data is None else data
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    return config_from_mapping(_read_yaml(path), str(path))
+
+
+class AgentFileConfig(_Section):
+    """What the node agent reads from a config file: its own section and the Kubernetes connection.
+
+    The agent never reads the budget, so an agent-only file need not state one; the planner's sections may
+    sit in the same file (one ConfigMap for both) and are validated by the planner, not here.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    agent: AgentConfig = Field(default_factory=lambda: AgentConfig())
+    kubernetes: KubernetesConfig = Field(default_factory=lambda: KubernetesConfig())
+
+
+def load_agent_config(path: str | Path) -> AgentFileConfig:
+    """Read and validate the agent's part of a YAML config file."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the file must hold a YAML mapping at the top level (got {type(data).__name__})")
+    try:
+        return AgentFileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(*format_validation_error(exc, str(path))) from None
 
 
 def is_finite(value: float | None) -> bool:

@@ -68,3 +68,19 @@ def test_cli_user_error_exits_nonzero_without_traceback(capsys: pytest.CaptureFi
     assert rc != 0
     err = capsys.readouterr().err
     assert "Traceback" not in err
+
+
+def test_agent_only_file_needs_no_budget(tmp_path: Path) -> None:
+    from powerplanner.config import load_agent_config
+
+    cfg = load_agent_config(write(tmp_path, "agent:\n  node_name: gpu-1\n  park: true\n"))
+    assert cfg.agent.node_name == "gpu-1"
+    assert cfg.agent.park is True
+
+
+def test_agent_file_still_validates_its_own_section(tmp_path: Path) -> None:
+    from powerplanner.config import load_agent_config
+
+    with pytest.raises(ConfigError) as info:
+        load_agent_config(write(tmp_path, "agent:\n  floor_watts: 500\n  ceiling_watts: 300\n"))
+    assert info.value.lines == (f"{tmp_path / 'cfg.yaml'}: agent: agent.floor_watts must be <= agent.ceiling_watts",)

@@ -25,7 +25,7 @@ from powerplanner.agent.pods import PodWatcher
 from powerplanner.agent.policy import AgentPolicy
 from powerplanner.agent.reconciler import Reconciler
 from powerplanner.agent.state import StateStore
-from powerplanner.config import AgentConfig, Config
+from powerplanner.config import AgentConfig, AgentFileConfig, Config
 from powerplanner.errors import ConfigError, EndpointError
 
 _LOG = logging.getLogger("powerplanner.agent")
@@ -52,7 +52,7 @@ def node_name_from(agent: AgentConfig, environ: dict[str, str] | None = None) ->
     return name
 
 
-def pod_api_from(config: Config) -> PodApi:
+def pod_api_from(config: Config | AgentFileConfig) -> PodApi:
     """The agent's small pod list/watch client (in-cluster credentials, else a kubeconfig)."""
     return PodApi(endpoint_from(config.kubernetes.kubeconfig))
 
@@ -81,7 +81,9 @@ class AgentLoop:
                 _LOG.exception("reconcile pass failed; retrying at the next event or resync")
 
 
-def run_agent(config: Config, backend: GpuBackend, dry_run: bool, pod_api: PodApi | None = None) -> int:
+def run_agent(
+    config: Config | AgentFileConfig, backend: GpuBackend, dry_run: bool, pod_api: PodApi | None = None
+) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     agent = config.agent
     node = node_name_from(agent)

@@ -22,9 +22,9 @@ def register(app: typer.Typer) -> None:
         """Set each GPU's power limit from the annotation of the pod holding it; restore on exit."""
         import logging
 
-        from powerplanner.config import load_config
+        from powerplanner.config import load_agent_config
 
-        cfg = load_config(config)
+        cfg = load_agent_config(config)
         logging.basicConfig(
             level=getattr(logging, log_level.upper(), logging.INFO),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
