@@ -19,8 +19,15 @@ class PowerProfile(Protocol):
     is at a per-GPU power cap. Every ``cap_watts`` must lie in ``[gpu.min_limit_watts,
     gpu.max_limit_watts]``; methods raise :class:`~powerplanner.errors.ProfileError` otherwise."""
 
-    name: str
-    gpu: GpuSpec
+    @property
+    def name(self) -> str:
+        """The profile's name (a built-in name or the file it came from)."""
+        ...
+
+    @property
+    def gpu(self) -> GpuSpec:
+        """The GPU the profile describes; its limit range bounds every cap."""
+        ...
 
     def gpus_per_replica(self, role: Role) -> int:
         """Tensor-parallel size of one replica of ``role``."""
