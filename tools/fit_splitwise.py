@@ -5,7 +5,11 @@ the coefficients that ``src/powerplanner/model/builtin.py`` carries:
 
 - prefill: prompt_time(N) = a + b*N + c*N^2 with N = prompt_size * batch_size (tokens in the batch);
 - decode: token_time(B, L) = base + per_seq*B + per_kv_token*B*L + per_seq_sq*B^2 with L = prompt_size +
-  token_size/2 (mean context over the generation).
+  token_size/2 (mean context over the generation). The sweep's batches end at 64, so the profile keeps the
+  quadratic term only up to the largest measured batch (printed as ``decode_quadratic_max_batch``) and continues
+  linearly along the tangent beyond it (see ``DecodeLatency``): extrapolating the square would make decode
+  throughput fall at large batches, which a memory-bound engine does not do. ``decode_throughput_saturates``
+  checks ``base >= per_seq_sq * B0^2``, the condition for throughput to rise monotonically past ``B0``.
 
 The fit minimises a robust (soft-L1) loss on the log ratio predicted/measured with every coefficient >= 0: the
 log ratio is symmetric (a relative error is capped at -100% below but unbounded above, which lets one outlier
@@ -50,7 +54,7 @@ def main(argv: list[str]) -> int:
     path = Path(argv[1]) if len(argv) > 1 else DEFAULT_CSV
     with path.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["model"] == "llama2-70b" and r["hardware"] == "h100-80gb"]
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, float | bool]] = {}
     for tp in (2, 4, 8):
         sel = [r for r in rows if int(r["tensor_parallel"]) == tp]
         prompt = np.array([float(r["prompt_size"]) for r in sel])
@@ -68,6 +72,8 @@ def main(argv: list[str]) -> int:
             "prefill_a_s": float(a), "prefill_b_s_per_token": float(b), "prefill_c_s_per_token2": float(c),
             "decode_base_s": float(base), "decode_per_seq_s": float(per_seq),
             "decode_per_kv_token_s": float(per_kv), "decode_per_seq_sq_s": float(per_sq),
+            "decode_quadratic_max_batch": float(batch.max()),
+            "decode_throughput_saturates": bool(base >= per_sq * float(batch.max()) ** 2),
             "median_rel_err_prompt": float(np.median(pre_err)), "median_rel_err_token": float(np.median(dec_err)),
         }
     print(json.dumps(out, indent=2))

@@ -96,6 +96,12 @@ def default_cap_model(gpu: GpuSpec | str, role: Role) -> CapModel:
 # Coefficients fitted by tools/fit_splitwise.py on the llama2-70b h100-80gb rows of [SWCSV], per TP:
 # (a_s, b_s_per_token, c_s_per_token2) for prefill, (base_s, per_seq_s, per_kv_token_s, per_seq_sq_s) for decode.
 # TP2's decode terms beyond per_seq fit to zero: its batch-32/64 rows are outliers (batch 64 faster than 32).
+# The decode batch sweep of [SWCSV] ends at batch 64, so the quadratic term holds only up to there; beyond it the
+# iteration time continues linearly along its tangent at batch 64 (DecodeLatency.quadratic_max_batch): memory-bound
+# decode reads the weights once per iteration plus each sequence's KV, so it is ~linear in the batch and its
+# throughput saturates. Extrapolated, the quadratic alone gave ITL ~458 ms at batch 352 (TP4) and throughput that
+# fell beyond batch ~100. Tangent at 64 (TP4, context 1024): 52.6 ms + 0.55 ms per extra sequence -> 212 ms at 352.
+_SPLITWISE_MAX_DECODE_BATCH = 64.0
 _LLAMA2_70B_H100_FIT: dict[int, tuple[tuple[float, float, float], tuple[float, float, float, float]]] = {
     2: ((1.447e-2, 1.404e-4, 0.0), (3.743e-2, 1.366e-4, 0.0, 0.0)),
     4: ((1.599e-2, 8.957e-5, 8.147e-10), (2.927e-2, 1.462e-4, 3.014e-8, 2.935e-6)),
@@ -119,7 +125,9 @@ def _llama2_70b_h100(tp: int) -> CappedProfile:
         decode_caps=default_cap_model(gpu, Role.DECODE),
         prefill=PrefillLatency(a, b, c, source=fit_source),
         decode=DecodeLatency(base, per_seq, per_kv, per_sq, max_kv_tokens=kv.max_kv_tokens,
-                             source=f"{fit_source}; KV capacity: {kv.source}"),
+                             source=f"{fit_source} (quadratic term up to batch 64, the CSV's largest; linear "
+                             f"beyond); KV capacity: {kv.source}",
+                             quadratic_max_batch=_SPLITWISE_MAX_DECODE_BATCH),
         source=f"Llama-2-70B FP16 on H100 SXM, TP{tp} per role: latency {fit_source}; power Splitwise [SW]",
     )
 

@@ -100,9 +100,19 @@ class KvCapacity:
 
 @dataclass(frozen=True)
 class DecodeLatency:
-    """``itl(B, L) = base + per_seq*B + per_kv_token*B*L + per_seq_sq*B^2`` seconds: the weight read every
-    iteration pays, per-sequence work, reading each sequence's KV cache, and the superlinear growth seen once
-    a large batch stops being purely memory-bound (Splitwise's batch sweep)."""
+    """``itl(B, L) = base + per_seq*B + per_kv_token*B*L + per_seq_sq*q(B)`` seconds: the weight read every
+    iteration pays, per-sequence work, reading each sequence's KV cache, and the superlinear growth Splitwise's
+    batch sweep shows towards its largest batches.
+
+    ``q(B) = B^2`` only inside the measured range (``B <= quadratic_max_batch``); beyond it the curve continues
+    along its tangent, ``q(B) = B^2 - (B - B0)^2`` (value and slope continuous at ``B0``). Why: a quadratic
+    fitted on batches <= 64 and extrapolated to the KV limit (~350 sequences) predicts an iteration time that
+    grows faster than the batch, i.e. decode throughput that *falls* with more sequences, which no memory-bound
+    engine does: an iteration reads the weights once plus each sequence's KV, so the time is ~linear in the batch
+    and the throughput ``B / itl`` rises towards ``1 / slope`` (it saturates, never falls) as long as
+    ``base >= per_seq_sq * B0^2`` (checked). The tangent keeps the last measured marginal cost per sequence,
+    which is the conservative (slowest) linear continuation of the data. ``inf`` keeps the pure quadratic.
+    """
 
     base_s: float
     per_seq_s: float
@@ -110,10 +120,21 @@ class DecodeLatency:
     per_seq_sq_s: float
     max_kv_tokens: int
     source: str = ""
+    quadratic_max_batch: float = math.inf
 
     def __post_init__(self) -> None:
         problems = _finite_non_negative("decode latency", base_s=self.base_s, per_seq_s=self.per_seq_s,
                                         per_kv_token_s=self.per_kv_token_s, per_seq_sq_s=self.per_seq_sq_s)
+        b0 = self.quadratic_max_batch
+        if math.isnan(b0) or b0 < 1:
+            problems.append(f"decode latency: quadratic_max_batch = {b0!r} must be >= 1 (inf: no limit); "
+                            "give the largest batch the fit was measured at")
+        elif math.isfinite(b0) and not problems and self.per_seq_sq_s * b0 * b0 > self.base_s:
+            problems.append(
+                f"decode latency: per_seq_sq_s x quadratic_max_batch^2 = {self.per_seq_sq_s * b0 * b0:.4g} s exceeds "
+                f"base_s = {self.base_s:.4g} s, so decode throughput would fall beyond batch {b0:g}; "
+                "lower quadratic_max_batch or refit"
+            )
         if not problems and self.base_s <= 0:
             problems.append("decode latency: base_s must be > 0; give the batch-1 iteration time")
         if self.max_kv_tokens < 1:
@@ -127,12 +148,16 @@ class DecodeLatency:
     def itl_s(self, batch: float, context_tokens: float) -> float:
         b = max(0.0, batch)
         ctx = max(0.0, context_tokens)
-        return self.base_s + b * (self.per_seq_s + self.per_kv_token_s * ctx + self.per_seq_sq_s * b)
+        over = b - self.quadratic_max_batch
+        square = b * b - over * over if over > 0.0 else b * b
+        return self.base_s + b * (self.per_seq_s + self.per_kv_token_s * ctx) + self.per_seq_sq_s * square
 
     def itl_s_batches(self, batches: NDArray[np.float64], context_tokens: float) -> NDArray[np.float64]:
         b = np.maximum(np.asarray(batches, dtype=np.float64), 0.0)
         ctx = max(0.0, context_tokens)
-        return np.asarray(self.base_s + b * (self.per_seq_s + self.per_kv_token_s * ctx + self.per_seq_sq_s * b))
+        over = np.maximum(b - self.quadratic_max_batch, 0.0) if math.isfinite(self.quadratic_max_batch) else 0.0
+        square = b * b - over * over
+        return np.asarray(self.base_s + b * (self.per_seq_s + self.per_kv_token_s * ctx) + self.per_seq_sq_s * square)
 
     def max_batch(self, context_tokens: float) -> int:
         return max(1, int(self.max_kv_tokens // max(1.0, context_tokens)))
