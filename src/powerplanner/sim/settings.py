@@ -40,8 +40,14 @@ class SimSettings:
     - ``prefill_max_batch_tokens`` (8192): a prefill worker batches queued prompts FCFS up to this many tokens
       (vLLM's ``max_num_batched_tokens`` as Dynamo's disaggregated prefill examples set it). A longer prompt
       runs alone.
-    - ``decode_max_batch`` (None): an engine limit on sequences per decode iteration (vLLM ``max_num_seqs``);
-      None leaves KV capacity (``profile.max_batch``) as the only bound, which is what the planner sizes on.
+    - ``decode_max_batch`` (256): the engine's bound on running sequences per decode replica (vLLM
+      ``max_num_seqs``), applied with the KV capacity (``profile.max_batch``): a replica admits a request only
+      while both hold, whatever the policy. 256 is vLLM's long-standing default (``EngineArgs.max_num_seqs =
+      256`` in the V0 engine, vllm/engine/arg_utils.py, e.g. v0.6-v0.7; V1's ``get_batch_defaults`` keeps 256
+      for GPUs under 70 GiB and A100, while on H100/H200 it raises the default to 1024 and
+      ``SchedulerConfig``'s own field default is 128), and the value Dynamo's vLLM workers inherit unless a
+      deployment sets it. Without it, a backlog packs a Llama-2-70B TP4 replica to its KV limit (~350-450
+      sequences). None: KV capacity is the only bound.
     - ``initial_*``: the deployment as it stands at t=0, replicas ready. Replicas None: each role sized for the
       opening window's true load by Dynamo's rule at TDP and the config's target utilisation (an operator's
       provisioning; the same start for every policy), within the replica bounds, the GPU pool and the budget
@@ -61,7 +67,7 @@ class SimSettings:
     kv_transfer_base_s: float = 0.002
     kv_transfer_s_per_token: float = _LLAMA2_70B_KV_BYTES_PER_TOKEN / _KV_LINK_BYTES_PER_S
     prefill_max_batch_tokens: int = 8192
-    decode_max_batch: int | None = None
+    decode_max_batch: int | None = 256
     initial_prefill_replicas: int | None = None
     initial_decode_replicas: int | None = None
     initial_prefill_cap_watts: float | None = None
