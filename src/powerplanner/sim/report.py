@@ -229,12 +229,14 @@ def write_plots(comparison: Comparison, out: Path) -> list[str]:
 
 
 def _budget_line(ax: Any, results: dict[str, SimResult]) -> None:
-    first = next(iter(results.values()), None)
-    if first is None or first.series.time_s.size == 0:
+    # The budget is the same for every policy; draw it along the longest run.
+    longest = max(results.values(), key=lambda r: r.series.time_s[-1] if r.series.time_s.size else -1.0, default=None)
+    if longest is None or longest.series.time_s.size == 0:
         return
-    budget = first.series.budget_watts
+    budget = longest.series.budget_watts
     if np.all(budget < 1e11):
-        ax.step(first.series.time_s / 60.0, budget / 1e3, where="post", color="k", ls="--", lw=1.5, label="budget")
+        ax.step(longest.series.time_s / 60.0, budget / 1e3, where="post", color="k", ls="--", lw=1.5,
+                label="budget")
 
 
 def _cdf(values: np.ndarray, requests: int) -> tuple[np.ndarray, np.ndarray]:
