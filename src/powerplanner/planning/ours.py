@@ -58,8 +58,20 @@ class OursPolicy:
     def _hold(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
         kit = self._kit
         if ctx.forecast is None:
-            caps = kit.highest_caps_that_fit(replicas, ctx.budget_watts)
+            # Nothing to size caps for (no traffic, no forecast): keep the caps in force when they fit the
+            # budget. Choosing "the highest caps that fit" here made caps flip between the energy-optimal
+            # idle caps (adjustment ticks) and TDP (cap ticks) every few seconds while idle. Only the first
+            # tick, with no caps chosen yet, takes the highest caps that fit.
+            held = ctx.held
+            caps = (
+                {role: held[role].cap_watts for role in replicas}
+                if held is not None
+                else kit.highest_caps_that_fit(replicas, ctx.budget_watts)
+            )
             targets = {role: RoleTarget(replicas[role], caps[role]) for role in replicas}
+            if held is not None and _provisioned(kit, targets) > ctx.budget_watts + 1e-6:
+                caps = kit.highest_caps_that_fit(replicas, ctx.budget_watts)
+                targets = {role: RoleTarget(replicas[role], caps[role]) for role in replicas}
             fits = _provisioned(kit, targets) <= ctx.budget_watts + 1e-6
             if fits or kit.config.budget.mode == "measured":
                 return Choice(targets=targets, reasons=(Reason.CAP_TICK_ONLY,))

@@ -7,7 +7,8 @@ comes from ``Observation.time_s``). It owns what every policy shares:
 - the two timescales: replicas may change only when ``time_s - last_adjust >= adjustment_interval_s``
   (or on the first tick); caps may change on every tick, so a budget cut is honoured on the next cap tick;
 - prediction (rate, ISL, OSL) and correction factors, updated on adjustment ticks with good data;
-- idle handling: no traffic for ``idle_ticks_to_min`` adjustment ticks scales to the minimum;
+- idle handling: no traffic for ``idle_ticks_to_min`` adjustment ticks scales to the minimum; a window with
+  no arrivals whose observed TTFT or ITL is above its target is a backlog still being served, not idle;
 - holding the previous targets when data is missing, bad or the source failed (caps still obey a
   lowered budget);
 - the power-safe transition plan from the observed state to the targets, re-planned every tick, so a
@@ -108,6 +109,8 @@ class Planner:
                 self._last_isl, self._last_osl = clean.isl_tokens, clean.osl_tokens
             elif state == "idle":
                 self._idle_ticks += 1
+            elif state == "backlog":
+                self._idle_ticks = 0
             self._forecast = oracle_load if oracle else self._predictor.forecast()
         forecast = self._forecast
         if not adjust:
@@ -191,8 +194,14 @@ class Planner:
         if oracle_load is not None:
             return oracle_load
         forecast = self._forecast
-        if forecast is None or state != "ok" or obs.request_rate_per_s is None:
+        if state != "ok" or obs.request_rate_per_s is None:
             return forecast
+        if forecast is None:
+            # No interval forecast yet (warm-up, or traffic resuming after an idle reset): size the caps for
+            # the load observed now rather than holding caps chosen for no load.
+            assert obs.isl_tokens is not None and obs.osl_tokens is not None  # state "ok" guarantees them
+            self._update_corrections(obs, dynamo=False)
+            return LoadForecast(obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens)
         self._update_corrections(obs, dynamo=False)
         if obs.request_rate_per_s <= forecast.request_rate_per_s:
             return forecast
@@ -213,19 +222,36 @@ class Planner:
                 ctx, forecast=LoadForecast(0.0, self._last_isl or 1.0, self._last_osl or 1.0)
             )
             return self._policy.hold(idle_ctx, minimum)
-        if adjust and state in ("idle", "ok"):
+        if adjust and state == "backlog":
+            reasons.append(Reason.HOLD_NO_DATA)
+            notes.append(
+                f"no arrivals this interval but latency above target (TTFT {_ms(ctx.obs.ttft_ms)}, ITL "
+                f"{_ms(ctx.obs.itl_ms)}): a backlog is still being served, so not idle; holding the replica target"
+            )
+        elif adjust and state in ("idle", "ok"):
             reasons.append(Reason.HOLD_NO_DATA)
             notes.append("no usable traffic data this interval; holding the replica target")
         return self._policy.hold(ctx, held)
 
     def _data_state(self, raw: Observation, clean: Observation) -> str:
-        """ok / idle / bad / source_error for the load fields of this observation."""
+        """ok / idle / backlog / bad / source_error for the load fields of this observation.
+
+        ``backlog``: nothing arrived in the window, yet requests finished in it (TTFT or ITL samples exist)
+        with latency above the target. Those requests queued behind earlier work; scaling to the minimum
+        now would strand them, so it is not idle.
+        """
         if not raw.source_ok:
             return "source_error"
         rate = raw.request_rate_per_s
         if rate is not None and not (_finite(rate) and rate >= 0):
             return "bad"
         if rate is None or rate == 0:
+            ttft_s = clean.ttft_ms / 1000.0 if clean.ttft_ms is not None else None
+            itl_s = clean.itl_ms / 1000.0 if clean.itl_ms is not None else None
+            if (ttft_s is not None and ttft_s > self._kit.sla_ttft_s) or (
+                itl_s is not None and itl_s > self._kit.sla_itl_s
+            ):
+                return "backlog"
             return "idle"
         if clean.isl_tokens is None or clean.osl_tokens is None:
             return "bad"
@@ -322,6 +348,10 @@ class Planner:
     def _idle_draw(self, targets: Mapping[Role, RoleTarget]) -> float:
         idle = self._profile.idle_watts()
         return sum(t.replicas * self._kit.gpus_per_replica[r] * idle for r, t in targets.items())
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
 
 
 def make_planner(
