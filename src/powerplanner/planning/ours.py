@@ -29,6 +29,7 @@ class OursPolicy:
             target_utilization=kit.config.planner.target_utilization,
             dynamo_prefill_correction=False,
             decode_correction_on_target=False,
+            unreachable_itl_at_smallest_batch=False,
         )
 
     def adjust(self, ctx: PlanContext) -> Choice:

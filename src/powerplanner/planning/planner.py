@@ -377,7 +377,7 @@ def make_planner(
 
         chosen = OursPolicy(kit, name)
         rules = SizingRules(target_utilization=config.planner.target_utilization, dynamo_prefill_correction=False,
-                            decode_correction_on_target=False)
+                            decode_correction_on_target=False, unreachable_itl_at_smallest_batch=False)
     else:
         from powerplanner.planning.baselines import make_baseline
 

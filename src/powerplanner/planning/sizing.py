@@ -96,6 +96,16 @@ class ProfileCache:
         eff = [self._perf_cap(Role.DECODE, c) for c in caps]
         return np.array([self._get(("d", q_ctx, c, q_t), f, q_ctx, c, q_t) for c in eff], dtype=np.float64)
 
+    def decode_smallest_batch_tokens_per_s_per_gpu(self, context: float, caps: Sequence[float]) -> FloatArray:
+        """Per-GPU decode throughput of a batch of one at each cap (the lowest-load point of a profile)."""
+        q_ctx = _quantise(max(1.0, context))
+        f = self.profile.decode_itl_s
+        eff = [self._perf_cap(Role.DECODE, c) for c in caps]
+        itl = np.array([self._get(("d1", q_ctx, c), f, 1.0, q_ctx, c) for c in eff], dtype=np.float64)
+        tp = self.profile.gpus_per_replica(Role.DECODE)
+        with np.errstate(divide="ignore"):
+            return np.where(itl > 0, 1.0 / np.where(itl > 0, itl, 1.0) / tp, 0.0)
+
     def draw_watts(self, role: Role, caps: Sequence[float], utilization: float) -> FloatArray:
         f = self.profile.draw_watts
         return np.array(
@@ -120,6 +130,12 @@ class SizingRules:
     # Dynamo divides the ITL target by the decode correction; near the profile's minimum ITL that makes the
     # target unreachable at any batch and decode capacity collapses. Ours scales the decode load instead.
     decode_correction_on_target: bool = True
+    # When no batch meets the (corrected) ITL target: Dynamo's ``find_best_throughput_per_gpu`` returns the
+    # throughput at the lowest KV load of its grid (the first column, ``xi[0]``), and its current decode
+    # planner "scales with the best achievable rate" (the lowest-ITL point), i.e. the smallest batch; ours
+    # sizes on raw throughput instead (its correction never moves the target, so this only happens when
+    # even batch 1 misses the target, where more replicas cannot help).
+    unreachable_itl_at_smallest_batch: bool = True
 
 
 @dataclass(frozen=True)
@@ -197,7 +213,11 @@ def size_role(
         raw = cache.decode_tokens_per_s_per_gpu(context, caps, None)
     reachable = bool(np.any(sla > 0))
     if not reachable:
-        sla = raw.copy()
+        if role is Role.DECODE and rules.unreachable_itl_at_smallest_batch:
+            sla = cache.decode_smallest_batch_tokens_per_s_per_gpu(forecast.isl_tokens + forecast.osl_tokens / 2,
+                                                                   caps)
+        else:
+            sla = raw.copy()
     return RoleCapacity(
         role=role,
         caps_watts=np.asarray(caps, dtype=np.float64),

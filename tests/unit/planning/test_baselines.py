@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from powerplanner.config import Config
 from powerplanner.model.roles import Role
 from powerplanner.model.values import Reason, RoleState
@@ -78,7 +80,7 @@ def _required(config: Config, profile: FakeProfile, **kw: object) -> tuple[int, 
 
 
 def test_proportional_truncates_a_role_to_zero(profile: FakeProfile) -> None:
-    load = dict(rate=20.0, isl=2000.0, osl=300.0)
+    load: dict[str, Any] = dict(rate=20.0, isl=2000.0, osl=300.0)
     big = make_config(budget_watts=1e6)
     p, d = _required(big, profile, budget=1e6, **load)
     assert p >= 1 and d >= 1
@@ -97,7 +99,7 @@ def test_proportional_truncates_a_role_to_zero(profile: FakeProfile) -> None:
 
 
 def test_proportional_keeps_sla_replicas_when_they_fit(profile: FakeProfile) -> None:
-    load = dict(rate=20.0, isl=2000.0, osl=300.0)
+    load: dict[str, Any] = dict(rate=20.0, isl=2000.0, osl=300.0)
     p, d = _required(make_config(budget_watts=1e6), profile, budget=1e6, **load)
     decision = make_planner(make_config(budget_watts=1e6), profile, "proportional").tick(obs(budget=1e6, **load))
     assert (decision.prefill.replicas, decision.decode.replicas) == (p, d)
@@ -105,7 +107,7 @@ def test_proportional_keeps_sla_replicas_when_they_fit(profile: FakeProfile) -> 
 
 def test_dynamo_power_stages_through_the_planner(profile: FakeProfile) -> None:
     # prefill-heavy load from a decode-heavy state (1 prefill, 4 decode): Dynamo proposes more prefill, less decode
-    load = dict(rate=12.0, isl=6000.0, osl=20.0)
+    load: dict[str, Any] = dict(rate=12.0, isl=6000.0, osl=20.0)
     big = make_config(budget_watts=1e6)
     p, d = _required(big, profile, budget=1e6, **load)
     assert p > 1 and d < 4
@@ -156,7 +158,7 @@ def test_static_holds_initial_replicas_at_tdp(profile: FakeProfile) -> None:
 
 
 def test_dynamo_sla_ignores_the_budget(profile: FakeProfile) -> None:
-    load = dict(rate=20.0)
+    load: dict[str, Any] = dict(rate=20.0)
     want = _required(make_config(budget_watts=1e6), profile, budget=1e6, **load)
     d = make_planner(make_config(budget_watts=3000.0), profile, "dynamo-sla").tick(obs(budget=3000.0, **load))
     assert (d.prefill.replicas, d.decode.replicas) == want

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_replicas_change_only_on_adjustment_ticks(profile: FakeProfile) -> None:
 def test_budget_cut_is_honoured_on_the_next_cap_tick_by_caps_first(profile: FakeProfile) -> None:
     planner = make_planner(make_config(), profile)
     d0 = planner.tick(obs(time_s=0, rate=16.0))
-    state = dict(
+    state: dict[str, Any] = dict(
         prefill=RoleState(d0.prefill.replicas, applied_cap_watts=d0.prefill.cap_watts),
         decode=RoleState(d0.decode.replicas, applied_cap_watts=d0.decode.cap_watts),
     )
@@ -176,10 +177,10 @@ def test_oracle_uses_the_true_load(config: Config, profile: FakeProfile) -> None
 def test_a_surge_between_adjustments_raises_caps_on_the_replicas_already_there(profile: FakeProfile) -> None:
     planner = make_planner(make_config(adjustment_interval_s=60, cap_interval_s=5), profile)
     d0 = planner.tick(obs(time_s=0, rate=4.0))
-    state = dict(prefill=RoleState(d0.prefill.replicas, applied_cap_watts=d0.prefill.cap_watts),
+    state: dict[str, Any] = dict(prefill=RoleState(d0.prefill.replicas, applied_cap_watts=d0.prefill.cap_watts),
                  decode=RoleState(d0.decode.replicas, applied_cap_watts=d0.decode.cap_watts))
-    calm = planner.tick(obs(time_s=5, rate=4.0, **state))  # type: ignore[arg-type]
-    surge = planner.tick(obs(time_s=10, rate=7.0, **state))  # type: ignore[arg-type]
+    calm = planner.tick(obs(time_s=5, rate=4.0, **state))
+    surge = planner.tick(obs(time_s=10, rate=7.0, **state))
     assert not surge.replicas_may_change
     assert (surge.prefill.replicas, surge.decode.replicas) == (d0.prefill.replicas, d0.decode.replicas)
     assert surge.prefill.cap_watts + surge.decode.cap_watts > calm.prefill.cap_watts + calm.decode.cap_watts

@@ -23,7 +23,7 @@ KINDS = ("constant", "ewma", "holt", "kalman")
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_nothing_before_data_and_after_reset(kind: str) -> None:
-    p = make_predictor(PredictorConfig(kind=kind))  # type: ignore[arg-type]
+    p = make_predictor(PredictorConfig(kind=kind))
     assert p.predict() is None
     p.observe(3.0)
     assert p.predict() is not None
@@ -33,7 +33,7 @@ def test_nothing_before_data_and_after_reset(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_warmup_predicts_the_plain_mean(kind: str) -> None:
-    p = make_predictor(PredictorConfig(kind=kind, warmup_ticks=3))  # type: ignore[arg-type]
+    p = make_predictor(PredictorConfig(kind=kind, warmup_ticks=3))
     for value in (2.0, 4.0, 9.0):
         p.observe(value)
     assert p.predict() == pytest.approx(5.0)
@@ -80,7 +80,7 @@ def test_log1p_tames_a_spike() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_points_are_ignored(kind: str) -> None:
-    p = make_predictor(PredictorConfig(kind=kind))  # type: ignore[arg-type]
+    p = make_predictor(PredictorConfig(kind=kind))
     p.observe(5.0)
     p.observe(math.nan)
     p.observe(-1.0)
@@ -104,7 +104,7 @@ def test_load_predictor_needs_all_three_series() -> None:
     series=st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=40),
 )
 def test_predictions_are_finite_and_non_negative(kind: str, log1p: bool, series: list[float]) -> None:
-    p = make_predictor(PredictorConfig(kind=kind, log1p=log1p))  # type: ignore[arg-type]
+    p = make_predictor(PredictorConfig(kind=kind, log1p=log1p))
     for value in series:
         p.observe(value)
         out = p.predict()
@@ -114,7 +114,7 @@ def test_predictions_are_finite_and_non_negative(kind: str, log1p: bool, series:
 @settings(max_examples=40, deadline=None)
 @given(kind=st.sampled_from(KINDS), value=st.floats(min_value=0, max_value=1e5), n=st.integers(1, 30))
 def test_a_constant_series_is_predicted_exactly(kind: str, value: float, n: int) -> None:
-    p = make_predictor(PredictorConfig(kind=kind))  # type: ignore[arg-type]
+    p = make_predictor(PredictorConfig(kind=kind))
     for _ in range(n):
         p.observe(value)
     assert p.predict() == pytest.approx(value, rel=1e-6, abs=1e-6)

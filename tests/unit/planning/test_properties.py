@@ -88,7 +88,7 @@ def _role_states(profile: PowerProfile) -> st.SearchStrategy[RoleState]:
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     profile = draw(profiles)
     config = draw(configs())
-    loads = st.builds(
+    loads: st.SearchStrategy[dict[str, Any]] = st.builds(
         dict,
         rate=st.one_of(st.none(), st.just(0.0), st.floats(0.01, 60.0)),
         isl=st.floats(50, 8000),
