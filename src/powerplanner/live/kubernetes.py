@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -304,6 +305,10 @@ class KubernetesActuator:
         self._sleep = sleep
         self._found = _Found()
         self._last: ClusterState | None = None
+        # The cap last written per role, for pods that appear between cap ticks (see cap_new_pod). One lock
+        # serialises every annotation write so a new pod can never get a stale, higher cap after a cut.
+        self._cap_lock = threading.Lock()
+        self._role_caps: dict[Role, str] = {}
 
     @classmethod
     def from_config(cls, cfg: KubernetesConfig, api_client: kubernetes.client.ApiClient) -> KubernetesActuator:
@@ -500,6 +505,11 @@ class KubernetesActuator:
 
     def set_cap(self, role: Role, cap_watts: float) -> int:
         value = cap_annotation_value(cap_watts)
+        with self._cap_lock:
+            self._role_caps[role] = value
+            return self._annotate_role(role, value)
+
+    def _annotate_role(self, role: Role, value: str) -> int:
         pods = [p for p in self._list_pods() if (p.metadata.labels or {}).get(LABEL_SUBTYPE) == role.value]
         patched = 0
         failures: list[KubernetesError] = []
@@ -524,6 +534,64 @@ class KubernetesActuator:
             raise KubernetesError(failures[0].kind, f"{len(failures)} pod(s) of {role.value} not annotated: "
                                   f"{failures[0].message}")
         return patched
+
+    def cap_new_pod(self, pod: Any) -> bool:
+        """Give a worker pod that has no cap annotation its role's current cap, at once. Called for pods a
+        watch reports, so a replica the operator just created does not start at its GPUs' default limit
+        until the next cap tick. Never overwrites an existing annotation (the cap tick owns those)."""
+        meta = getattr(pod, "metadata", None)
+        if meta is None or meta.deletion_timestamp is not None:
+            return False
+        labels = meta.labels or {}
+        if labels.get(LABEL_DGD) != self.dgd_name or CAP_ANNOTATION in (meta.annotations or {}):
+            return False
+        try:
+            role = Role(labels.get(LABEL_SUBTYPE, ""))
+        except ValueError:
+            return False
+        with self._cap_lock:
+            value = self._role_caps.get(role)
+            if value is None:
+                return False
+            try:
+                self._call(
+                    f"annotate new pod {meta.name} {CAP_ANNOTATION}={value}",
+                    lambda: self._core.patch_namespaced_pod(
+                        meta.name, self.namespace, {"metadata": {"annotations": {CAP_ANNOTATION: value}}},
+                        _request_timeout=self._timeout_s, _content_type=MERGE_PATCH,
+                    ),
+                )
+            except KubernetesError as exc:
+                if exc.kind != "not_found":
+                    log.warning("could not cap new pod %s: %s", meta.name, exc.message)
+                return False
+        log.info("new %s pod %s capped at %s W", role.value, meta.name, value)
+        return True
+
+    def watch_pods(self, on_pod: Callable[[str, Any], None], stop: threading.Event, read_timeout_s: float = 5.0,
+                   backoff_s: float = 1.0) -> None:
+        """Stream the DGD's pod events to ``on_pod(type, pod)`` until ``stop`` is set; reconnects after errors
+        and after ``read_timeout_s`` without events (so ``stop`` is noticed)."""
+        from kubernetes import watch
+
+        while not stop.is_set():
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    self._core.list_namespaced_pod, self.namespace, label_selector=f"{LABEL_DGD}={self.dgd_name}",
+                    timeout_seconds=60, _request_timeout=read_timeout_s,
+                ):
+                    if stop.is_set():
+                        break
+                    if isinstance(event, dict) and event.get("type") in ("ADDED", "MODIFIED"):
+                        on_pod(str(event["type"]), event.get("object"))
+            except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
+                continue  # quiet stream or server closed it: reconnect
+            except Exception as exc:  # the watch is an optimisation; the cap tick still covers every pod
+                log.warning("pod watch failed, retrying in %g s: %s", backoff_s, exc)
+                stop.wait(backoff_s)
+            finally:
+                stream.stop()
 
     def emit_event(self, reason: str, message: str, warning: bool = False) -> None:
         """A Kubernetes Event on the DGD; failures are logged, never raised (events are best effort)."""

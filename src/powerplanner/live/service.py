@@ -91,9 +91,11 @@ def build_service(
     planner: PlannerLike | None = None,
     serve_metrics: bool = True,
     start_checks: bool = True,
+    watch_pods: bool = True,
 ) -> Service:
     """Everything ``powerplanner run`` needs, checked. Injected pieces (clock, API client, planner) are for
-    tests and benchmarks; by default they come from the config and the environment."""
+    tests and benchmarks; by default they come from the config and the environment. ``watch_pods`` starts
+    the pod watch that caps new replicas the moment the operator creates them (never in dry-run)."""
     clock = clock or RealClock()
     prom = PrometheusClient.from_config(cfg.prometheus)
     closers: list[Callable[[], None]] = [prom.close]
@@ -118,6 +120,16 @@ def build_service(
     loop = LiveLoop(planner or default_planner(cfg), metrics, actuator, budget, clock, settings, telemetry)
     service = Service(loop=loop, admin_budget=admin_budget, closers=closers)
     try:
+        if watch_pods and not dry_run:
+            stop_watch = threading.Event()
+
+            def on_pod(_kind: str, pod: Any) -> None:
+                if actuator.cap_new_pod(pod):
+                    telemetry.steps.labels("set_cap", "new_pod").inc()
+
+            threading.Thread(target=actuator.watch_pods, args=(on_pod, stop_watch), name="powerplanner-pod-watch",
+                             daemon=True).start()
+            closers.append(stop_watch.set)
         if serve_metrics:
             host, port = parse_bind(cfg.serve.metrics_bind, "serve.metrics_bind")
             try:

@@ -3,6 +3,9 @@ adapter, cap annotations, injected 409/500/timeouts, and a proof of no lost upda
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -159,3 +162,46 @@ def test_events_are_created_on_the_dgd(cluster: EmulatedCluster) -> None:
     assert len(events) == 1 and events[0]["involvedObject"]["name"] == "llm"
     cluster.inject("POST", "events", status=500, times=10)
     act.emit_event("PowerPlanApplied", "again")  # best effort: no exception
+
+
+def test_pod_watch_caps_new_pods_at_once(cluster: EmulatedCluster) -> None:
+    """A replica the operator creates between cap ticks gets its role's current cap from the pod watch,
+    without waiting for the next tick; existing annotations and terminating pods are left alone."""
+    cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
+    cluster.reconcile()
+    act = actuator(cluster)
+    act.set_cap(Role.DECODE, 350)
+    stop = threading.Event()
+    capped: list[str] = []
+
+    def on_pod(_kind: str, pod: Any) -> None:
+        if act.cap_new_pod(pod):
+            capped.append(pod.metadata.name)
+
+    watcher = threading.Thread(target=act.watch_pods, args=(on_pod, stop), kwargs={"read_timeout_s": 0.5},
+                               daemon=True)
+    watcher.start()
+    try:
+        cluster.add_pod("llm-decode-new", "llm", "decode")
+        cluster.add_pod("llm-decode-own", "llm", "decode", cap_watts=300)  # someone else's choice: kept
+        cluster.add_pod("llm-prefill-new", "llm", "prefill")  # no prefill cap written yet: nothing to copy
+        assert wait_until(lambda: "llm-decode-new" in capped)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    annotations = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(CAP_ANNOTATION)
+                   for p in cluster.pods("llm")}
+    assert annotations["llm-decode-new"] == "350"
+    assert annotations["llm-decode-own"] == "300"
+    assert annotations["llm-prefill-new"] is None
+    assert capped == ["llm-decode-new"]
+
+
+def wait_until(condition: Callable[[], bool], limit_s: float = 10.0) -> bool:
+    """Liveness wait (not a timing assertion): poll until ``condition`` holds or ``limit_s`` passes."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

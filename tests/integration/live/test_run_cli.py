@@ -125,10 +125,13 @@ def test_process_serves_metrics_and_stops_on_sigterm(tmp_path: Path, live_promet
                 break
             with contextlib.suppress(httpx.HTTPError):
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0).text
-                if "powerplanner_decisions_total" in text:
+                if 'powerplanner_replicas{role="decode",state="target"}' in text:  # a sample, not just # HELP
                     break
             time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
+        if 'powerplanner_replicas{role="decode",state="target"}' not in text:
+            proc.kill()
+            pytest.fail("no decision exported; process output:\n" + proc.communicate()[0].decode()[-3000:])
         assert 'powerplanner_replicas{role="decode",state="target"}' in text
         assert "powerplanner_tick_duration_seconds_count" in text
         assert "powerplanner_budget_watts 16000.0" in text
