@@ -1,0 +1,52 @@
+"""Properties of step execution (hypothesis): on a DGD that is not Ready only power cuts run; nothing runs
+after a failure; a wait-for-drain step never runs while replicas drain."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from powerplanner.live.actuation import cuts_power, execute
+from powerplanner.model.roles import ROLES, Role
+from powerplanner.model.values import Step, StepKind
+from tests.unit.live.fakes import FakeActuator
+
+steps_st = st.lists(
+    st.builds(
+        Step,
+        kind=st.sampled_from(list(StepKind)),
+        role=st.sampled_from(list(ROLES)),
+        value=st.integers(min_value=0, max_value=8).map(float) | st.sampled_from([200.0, 300.0, 450.0, 700.0]),
+        provisioned_after_watts=st.just(0.0),
+        wait_for_drain=st.booleans(),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=steps_st,
+    ready=st.booleans(),
+    draining=st.integers(min_value=0, max_value=2),
+    replicas=st.integers(min_value=0, max_value=6),
+    cap=st.sampled_from([None, 250, 400, 700]),
+    fail=st.sampled_from([set(), {"scale"}, {"set_cap"}]),
+)
+def test_execution_rules(steps: list[Step], ready: bool, draining: int, replicas: int, cap: int | None,
+                         fail: set[str]) -> None:
+    act = FakeActuator(replicas=dict.fromkeys(ROLES, replicas), caps=dict.fromkeys(ROLES, cap), ready=ready,
+                       draining=draining, fail_on=set(fail))
+    state = act.read_state()
+    current_caps: dict[Role, float | None] = {r: None if cap is None else float(cap) for r in ROLES}
+    outcomes = execute(tuple(steps), state, act, current_caps)
+    assert [o.step for o in outcomes] == steps
+    failed_at = next((i for i, o in enumerate(outcomes) if o.outcome == "failed"), None)
+    if failed_at is not None:
+        assert all(o.outcome == "not_run" for o in outcomes[failed_at + 1:])
+    for o in outcomes:
+        if o.outcome == "done" and not ready:
+            assert cuts_power(o.step, state, current_caps)
+        if o.outcome == "done" and o.step.wait_for_drain:
+            assert draining == 0
+    assert len(act.calls) == sum(1 for o in outcomes if o.outcome == "done")
