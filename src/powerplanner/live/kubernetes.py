@@ -54,6 +54,7 @@ FALLBACK_NAMES: Mapping[Role, tuple[str, ...]] = {
     Role.DECODE: ("VllmDecodeWorker", "decode", "TRTLLMDecodeWorker"),
 }
 MERGE_PATCH = "application/merge-patch+json"
+ADAPTER_RECHECK_READS = 12  # a missing scaling adapter is looked for again every this many cluster reads
 
 T = TypeVar("T")
 
@@ -304,6 +305,7 @@ class KubernetesActuator:
         self._timeout_s = timeout_s
         self._sleep = sleep
         self._found = _Found()
+        self._reads = 0
         self._last: ClusterState | None = None
         # The cap last written per role, for pods that appear between cap ticks (see cap_new_pod). One lock
         # serialises every annotation write so a new pod can never get a stale, higher cap after a cut.
@@ -373,14 +375,18 @@ class KubernetesActuator:
             f"(tried {', '.join(missing)}); check kubernetes.dgd_name and kubernetes.namespace",
         )
 
-    def _adapter_version(self, service: str, dgd_version: str) -> str | None:
-        if service in self._found.adapters:
-            return self._found.adapters[service]
+    def _adapter(self, service: str, dgd_version: str) -> tuple[str | None, int | None]:
+        """(API version, spec.replicas) of the service's scaling adapter, or (None, None) when there is none.
+        A known adapter is read on every call (its replicas are the desired count the operator will copy into
+        the DGD); absence is re-checked every ``ADAPTER_RECHECK_READS`` calls, in case one is created later."""
+        cached = self._found.adapters.get(service, "unknown")
+        if cached is None and self._reads % ADAPTER_RECHECK_READS:
+            return None, None
         name = f"{self.dgd_name}-{service.lower()}"
-        found: str | None = None
-        for version in dict.fromkeys((dgd_version, "v1alpha1")):
+        versions = [cached] if cached not in (None, "unknown") else list(dict.fromkeys((dgd_version, "v1alpha1")))
+        for version in versions:
             try:
-                self._call(
+                obj = self._call(
                     f"get scaling adapter {name}",
                     lambda v=version: self._custom.get_namespaced_custom_object(  # type: ignore[misc]
                         DGD_GROUP, v, self.namespace, ADAPTER_PLURAL, name, _request_timeout=self._timeout_s
@@ -390,10 +396,12 @@ class KubernetesActuator:
                 if exc.kind == "not_found":
                     continue
                 raise
-            found = version
-            break
-        self._found.adapters[service] = found
-        return found
+            self._found.adapters[service] = version
+            spec = obj.get("spec") if isinstance(obj, dict) else None
+            replicas = spec.get("replicas") if isinstance(spec, dict) else None
+            return version, (None if replicas is None else _int(replicas))
+        self._found.adapters[service] = None
+        return None, None
 
     def _list_pods(self) -> list[Any]:
         pods = self._call(
@@ -406,6 +414,7 @@ class KubernetesActuator:
                 if p.metadata is not None and (p.metadata.labels or {}).get(LABEL_DGD) == self.dgd_name]
 
     def read_state(self) -> ClusterState:
+        self._reads += 1
         version, dgd = self._get_dgd()
         roles_spec = identify_roles(services_of(dgd), self._overrides)
         ready, detail = dgd_ready(dgd)
@@ -423,12 +432,15 @@ class KubernetesActuator:
             ready_n = status_ready if status_ready is not None else (
                 status_available if status_available is not None else live_ready)
             draining = sum(1 for p in infos if p.terminating)
-            adapter_version = self._adapter_version(svc.name, version)
+            adapter_version, adapter_replicas = self._adapter(svc.name, version)
+            # Desired replicas: the larger of the DGD's and the adapter's (the operator copies the adapter's
+            # into the DGD a moment later); the larger is the worst case for provisioned power.
+            desired = max(svc.replicas, adapter_replicas if adapter_replicas is not None else 0)
             roles[role] = RoleCluster(
                 service=svc.name,
-                spec_replicas=svc.replicas,
+                spec_replicas=desired,
                 ready_replicas=ready_n,
-                starting_replicas=max(0, svc.replicas - ready_n),
+                starting_replicas=max(0, desired - ready_n),
                 draining_replicas=draining,
                 gpus_per_replica=svc.gpus_per_replica,
                 pods=infos,
@@ -454,7 +466,7 @@ class KubernetesActuator:
             raise ValueError("replicas must be >= 0")
         version, dgd = self._get_dgd()
         svc = identify_roles(services_of(dgd), self._overrides)[role]
-        adapter_version = self._adapter_version(svc.name, version)
+        adapter_version, _replicas = self._adapter(svc.name, version)
         if adapter_version is not None:
             name = f"{self.dgd_name}-{svc.name.lower()}"
             self._call(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from powerplanner.live.kubernetes import CAP_ANNOTATION, KubernetesActuator, KubernetesError
+from powerplanner.live.kubernetes import ADAPTER_RECHECK_READS, CAP_ANNOTATION, KubernetesActuator, KubernetesError
 from powerplanner.model.roles import Role
 from tests.fixtures.k8s import ADAPTER_PLURAL, DGD_PLURAL, EmulatedCluster, adapter_resource, dgd_resource
 
@@ -63,9 +63,21 @@ def test_scales_through_adapter_when_it_exists(cluster: EmulatedCluster) -> None
     assert dgd["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 1  # the operator copies it, not us
     assert dgd["spec"]["services"]["VllmPrefillWorker"]["replicas"] == 2  # no adapter: DGD merge patch
     assert any(path.endswith("/llm-vllmdecodeworker/scale") for _m, path in cluster.requests())
+    pending = act.read_state().role(Role.DECODE)  # before the operator copies it: the adapter is the intent
+    assert (pending.spec_replicas, pending.ready_replicas, pending.starting_replicas) == (3, 1, 2)
     cluster.reconcile()
     state = act.read_state()
     assert state.role(Role.DECODE).spec_replicas == 3 and state.role(Role.DECODE).ready_replicas == 3
+
+
+def test_adapter_created_later_is_found(cluster: EmulatedCluster) -> None:
+    cluster.add_dgd_v1alpha1()
+    act = actuator(cluster)
+    assert act.read_state().role(Role.PREFILL).adapter is None
+    cluster.add_scaling_adapter("llm", "VllmPrefillWorker", 1)
+    for _ in range(ADAPTER_RECHECK_READS):
+        state = act.read_state()
+    assert state.role(Role.PREFILL).adapter == "llm-vllmprefillworker"
 
 
 def test_v1beta1_scale_and_caps(cluster: EmulatedCluster) -> None:
