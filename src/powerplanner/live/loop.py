@@ -129,6 +129,7 @@ class LiveLoop:
         self._last: TickReport | None = None
         self._source_was_ok = True
         self._last_reasons: tuple[Reason, ...] = ()
+        self._budget_faults: set[str] = set()  # sources whose fault was logged (log once per transition)
         self.ticks = 0
 
     @property
@@ -171,6 +172,11 @@ class LiveLoop:
             if source.error:
                 tel.error(f"budget_{source.source}")
                 errors.append(source.error)
+                if source.source not in self._budget_faults:
+                    log.warning("budget source %s: %s", source.source, source.error)
+            elif source.source in self._budget_faults:
+                log.warning("budget source %s answers again", source.source)
+        self._budget_faults = {r.source for r in budget.readings if r.error}
 
         try:
             state = self.actuator.read_state()

@@ -30,11 +30,11 @@ from powerplanner.live.budget import (
     read_token,
 )
 from powerplanner.live.clock import Clock, RealClock
-from powerplanner.live.kubernetes import KubernetesActuator, build_api_client, check_reachable
+from powerplanner.live.kubernetes import ClusterState, KubernetesActuator, build_api_client, check_reachable
 from powerplanner.live.loop import LiveLoop, LoopSettings, PlannerLike
 from powerplanner.live.prometheus import PrometheusClient, PrometheusMetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
-from powerplanner.model.roles import Role
+from powerplanner.model.roles import ROLES, Role
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,22 @@ class Service:
                 log.debug("error while closing", exc_info=True)
 
 
-def default_planner(cfg: Config) -> PlannerLike:
+def default_planner(cfg: Config, state: ClusterState | None = None) -> PlannerLike:
+    """The configured policy on the configured profile. With the cluster state, warn when the DGD's GPUs per
+    replica differ from the profile's TP size (power would be mis-counted by that factor)."""
     try:
         from powerplanner.model.profiles import profile_from_config
         from powerplanner.planning.planner import make_planner
     except ImportError as exc:  # pragma: no cover - only in a partial build
         raise UserError(f"the planner core is not available in this build ({exc}); reinstall powerplanner") from None
-    return make_planner(cfg, profile_from_config(cfg.profile))
+    profile = profile_from_config(cfg.profile)
+    for role in ROLES:
+        gpus = state.role(role).gpus_per_replica if state is not None else None
+        if gpus is not None and gpus != profile.gpus_per_replica(role):
+            log.warning("%s: the DGD gives %d GPU(s) per replica, profile %s assumes %d; provisioned power is "
+                        "counted with the profile's; pick a profile with the deployment's TP size",
+                        role.value, gpus, profile.name, profile.gpus_per_replica(role))
+    return make_planner(cfg, profile)
 
 
 def build_budget(cfg: Config, config_path: Path | None, prom: PrometheusClient) -> tuple[CompositeBudget, AdminBudget]:
@@ -103,6 +112,7 @@ def build_service(
         prom.check_reachable()
     client = api_client or build_api_client(cfg.kubernetes)
     actuator = KubernetesActuator.from_config(cfg.kubernetes, client)
+    state: ClusterState | None = None
     if start_checks:
         state = check_reachable(actuator)
         log.info("DGD %s/%s (%s): %s; prefill service %s, decode service %s", state.namespace, state.dgd_name,
@@ -117,7 +127,7 @@ def build_service(
         dry_run=dry_run,
         emit_events=cfg.kubernetes.emit_events,
     )
-    loop = LiveLoop(planner or default_planner(cfg), metrics, actuator, budget, clock, settings, telemetry)
+    loop = LiveLoop(planner or default_planner(cfg, state), metrics, actuator, budget, clock, settings, telemetry)
     service = Service(loop=loop, admin_budget=admin_budget, closers=closers)
     try:
         if watch_pods and not dry_run:

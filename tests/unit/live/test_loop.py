@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 from prometheus_client import generate_latest
 
 from powerplanner.live.actuation import execute
-from powerplanner.live.budget import AdminBudget, CompositeBudget, StaticBudget
+from powerplanner.live.budget import AdminBudget, BudgetReading, CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
 from powerplanner.live.kubernetes import KubernetesError
 from powerplanner.live.loop import LiveLoop, LoopSettings
@@ -116,3 +117,21 @@ def test_run_ticks_on_the_cap_interval_and_stops() -> None:
     assert loop.run(stop, once=True) == 1
     stop.set()
     assert loop.run(stop) == 0
+
+
+class BrokenSource:
+    name = "promql"
+
+    def read(self, now_utc: datetime) -> BudgetReading:
+        return BudgetReading(self.name, None, "budget.promql failed (unreachable): down")
+
+
+def test_broken_budget_source_is_inactive_and_reported() -> None:
+    clock = FakeClock()
+    planner = StepPlanner()
+    loop = LiveLoop(planner, FakeMetrics(), FakeActuator(), CompositeBudget([StaticBudget(9000.0), BrokenSource()]),
+                    clock, LoopSettings(cap_interval_s=5.0, window_s=60.0))
+    report = loop.tick()
+    assert report.budget is not None and (report.budget.watts, report.budget.source) == (9000.0, "config")
+    assert any("budget.promql" in e for e in report.errors)
+    assert 'powerplanner_errors_total{kind="budget_promql"} 1.0' in generate_latest(loop.telemetry.registry).decode()
