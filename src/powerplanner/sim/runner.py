@@ -240,29 +240,45 @@ def run_jobs(
     # fork is the cheapest start (workers inherit the imported modules), but forking a process that runs
     # other threads can copy a lock mid-use; then pay forkserver's start-up instead.
     context = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        messages = manager.Queue() if show_progress else None
-        futures: dict[Future[SimResult], str] = {
-            pool.submit(_run_in_worker, run_one, job, messages, 0.25): job.key for job in jobs
-        }
-        with _Bars(show_progress, keys) as bars:
-            pending = set(futures)
-            while pending:
-                done = {f for f in pending if f.done()}
-                for f in done:
-                    pending.discard(f)
-                    exc = f.exception()
-                    if exc is not None:
-                        for other in pending:
-                            other.cancel()
-                        _reraise(exc)
-                    results[futures[f]] = f.result()
-                    bars.done(futures[f])
-                if messages is not None:
-                    _drain(messages, bars)
-                if pending:
-                    _wait_a_little(pending, messages)
+    with context.Manager() as manager:
+        before = set(multiprocessing.active_children())  # the manager: leave it to its context
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+        try:
+            messages = manager.Queue() if show_progress else None
+            futures: dict[Future[SimResult], str] = {
+                pool.submit(_run_in_worker, run_one, job, messages, 0.25): job.key for job in jobs
+            }
+            with _Bars(show_progress, keys) as bars:
+                pending = set(futures)
+                while pending:
+                    done = {f for f in pending if f.done()}
+                    for f in done:
+                        pending.discard(f)
+                        exc = f.exception()
+                        if exc is not None:
+                            _reraise(exc)
+                        results[futures[f]] = f.result()
+                        bars.done(futures[f])
+                    if messages is not None:
+                        _drain(messages, bars)
+                    if pending:
+                        _wait_a_little(pending, messages)
+        except BaseException:
+            # A failed job or Ctrl-C: the other simulations' results would be thrown away, so stop them now
+            # instead of waiting minutes for them to finish.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in set(multiprocessing.active_children()) - before:
+                child.terminate()
+            raise
+        pool.shutdown(wait=True)
     return {k: results[k] for k in keys}
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (no traceback from every worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _bound(bars: _Bars, label: str) -> ProgressFn:
