@@ -198,3 +198,15 @@ def test_planner_budget_lower_than_configured_wins(world: World) -> None:
     report = world.verify()
     assert only_failing(report) == {"budget"}
     assert "over the budget 1200 W" in report.checks[9].summary
+
+
+def test_as_impersonates_on_every_request(world: World) -> None:
+    account = "system:serviceaccount:powerplanner:pp-powerplanner-planner"
+    report = world.verify(as_user=account)
+    assert report.ok, report.render_text()
+
+    def impersonated() -> list[str | None]:
+        return [dict(r.headers).get("Impersonate-User") for r in world.cluster.emulator._requests]
+
+    seen = world.cluster.call(impersonated)
+    assert seen and all(h == account for h in seen)  # the fixture seeds the store directly: all are verify's
