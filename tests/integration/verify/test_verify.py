@@ -3,6 +3,8 @@ every check (exit 0), and each check is seen failing for its own reason, with a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from powerplanner.verify import Status
@@ -210,3 +212,33 @@ def test_as_impersonates_on_every_request(world: World) -> None:
 
     seen = world.cluster.call(impersonated)
     assert seen and all(h == account for h in seen)  # the fixture seeds the store directly: all are verify's
+
+
+def test_config_file_supplies_namespace_dgd_prometheus_budget_and_labels(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from powerplanner.cli import main
+
+    config = tmp_path / "pp.yaml"
+    config.write_text(
+        f"budget: {{watts: 2000}}\n"
+        f"kubernetes: {{namespace: {NS}, dgd_name: {DGD}, kubeconfig: '{world.kubeconfig}'}}\n"
+        f"prometheus: {{url: '{world.prometheus.url}', model: llama-70b, dynamo_namespace: other}}\n"
+    )
+    code = main(["verify", "--config", str(config), "--json"])
+    body = as_json(capsys.readouterr().out)
+    failing = {c["name"] for c in body["checks"] if c["status"] != "pass"}
+    assert code == 1 and failing == {"frontend-metrics"}  # the config asks for dynamo_namespace=other
+    detail = next(c for c in body["checks"] if c["name"] == "frontend-metrics")["details"][0]
+    assert 'no series with model=llama-70b,dynamo_namespace=other' in detail
+
+
+def test_bad_config_is_a_user_error_not_a_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from powerplanner.cli import main
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("budget: {watts: -1}\n")
+    assert main(["verify", "--config", str(config)]) == 2
+    assert "budget.watts" in capsys.readouterr().err
+    assert main(["verify"]) == 2
+    assert "--namespace: required without --config" in capsys.readouterr().err
