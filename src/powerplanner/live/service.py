@@ -101,10 +101,12 @@ def build_service(
     serve_metrics: bool = True,
     start_checks: bool = True,
     watch_pods: bool = True,
+    pod_watch_read_timeout_s: float = 5.0,
 ) -> Service:
     """Everything ``powerplanner run`` needs, checked. Injected pieces (clock, API client, planner) are for
     tests and benchmarks; by default they come from the config and the environment. ``watch_pods`` starts
-    the pod watch that caps new replicas the moment the operator creates them (never in dry-run)."""
+    the pod watch that caps new replicas the moment the operator creates them (never in dry-run); it notices
+    ``close()`` within ``pod_watch_read_timeout_s`` (tests use a short one: a server waits for open watches)."""
     clock = clock or RealClock()
     prom = PrometheusClient.from_config(cfg.prometheus)
     closers: list[Callable[[], None]] = [prom.close]
@@ -137,8 +139,9 @@ def build_service(
                 if actuator.cap_new_pod(pod):
                     telemetry.steps.labels("set_cap", "new_pod").inc()
 
-            threading.Thread(target=actuator.watch_pods, args=(on_pod, stop_watch), name="powerplanner-pod-watch",
-                             daemon=True).start()
+            threading.Thread(target=actuator.watch_pods, args=(on_pod, stop_watch),
+                             kwargs={"read_timeout_s": pod_watch_read_timeout_s},
+                             name="powerplanner-pod-watch", daemon=True).start()
             closers.append(stop_watch.set)
         if serve_metrics:
             host, port = parse_bind(cfg.serve.metrics_bind, "serve.metrics_bind")
@@ -174,7 +177,7 @@ def _budget_json(loop: LiveLoop) -> dict[str, Any]:
 def run_service(config_path: Path, once: bool = False, dry_run: bool = False) -> int:
     """``powerplanner run``: returns the process exit code."""
     cfg = load_config(config_path)
-    service = build_service(cfg, config_path, dry_run=dry_run)
+    service = build_service(cfg, config_path, dry_run=dry_run, watch_pods=not once)  # one tick: no watch
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

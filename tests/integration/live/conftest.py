@@ -152,9 +152,9 @@ class LivePrometheus:
     server: PrometheusServer
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePrometheus]:
-    """One real Prometheus per test module (start-up costs seconds), scraping the frontend every 0.5 s.
+    """One real Prometheus for the live tests (start-up costs seconds), scraping the frontend every 0.5 s.
     Tests keep apart by using their own ``model`` label values."""
     if find_prometheus_binary() is None:
         pytest.skip("prometheus binary not installed (Debian package `prometheus`; `make prometheus` installs it)")

@@ -91,7 +91,8 @@ def service(live_prometheus: LivePrometheus, cluster: EmulatedCluster) -> Iterat
     cluster.reconcile(gpus=GPUS)
     clock = FakeClock()
     svc = build_service(make_config(live_prometheus.server.url), None, clock=clock,
-                        api_client=cluster.api_client(), serve_metrics=False)
+                        api_client=cluster.api_client(), serve_metrics=False,
+                        pod_watch_read_timeout_s=0.5)
     yield svc, clock
     svc.close()
 
@@ -186,7 +187,8 @@ def faulty_service(live_prometheus: LivePrometheus, cluster: EmulatedCluster,
     clock = FakeClock()
     cfg = make_config(fault_proxy.url)
     cfg = cfg.model_copy(update={"prometheus": cfg.prometheus.model_copy(update={"timeout_s": 0.3, "retries": 1})})
-    svc = build_service(cfg, None, clock=clock, api_client=cluster.api_client(), serve_metrics=False)
+    svc = build_service(cfg, None, clock=clock, api_client=cluster.api_client(), serve_metrics=False,
+                        pod_watch_read_timeout_s=0.5)
     yield svc, clock
     svc.close()
 
@@ -236,7 +238,8 @@ def test_idle_deployment_scales_to_minimum(live_prometheus: LivePrometheus, clus
     cfg = make_config(live_prometheus.server.url)
     cfg = cfg.model_copy(update={"prometheus": cfg.prometheus.model_copy(update={"model": "idle-e2e"})})
     clock = FakeClock()
-    svc = build_service(cfg, None, clock=clock, api_client=cluster.api_client(), serve_metrics=False)
+    svc = build_service(cfg, None, clock=clock, api_client=cluster.api_client(), serve_metrics=False,
+                        pod_watch_read_timeout_s=0.5)
     try:
         seen = []
         for _ in range(cfg.planner.idle_ticks_to_min + 2):
