@@ -275,7 +275,11 @@ class LiveLoop:
         next_due = self.clock.now_s()
         ran = 0
         while not stop.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a bug must not stop the controller: count it, log it, try again next tick
+                self.telemetry.error("internal")
+                log.exception("tick failed unexpectedly; retrying on the next tick")
             ran += 1
             if once or (max_ticks is not None and ran >= max_ticks):
                 break

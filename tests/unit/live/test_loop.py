@@ -135,3 +135,20 @@ def test_broken_budget_source_is_inactive_and_reported() -> None:
     assert report.budget is not None and (report.budget.watts, report.budget.source) == (9000.0, "config")
     assert any("budget.promql" in e for e in report.errors)
     assert 'powerplanner_errors_total{kind="budget_promql"} 1.0' in generate_latest(loop.telemetry.registry).decode()
+
+
+def test_run_survives_an_unexpected_error() -> None:
+    act = FakeActuator()
+    loop, _ = make_loop(StepPlanner(), act)
+    calls: list[int] = []
+
+    def flaky_read() -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return FakeActuator.read_state(act)
+
+    act.read_state = flaky_read  # type: ignore[method-assign,assignment]
+    assert loop.run(threading.Event(), max_ticks=2) == 2
+    assert loop.last is not None and loop.last.decision is not None
+    assert 'powerplanner_errors_total{kind="internal"} 1.0' in generate_latest(loop.telemetry.registry).decode()
