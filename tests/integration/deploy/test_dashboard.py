@@ -76,3 +76,15 @@ def test_operations_guide_documents_every_exported_metric() -> None:
     missing = sorted(f for f in families if f not in text and f"{f}_total" not in text
                      and not any(f.startswith(p) and p in text for p in ("powerplanner_agent_gpu_power_limit_",)))
     assert missing == [], f"docs/operations.md does not mention {missing}"
+
+
+def test_committed_dashboard_is_what_the_generator_prints() -> None:
+    import importlib.util
+
+    path = REPO_ROOT / "deploy" / "grafana" / "gen_dashboard.py"
+    spec = importlib.util.spec_from_file_location("gen_dashboard", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert DASHBOARD.read_text(encoding="utf-8") == module.render(), \
+        "deploy/grafana/powerplanner-dashboard.json is stale: run `python deploy/grafana/gen_dashboard.py`"
