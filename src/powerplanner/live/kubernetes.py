@@ -432,6 +432,8 @@ class KubernetesActuator:
             ready_n = status_ready if status_ready is not None else (
                 status_available if status_available is not None else live_ready)
             draining = sum(1 for p in infos if p.terminating)
+            if infos:  # the status may lag a scale-down: a terminating pod is draining, not also ready
+                ready_n = min(ready_n, sum(1 for p in infos if not p.terminating))
             adapter_version, adapter_replicas = self._adapter(svc.name, version)
             # Desired replicas: the larger of the DGD's and the adapter's (the operator copies the adapter's
             # into the DGD a moment later); the larger is the worst case for provisioned power.
