@@ -195,7 +195,7 @@ def faulty_service(live_prometheus: LivePrometheus, cluster: EmulatedCluster,
 
 def test_prometheus_faults_hold_within_bounds_and_recover(
     live_prometheus: LivePrometheus, cluster: EmulatedCluster, fault_proxy: FaultProxy,
-    faulty_service: tuple[Service, FakeClock],
+    faulty_service: tuple[Service, FakeClock], caplog: pytest.LogCaptureFixture,
 ) -> None:
     svc, clock = faulty_service
     loop = svc.loop
@@ -226,6 +226,8 @@ def test_prometheus_faults_hold_within_bounds_and_recover(
     assert "powerplanner_metrics_source_up 1.0" in text
     reasons = [e["reason"] for e in cluster.list_objects("v1/events", "default")]
     assert "MetricsUnavailable" in reasons and "MetricsRecovered" in reasons
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("metrics source failed" in m for m in logged) and any("recovered" in m for m in logged)
 
 
 def test_idle_deployment_scales_to_minimum(live_prometheus: LivePrometheus, cluster: EmulatedCluster) -> None:
