@@ -37,6 +37,10 @@ def register(app: typer.Typer) -> None:
         budget: Annotated[float | None, typer.Option("--budget", help="Budget in watts (overrides --config).")] = None,
         max_age_s: Annotated[float, typer.Option("--max-age", help="Planner metrics older than this many seconds "
                                                  "are stale.")] = 120.0,
+        planner_selector: Annotated[str, typer.Option("--planner-selector", help="Labels of the planner pods.")] = (
+            "app.kubernetes.io/name=powerplanner,app.kubernetes.io/component=planner"),
+        agent_selector: Annotated[str, typer.Option("--agent-selector", help="Labels of the agent pods.")] = (
+            "app.kubernetes.io/name=powerplanner,app.kubernetes.io/component=agent"),
     ) -> None:
         """Check an installation: API and RBAC, the DGD, Prometheus and frontend metrics, the planner, the
         agents, annotations, applied limits and the budget. Each check passes or says what to fix."""
@@ -47,6 +51,7 @@ def register(app: typer.Typer) -> None:
         verifier = build_verifier(
             namespace=namespace, dgd=dgd, config_path=config, prometheus_url=prometheus, kubeconfig=kubeconfig,
             context=context, as_user=as_user, budget_watts=budget, max_age_s=max_age_s,
+            planner_selector=planner_selector, agent_selector=agent_selector,
         )
         report = verifier.run()
         if json_output:

@@ -4,6 +4,7 @@ Prometheus. Problems the user can fix before any check can run (a bad config fil
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -38,6 +39,19 @@ def kubernetes_client(kubeconfig: str | None, context: str | None, as_user: str 
     return client
 
 
+def parse_selector(text: str, flag: str) -> dict[str, str]:
+    """``a=b,c=d`` (equality selectors only) as a dict."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag}: {part!r} is not key=value; write labels as key=value,key=value")
+        out[key.strip()] = value.strip()
+    if not out:
+        raise UserError(f"{flag}: empty; write labels as key=value,key=value")
+    return out
+
+
 def build_verifier(
     *,
     namespace: str | None,
@@ -49,6 +63,8 @@ def build_verifier(
     as_user: str | None,
     budget_watts: float | None,
     max_age_s: float,
+    planner_selector: str | None = None,
+    agent_selector: str | None = None,
 ) -> Verifier:
     cfg: Config | None = load_config(config_path) if config_path is not None else None
     if namespace is None and cfg is None:
@@ -68,6 +84,11 @@ def build_verifier(
         resource_name=cfg.agent.resource_name if cfg else "nvidia.com/gpu",
         max_age_s=max_age_s,
     )
+    if planner_selector is not None:
+        selector = parse_selector(planner_selector, "--planner-selector")
+        settings = dataclasses.replace(settings, planner_selector=selector)
+    if agent_selector is not None:
+        settings = dataclasses.replace(settings, agent_selector=parse_selector(agent_selector, "--agent-selector"))
     kube = kubeconfig or (cfg.kubernetes.kubeconfig if cfg else None)
     cluster = ClusterReader(kubernetes_client(kube, context, as_user))
     prometheus = None

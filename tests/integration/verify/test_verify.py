@@ -242,3 +242,14 @@ def test_bad_config_is_a_user_error_not_a_traceback(capsys: pytest.CaptureFixtur
     assert "budget.watts" in capsys.readouterr().err
     assert main(["verify"]) == 2
     assert "--namespace: required without --config" in capsys.readouterr().err
+
+
+def test_selectors_for_renamed_releases(world: World) -> None:
+    from powerplanner.errors import UserError
+
+    report = world.verify(agent_selector="app.kubernetes.io/component=agent,team=gpu")
+    assert only_failing(report) == {"agents"}  # the seeded agent pods do not carry team=gpu
+    report = world.verify(planner_selector="app.kubernetes.io/component=planner")
+    assert report.ok, report.render_text()
+    with pytest.raises(UserError, match="--agent-selector: 'nolabel' is not key=value"):
+        world.verify(agent_selector="nolabel")
