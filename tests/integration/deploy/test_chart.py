@@ -235,3 +235,10 @@ def test_bad_values_fail_with_a_message_naming_the_fix(values: dict[str, Any], m
     helm = pytest.importorskip("helm_python")
     with pytest.raises(helm.HelmRenderError, match=message):
         render_manifests(values)
+
+
+def test_helm_lint_finds_no_errors() -> None:
+    helm = pytest.importorskip("helm_python")
+    result = helm.lint(str(CHART_DIR))
+    assert result["errors"] == []
+    assert [m for m in result["messages"] if m["severity"] > 1] == []  # only INFO (e.g. "icon is recommended")
