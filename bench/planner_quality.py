@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from powerplanner.sim.metrics import PolicyMetrics, SlaTargets, summarize
-from powerplanner.sim.runner import PolicyJob, compare, policy_names, resolve_budget, run_jobs, sized_start
+from powerplanner.sim.runner import PolicyJob, compare, policy_names, resolve_budget, run_jobs
 from powerplanner.sim.scenarios import Scenario, TraceSpec
 from powerplanner.sim.traces import read_azure_csv, scale_rate, truncate
 
@@ -114,8 +114,7 @@ def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> d
     if args.duration:
         trace = truncate(trace, args.duration)
     trace = scale_rate(trace, rate_scale, seed=args.seed)
-    # The same initial deployment for the budget probe, the grid and every policy (compare() would size it too).
-    scenario = sized_start(replace(scenario, budget_fraction=args.fraction), trace)
+    scenario = replace(scenario, budget_fraction=args.fraction)
 
     # Budget from dynamo-sla's unconstrained peak (compare() does this; run it alone first for the grid).
     budget_watts, note = resolve_budget(scenario, trace)
@@ -141,8 +140,8 @@ def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> d
         "profile": PROFILE,
         "budget_watts": budget_watts,
         "budget_rule": note,
-        "initial_replicas": {"prefill": scenario.sim["initial_prefill_replicas"],
-                             "decode": scenario.sim["initial_decode_replicas"]},
+        "initial_replicas": {"prefill": int(comparison.results["ours"].series.prefill_replicas[0]),
+                             "decode": int(comparison.results["ours"].series.decode_replicas[0])},
         "dynamo_power_best_static_caps_watts": {"prefill": best["prefill_cap_watts"],
                                                  "decode": best["decode_cap_watts"]},
         "policies": {k: m.to_json() for k, m in metrics.items()},

@@ -103,10 +103,10 @@ def summary_markdown(comparison: Comparison, plots: Sequence[str]) -> str:
     lines = [f"# powerplanner simulate: {comparison.scenario.name}", "", headline(comparison) + ".", ""]
     if comparison.scenario.description:
         lines += [comparison.scenario.description, ""]
-    sim = comparison.scenario.sim
-    if "initial_prefill_replicas" in sim and "initial_decode_replicas" in sim:
-        lines += [f"Every policy started from {sim['initial_prefill_replicas']} prefill and "
-                  f"{sim['initial_decode_replicas']} decode replicas.", ""]
+    first = next(iter(comparison.results.values()), None)
+    if first is not None and first.series.time_s.size:
+        lines += [f"Every policy started from {int(first.series.prefill_replicas[0])} prefill and "
+                  f"{int(first.series.decode_replicas[0])} decode replicas.", ""]
     lines.append("| " + " | ".join(t for t, _ in COLUMNS) + " |")
     lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(COLUMNS))) + "|")
     for row in table_rows(comparison.metrics):

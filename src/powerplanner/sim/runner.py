@@ -334,53 +334,6 @@ class Comparison:
         }
 
 
-def sized_start(scenario: Scenario, trace: Trace) -> Scenario:
-    """The scenario with its initial replicas sized for the trace's first adjustment interval, unless it sets them.
-
-    Every policy starts from the same deployment, and a deployment that is already serving a trace was sized
-    for it: starting from one replica per role would bury every policy under a backlog it needs minutes of
-    model loading to clear, and the comparison would measure the start-up, not the policies. The size is
-    Dynamo's SLA formula at TDP caps on the first interval's mean load: ``ceil(rate x isl / prefill
-    tokens/s/GPU under the TTFT target / GPUs per replica)`` and ``ceil(rate x osl / decode tokens/s/GPU
-    under the ITL target at context isl + osl/2 / GPUs per replica)``, at least the configured minimum.
-    """
-    wanted = ("initial_prefill_replicas", "initial_decode_replicas")
-    if all(k in scenario.sim for k in wanted) or len(trace) == 0:
-        return scenario
-    from dataclasses import replace
-
-    import numpy as np
-
-    from powerplanner.model.profiles import load_profile
-    from powerplanner.model.roles import Role
-
-    config = scenario.config(scenario.budget_watts or UNLIMITED_BUDGET_WATTS)
-    if config.profile.path:
-        profile = load_profile(path=config.profile.path, gpu=config.profile.gpu)
-    else:
-        profile = load_profile(name=config.profile.name, gpu=config.profile.gpu)
-    window_s = config.planner.adjustment_interval_s
-    n = int(np.searchsorted(trace.arrival_s, window_s, side="left")) or 1
-    rate = n / window_s
-    isl = float(np.mean(trace.isl_tokens[:n]))
-    osl = float(np.mean(trace.osl_tokens[:n]))
-    tdp = profile.gpu.default_limit_watts
-    sizes: dict[str, int] = {}
-    for key, role, demand, per_gpu, minimum in (
-        ("initial_prefill_replicas", Role.PREFILL, rate * isl,
-         profile.prefill_throughput_tokens_per_s_per_gpu(isl, tdp, config.sla.ttft_ms / 1000.0),
-         config.planner.prefill.min_replicas),
-        ("initial_decode_replicas", Role.DECODE, rate * osl,
-         profile.decode_throughput_tokens_per_s_per_gpu(isl + osl / 2, tdp, config.sla.itl_ms / 1000.0),
-         config.planner.decode.min_replicas),
-    ):
-        gpus = profile.gpus_per_replica(role)
-        needed = math.ceil(demand / (per_gpu * gpus)) if per_gpu > 0 else minimum
-        sizes[key] = max(minimum, 1, needed)
-    sim = {**sizes, **dict(scenario.sim)}
-    return replace(scenario, sim=sim)
-
-
 def resolve_budget(
     scenario: Scenario, trace: Trace, run_one: RunOne = run_job, show_progress: bool = False
 ) -> tuple[float, str]:
@@ -412,7 +365,6 @@ def compare(
     started = time.perf_counter()
     if trace is None:
         trace = scenario.load_trace()
-    scenario = sized_start(scenario, trace)
     budget, note = resolve_budget(scenario, trace, run_one=run_one, show_progress=show_progress)
     jobs = [PolicyJob(p, trace, scenario, budget) for p in policies]
     jobs += [_rebudget(j, budget) for j in extra_jobs]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -135,16 +134,3 @@ def test_report_directory_holds_summary_results_and_plots(tmp_path: Path) -> Non
     assert "| ours |" in summary and "power.png" in summary
     assert rich_table(result).row_count == 2
     assert "sla_sized 3" in summary_markdown(result, [])
-
-
-def test_sized_start_sizes_initial_replicas_for_the_first_interval_unless_set() -> None:
-    from powerplanner.sim.runner import sized_start
-
-    spec = TraceSpec(synthetic=SyntheticSpec(300.0, 20.0, FixedLengths(1000), FixedLengths(200)))
-    scenario = Scenario(name="start", trace=spec, planner={"adjustment_interval_s": 60.0})
-    sized = sized_start(scenario, scenario.load_trace())
-    light = sized_start(replace(scenario, rate_scale=0.05), replace(scenario, rate_scale=0.05).load_trace())
-    assert sized.sim["initial_prefill_replicas"] > light.sim["initial_prefill_replicas"] >= 1
-    assert sized.sim["initial_decode_replicas"] > light.sim["initial_decode_replicas"] >= 1
-    fixed = replace(scenario, sim={"initial_prefill_replicas": 7, "initial_decode_replicas": 9})
-    assert sized_start(fixed, fixed.load_trace()).sim == {"initial_prefill_replicas": 7, "initial_decode_replicas": 9}
