@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        app(args=argv, standalone_mode=False, prog_name="powerplanner")
+        rc = app(args=argv, standalone_mode=False, prog_name="powerplanner")
+        if isinstance(rc, int):
+            return rc
     except UserError as exc:
         for line in exc.lines:
             err.print(f"[bold red]error:[/] {line}", markup=True)
