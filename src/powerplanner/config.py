@@ -182,6 +182,12 @@ class AgentConfig(_Section):
     ceiling_watts: PositiveFloat | None = Field(None, description="Node-wide highest limit the agent will set.")
     park: bool = Field(False, description="Set GPUs no managed pod holds to park_watts.")
     park_watts: PositiveFloat | None = Field(None, description="Park limit (default: the GPU's minimum).")
+    new_pod_grace_s: NonNegativeFloat = Field(
+        60.0,
+        description="A pod younger than this that holds GPUs before the planner annotated it keeps their "
+        "current (e.g. parked) limit instead of the original one, so a new replica never lifts the node over "
+        "its budget; 0 turns this off.",
+    )
     dry_run: bool = False
     resync_s: PositiveFloat = 30.0
     state_file: str = "/var/lib/powerplanner/agent-state.json"

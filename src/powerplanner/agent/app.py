@@ -38,6 +38,7 @@ def policy_from_config(agent: AgentConfig) -> AgentPolicy:
         ceiling_watts=agent.ceiling_watts,
         park=agent.park,
         park_watts=agent.park_watts,
+        new_pod_grace_s=agent.new_pod_grace_s,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -41,7 +42,18 @@ def pod_info(pod: dict[str, Any]) -> PodInfo:
         uid=str(meta.get("uid") or ""),
         annotation=str(raw) if raw is not None else None,
         containers=tuple((str(s.get("name", "")), _container_id(s.get("containerID"))) for s in statuses),
+        created_s=_timestamp_s(meta.get("creationTimestamp")),
     )
+
+
+def _timestamp_s(raw: object) -> float | None:
+    """An RFC 3339 timestamp (``2026-12-01T10:00:00Z``) as Unix seconds; None when absent or unreadable."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _on_node(pod: dict[str, Any], node_name: str) -> bool:

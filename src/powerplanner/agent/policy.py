@@ -10,7 +10,10 @@ Choices made here, and why:
 - Only pods in an allowed namespace are *managed*. A pod outside them never changes a limit, but the GPU it
   holds still counts as busy, so it is not parked under someone else's workload.
 - A pod that holds a GPU without asking for a cap releases it (back to its original limit): no annotation
-  means "no cap wanted".
+  means "no cap wanted". Except for a *new* pod (younger than ``new_pod_grace_s``): the planner annotates
+  new replicas within a second of their creation, but the kubelet may hand them their GPUs first; releasing a
+  parked or still-capped GPU to its original limit in that window would put the node over its budget, so the
+  GPU holds its current limit until the annotation arrives or the grace ends.
 - A refused annotation (not a positive integer, out of range) makes its GPU *hold* its current limit: a
   typo must neither raise the power (budget safety) nor lower it (SLA safety). Another pod's valid request
   on the same GPU still wins.
@@ -80,6 +83,7 @@ class AgentPolicy:
     ceiling_watts: float | None = None
     park: bool = False
     park_watts: float | None = None  # None: each GPU's minimum
+    new_pod_grace_s: float = 0.0  # a pod younger than this without an annotation holds its GPUs' limit
 
     def allows(self, namespace: str) -> bool:
         return not self.allowed_namespaces or namespace in self.allowed_namespaces
@@ -94,6 +98,7 @@ class PodInfo:
     uid: str = ""
     annotation: str | None = None  # raw value of the power-limit annotation, None when absent
     containers: tuple[tuple[str, str], ...] = ()  # (container name, container id without runtime prefix)
+    created_s: float | None = None  # metadata.creationTimestamp as Unix seconds, when known
 
     @property
     def key(self) -> tuple[str, str]:
@@ -163,8 +168,9 @@ def plan_limits(
     pods: Mapping[tuple[str, str], PodInfo],
     holdings: Iterable[Holding],
     policy: AgentPolicy,
+    now_s: float | None = None,
 ) -> tuple[dict[str, GpuPlan], list[Rejection]]:
-    """Decide every GPU's limit. Pure: same inputs, same plan."""
+    """Decide every GPU's limit. Pure: same inputs, same plan. ``now_s`` (Unix seconds) dates new pods."""
     by_gpu: dict[str, list[Holding]] = {}
     for holding in holdings:
         by_gpu.setdefault(holding.gpu_uuid, []).append(holding)
@@ -174,9 +180,13 @@ def plan_limits(
         holders = sorted(set(by_gpu.get(gpu.uuid, [])), key=lambda h: (h.namespace, h.pod, h.container))
         requests: list[tuple[int, Holding]] = []
         refused = False
+        awaited = False  # a new managed pod holds it and its annotation has not arrived yet
         for holder in holders:
             pod = pods.get((holder.namespace, holder.pod))
-            if pod is None or not policy.allows(pod.namespace) or pod.annotation is None:
+            if pod is None or not policy.allows(pod.namespace):
+                continue
+            if pod.annotation is None:
+                awaited = awaited or _is_new(pod, policy, now_s)
                 continue
             try:
                 requests.append((parse_power_annotation(pod.annotation, f"pod {pod.namespace}/{pod.name}"), holder))
@@ -189,7 +199,7 @@ def plan_limits(
             watts, winner = min(requests, key=lambda r: (r[0], r[1].namespace, r[1].pod, r[1].container))
             target, clamps = clamp_watts(watts, gpu, policy)
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "cap", target, watts, winner, clamps)
-        elif refused:
+        elif refused or awaited:
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "hold", holder=holders[0])
         elif holders:
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "release", holder=holders[0])
@@ -200,3 +210,9 @@ def plan_limits(
         else:
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "release")
     return plans, list(rejections.values())
+
+
+def _is_new(pod: PodInfo, policy: AgentPolicy, now_s: float | None) -> bool:
+    if now_s is None or pod.created_s is None or policy.new_pod_grace_s <= 0:
+        return False
+    return now_s - pod.created_s < policy.new_pod_grace_s

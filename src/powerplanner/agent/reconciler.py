@@ -12,7 +12,11 @@ A pass reads the pod snapshot (from the watch), asks the mapper which pod holds 
   a GPU the agent never changed is left alone;
 - each GPU is handled on its own: an NVML error on one GPU is counted and logged, the others proceed.
 
-:meth:`Reconciler.restore_all` puts every recorded GPU back to its original limit (SIGTERM).
+:meth:`Reconciler.restore_all` puts every recorded GPU back to its original limit (SIGTERM). NVML errors
+there are often transient (a driver busy with another client, a permission race with a GPU operator
+restart), so each GPU gets a few attempts with a short backoff; a GPU still not restored after them stays in
+the state file, is reported (exit status 1), and is restored at the agent's next start. A GPU is never
+counted as restored, nor dropped from the state file, unless its limit was read back at the original value.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from powerplanner.agent.exporter import AgentMetrics, GpuSample
-from powerplanner.agent.gpu import GpuBackend, GpuError, GpuInfo
+from powerplanner.agent.gpu import GpuBackend, GpuError, GpuInfo, ReadbackMismatch
 from powerplanner.agent.mapping import MappingError, PodGpuMapper, PodSnapshot
 from powerplanner.agent.policy import AgentPolicy, GpuPlan, Holding, Rejection, plan_limits
 from powerplanner.agent.state import StateFileError, StateStore
@@ -54,6 +58,10 @@ class Reconciler:
         policy: AgentPolicy,
         dry_run: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
+        restore_attempts: int = 3,
+        restore_backoff_s: float = 0.2,
     ) -> None:
         self._backend = backend
         self._mapper = mapper
@@ -63,6 +71,10 @@ class Reconciler:
         self._policy = policy
         self._dry_run = dry_run
         self._clock = clock
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._restore_attempts = max(1, restore_attempts)
+        self._restore_backoff_s = restore_backoff_s
         self._gpus: list[GpuInfo] = backend.gpus()
         self._seen_rejections: set[tuple[str, str]] = set()
         self._last_holdings: list[Holding] = []
@@ -100,7 +112,7 @@ class Reconciler:
     def _reconcile(self) -> PassResult:
         pods = self._pods()
         holdings = self._holdings(pods)
-        plans, rejections = plan_limits(self._gpus, pods, holdings, self._policy)
+        plans, rejections = plan_limits(self._gpus, pods, holdings, self._policy, self._wall_clock())
         self._report_rejections(rejections)
         result = PassResult(plans=plans)
         samples = []
@@ -195,32 +207,55 @@ class Reconciler:
             return f"pod {plan.holder.namespace}/{plan.holder.pod} asks {plan.requested_watts} W{clamped}"
         if plan.action == "park":
             return "no pod holds it; parked"
+        if plan.action == "hold":
+            return "holding its limit"
         return "no pod asks for a cap; original limit"
 
     def restore_all(self) -> dict[str, str]:
-        """Put every GPU the agent changed back to its original limit. Returns uuid -> failure reason."""
-        failures: dict[str, str] = {}
+        """Put every GPU the agent changed back to its original limit. Returns uuid -> failure reason.
+
+        Failed GPUs are retried up to ``restore_attempts`` times in all, waiting ``restore_backoff_s`` (doubling)
+        between rounds; what still fails stays in the state file for the next start.
+        """
         known = {g.uuid: g for g in self._gpus}
+        pending: dict[str, float] = {}
         for uuid, original in sorted(self._state.originals().items()):
-            gpu = known.get(uuid)
-            if gpu is None:  # kept: if the GPU comes back (after a reset), a later start restores it
+            if uuid not in known:  # kept: if the GPU comes back (after a reset), a later start restores it
                 _LOG.warning("state file names GPU %s, which this node does not have; keeping the entry", uuid)
-                continue
-            if self._dry_run:
-                continue
-            try:
-                current = self._backend.limit_watts(uuid)
-                if abs(current - original) >= _EPSILON_WATTS:
-                    self._backend.set_limit_watts(uuid, original)
-                    self._metrics.limit_changes.labels("restore").inc()
-                    _LOG.info("GPU %d (%s): restored power limit %g W -> %g W", gpu.index, uuid, current, original)
-                self._state.forget(uuid)
-            except GpuError as exc:
-                self._metrics.apply_failures.labels(exc.reason).inc()
-                failures[uuid] = exc.reason
-                _LOG.error("GPU %d (%s): cannot restore %g W: %s (kept in the state file for the next start)",
-                           gpu.index, uuid, original, exc)
-            except StateFileError as exc:
-                failures[uuid] = "state_file"
-                _LOG.error("%s", exc)
+            elif not self._dry_run:
+                pending[uuid] = original
+        failures: dict[str, str] = {}
+        delay_s = self._restore_backoff_s
+        for attempt in range(1, self._restore_attempts + 1):
+            failures = {}
+            for uuid, original in pending.items():
+                reason = self._restore_one(known[uuid], original, final=attempt == self._restore_attempts)
+                if reason is not None:
+                    failures[uuid] = reason
+            if not failures or attempt == self._restore_attempts:
+                break
+            pending = {uuid: pending[uuid] for uuid in failures}
+            self._sleep(delay_s)
+            delay_s *= 2
         return failures
+
+    def _restore_one(self, gpu: GpuInfo, original: float, final: bool) -> str | None:
+        """One attempt at restoring one GPU; the failure reason, or None once it is back and forgotten."""
+        try:
+            current = self._backend.limit_watts(gpu.uuid)
+            if abs(current - original) >= _EPSILON_WATTS:
+                applied = self._backend.set_limit_watts(gpu.uuid, original)
+                if abs(applied - original) >= _EPSILON_WATTS:
+                    raise ReadbackMismatch(f"set {original:g} W but read back {applied:g} W", gpu.uuid)
+                self._metrics.limit_changes.labels("restore").inc()
+                _LOG.info("GPU %d (%s): restored power limit %g W -> %g W", gpu.index, gpu.uuid, current, original)
+            self._state.forget(gpu.uuid)
+        except GpuError as exc:
+            self._metrics.apply_failures.labels(exc.reason).inc()
+            then = "kept in the state file for the next start" if final else "retrying"
+            _LOG.error("GPU %d (%s): cannot restore %g W: %s (%s)", gpu.index, gpu.uuid, original, exc, then)
+            return exc.reason
+        except StateFileError as exc:
+            _LOG.error("%s", exc)
+            return "state_file"
+        return None

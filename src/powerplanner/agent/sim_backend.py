@@ -53,6 +53,11 @@ class SimGpuBackend:
         with self._lock:
             self._faults.setdefault((uuid, operation), []).extend([error] * times)
 
+    def pending_faults(self) -> int:
+        """How many injected faults have not been raised yet (tests bound their retries with it)."""
+        with self._lock:
+            return sum(len(queue) for queue in self._faults.values())
+
     def lose(self, uuid: str, lost: bool = True) -> None:
         with self._lock:
             self._gpu(uuid).lost = lost

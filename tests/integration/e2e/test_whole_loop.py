@@ -15,11 +15,11 @@ Traffic ramps up, the budget is cut through ``PUT /budget`` mid-run, traffic ram
   pods hold is within the budget in force: before the cut the old budget; from the cut until power first fits
   the new budget it only goes down (a cut cannot be instant: caps drop on the next tick, removed replicas hold
   their GPUs until they drain); afterwards the new budget;
-- sampled every 50 ms in between, the largest ratio applied-sum/budget over every GPU a worker pod holds, and
-  the excursions above the budget, are printed as JSON, not asserted. A known gap makes them exceed 1: a new
-  pod whose role's cap did not change is annotated only on a later cap tick (the planner annotates a role's
-  pods when it issues a cap step, and it sees the missing cap only once the agent reports the GPU at its
-  original limit), and the agent gives a GPU held by a pod without a cap its original limit (700 W here);
+- sampled every 50 ms in between, the largest ratio applied-sum/budget over every GPU a worker pod holds stays
+  at or below 1 (before the cut and once power fits the cut budget). This holds because a new replica never
+  runs at its GPUs' original limit: the planner's pod watch annotates it with its role's cap at once, and until
+  that annotation reaches the agent, the agent holds the GPU at its parked limit (``agent.new_pod_grace_s``);
+- the figures (largest ratios, excursions, seconds a worker held GPUs unannotated) are printed as JSON;
 - `powerplanner verify` passes at the end; SIGTERM restores every GPU to its default limit.
 """
 
@@ -248,8 +248,7 @@ def test_whole_loop(cluster: AuthzCluster, fake_nvml_lib_dir: Path, tmp_path: Pa
             budget_watts=BUDGET_WATTS, max_age_s=60.0,
         ).run()
 
-        # Figures. A worker pod that holds GPUs before the planner has annotated it runs them at their original
-        # (default) limit until the next cap tick; those samples are reported apart (see the module docstring).
+        # Figures. Samples taken while a cut is being carried out ("cutting") are left out of the bound.
         bounded = [s for s in sampler.samples if s.phase in ("steady", "after")]
         ratios = [s.applied_sum_watts / s.budget_watts for s in bounded]
         excursions: list[str] = []
@@ -295,7 +294,8 @@ def test_whole_loop(cluster: AuthzCluster, fake_nvml_lib_dir: Path, tmp_path: Pa
             print("EXCURSION", line)
 
         assert verify.ok, verify.render_text()
-        # Between settled points the sampled sum is reported, not asserted: see the module docstring.
+        # Never over the budget in force, sampled between ticks too (see the module docstring).
+        assert max(ratios) <= 1.0 + 1e-9, figures
         assert all(b <= a + 1e-9 for a, b in itertools.pairwise(settled_cutting)), settled_cutting
         assert 0 < cut_honoured_after_ticks <= 3, figures  # caps drop at once; draining replicas follow
         assert max(settled_ratios) > 0.5, "the run never used much of the budget"

@@ -76,7 +76,7 @@ def make_world(
     metrics = AgentMetrics(backend)
     snapshot = pods
     reconciler = Reconciler(backend, mapper, lambda: dict(snapshot), state, metrics, policy or AgentPolicy(),
-                            dry_run=dry_run)
+                            dry_run=dry_run, sleep=lambda _s: None)
     return World(backend, mapper, pods, state, metrics, reconciler)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from powerplanner.agent.kubeapi import ApiError
-from powerplanner.agent.pods import PodWatcher
+from powerplanner.agent.pods import PodWatcher, pod_info
 
 
 def pod(name: str, node: str = "n1", watts: str | None = None, phase: str = "Running") -> dict[str, Any]:
@@ -89,3 +89,10 @@ def test_failures_relist() -> None:
     _, _, restarts = run(api, stop)
     assert restarts == ["http_500", "connection", "expired", "timeout"]
     assert api.lists == 5
+
+
+def test_pod_info_reads_the_creation_time_and_tolerates_a_bad_one() -> None:
+    obj = {"metadata": {"namespace": "llm", "name": "p", "creationTimestamp": "2026-12-01T10:00:00Z"}}
+    assert pod_info(obj).created_s == 1_796_119_200.0
+    assert pod_info({"metadata": {"name": "p", "creationTimestamp": "yesterday"}}).created_s is None
+    assert pod_info({"metadata": {"name": "p"}}).created_s is None

@@ -136,3 +136,26 @@ def test_lowest_of_several_requests_and_clamp_reasons() -> None:
     assert plans["G"].action == "cap" and plans["G"].target_watts == 200
     assert plans["G"].requested_watts == 100 and plans["G"].clamps == ("node_floor", "gpu_min")
     assert clamp_watts(800, gpu, AgentPolicy(ceiling_watts=650)) == (650, ("node_ceiling",))
+
+
+def test_a_new_pod_without_its_annotation_yet_holds_the_gpu_until_the_grace_ends() -> None:
+    gpu = GpuInfo(0, "G", "x", 200, 700, 700)
+    policy = AgentPolicy(park=True, new_pod_grace_s=60.0)
+    new = PodInfo("a", "p", annotation=None, created_s=1_000.0)
+    holding = [Holding("G", "a", "p")]
+    plans, _ = plan_limits([gpu], {new.key: new}, holding, policy, now_s=1_030.0)
+    assert plans["G"].action == "hold"  # parked GPU stays parked while the planner annotates the pod
+    plans, _ = plan_limits([gpu], {new.key: new}, holding, policy, now_s=1_060.0)
+    assert plans["G"].action == "release"  # grace over: no annotation means no cap wanted
+    plans, _ = plan_limits([gpu], {new.key: new}, holding, AgentPolicy(park=True), now_s=1_030.0)
+    assert plans["G"].action == "release"  # grace 0: off
+    undated = PodInfo("a", "p", annotation=None)
+    plans, _ = plan_limits([gpu], {undated.key: undated}, holding, policy, now_s=1_030.0)
+    assert plans["G"].action == "release"  # no creation time: treated as old
+    capped = PodInfo("a", "p", annotation="300", created_s=1_000.0)
+    plans, _ = plan_limits([gpu], {capped.key: capped}, holding, policy, now_s=1_001.0)
+    assert (plans["G"].action, plans["G"].target_watts) == ("cap", 300.0)
+    outsider = PodInfo("z", "p", annotation=None, created_s=1_000.0)
+    plans, _ = plan_limits([gpu], {outsider.key: outsider}, [Holding("G", "z", "p")],
+                           AgentPolicy(frozenset({"a"}), park=True, new_pod_grace_s=60.0), now_s=1_001.0)
+    assert plans["G"].action == "release"  # a namespace not allowed changes nothing

@@ -172,7 +172,7 @@ def test_restore_all_puts_every_changed_gpu_back(world: World) -> None:
 def test_restore_failure_keeps_the_entry_for_the_next_start(world: World) -> None:
     world.put_pod("p", [0], "300")
     world.reconciler.reconcile()
-    world.backend.fail(world.uuid(0), "set", NoPermission)
+    world.backend.fail(world.uuid(0), "set", NoPermission, times=3)  # every attempt
     assert world.reconciler.restore_all() == {world.uuid(0): "no_permission"}
     assert world.state.original(world.uuid(0)) == 700.0
     restarted = world.restart()

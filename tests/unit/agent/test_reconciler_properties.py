@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,9 +36,6 @@ POLICIES = st.builds(
 )
 
 
-@pytest.mark.xfail(
-    strict=False, reason="known bug (issue 6 note): an NVML fault during SIGTERM restore can leave a GPU capped"
-)
 @settings(max_examples=120, deadline=None)
 @given(POLICIES, st.lists(OPS, max_size=14))
 def test_limits_stay_safe_through_any_history_and_sigterm_restores_everything(
@@ -75,8 +71,33 @@ def test_limits_stay_safe_through_any_history_and_sigterm_restores_everything(
                     assert lo <= watts <= hi
                 if uuid not in managed:
                     assert policy.park and plan.action == "park"  # unmanaged GPUs only ever parked
-        for _ in range(5):  # injected faults still queued are consumed one per attempt
-            if not world.reconciler.restore_all():
-                break
+        # SIGTERM: restore_all retries each GPU (3 attempts); what still fails stays in the state file and the
+        # next start restores it. Faults are finite (each injected one fails one call), so a bounded number
+        # of stops and starts brings every GPU back, and a GPU is never dropped from the state file early.
+        starts, faults_left = 0, world.backend.pending_faults()
+        while failures := world.reconciler.restore_all():
+            assert set(failures) <= set(world.state.originals())  # a failed GPU is kept for the next start
+            starts += 1
+            assert starts <= faults_left  # each failed round used up at least one fault
+            world = world.restart(policy)
         assert world.limits() == [700.0] * 4
         assert world.state.originals() == {}
+
+
+def test_restore_retries_a_transient_fault_and_keeps_a_persistent_one_for_the_next_start(tmp_path: Path) -> None:
+    # The history hypothesis found: a GPU capped and at its target collects NVML faults that only a restore meets.
+    world = make_world(tmp_path / "state.json", AgentPolicy())
+    world.put_pod("a", [0], "200")
+    world.reconciler.reconcile()
+    world.backend.fail(world.uuid(0), "set", NoPermission, times=2)
+    assert world.reconciler.restore_all() == {}  # the third attempt succeeds
+    assert world.limits() == [700.0] * 4 and world.state.originals() == {}
+
+    world.reconciler.reconcile()  # the pod still asks: capped again
+    world.backend.fail(world.uuid(0), "set", NoPermission, times=4)
+    assert world.reconciler.restore_all() == {world.uuid(0): "no_permission"}
+    assert world.limits()[0] == 200.0 and world.state.originals() == {world.uuid(0): 700.0}
+    world.delete_pod("a")
+    world = world.restart()
+    assert world.reconciler.restore_all() == {}  # the next start restores it
+    assert world.limits() == [700.0] * 4 and world.state.originals() == {}
