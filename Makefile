@@ -36,7 +36,8 @@ prometheus:
 demo: $(VENV)/.installed
 	$(VENV)/bin/powerplanner simulate
 
-test: $(VENV)/.installed-test prometheus
+# Lint and type checks first (seconds), then the suite.
+test: $(VENV)/.installed-test prometheus lint
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test
