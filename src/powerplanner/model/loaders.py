@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -94,10 +95,31 @@ class PrefillTableDoc(_Doc):
 
 
 class DecodeFitDoc(_Doc):
+    """``quadratic_max_batch``: the largest batch the fit was measured at; beyond it the ``per_seq_sq_s`` term
+    continues along its tangent (see :class:`DecodeLatency`). Optional so that files written before it existed
+    load as they did (no limit); ``.inf`` says the same explicitly."""
+
     base_s: Positive
     per_seq_s: NonNegative
     per_kv_token_s: NonNegative
     per_seq_sq_s: NonNegative = 0.0
+    quadratic_max_batch: float | None = None
+
+    @field_validator("quadratic_max_batch", mode="before")
+    @classmethod
+    def _batch_limit(cls, value: object) -> object:
+        # One message for every bad input (a string, a bool, NaN, < 1), naming the fix; pydantic's own would
+        # say only "greater than or equal to 1" or "valid number".
+        number: float | None = None
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if value is not None and (number is None or math.isnan(number) or number < 1):
+            raise ValueError("must be a number >= 1, the largest decode batch the fit was measured at "
+                             "(beyond it ITL grows linearly); leave it out for no limit")
+        return value if value is None else number
 
 
 class DecodeTableDoc(_Doc):
@@ -286,8 +308,10 @@ def profile_from_document(data: object, where: str) -> CappedProfile:
         if doc.decode.fit is not None:
             d = doc.decode.fit
             if max_kv >= 1:
+                limit = math.inf if d.quadratic_max_batch is None else d.quadratic_max_batch
                 decode_model = DecodeLatency(d.base_s, d.per_seq_s, d.per_kv_token_s, d.per_seq_sq_s,
-                                             max_kv_tokens=max_kv, source=doc.decode.source)
+                                             max_kv_tokens=max_kv, source=doc.decode.source,
+                                             quadratic_max_batch=limit)
         else:
             assert doc.decode.table is not None
             t2 = doc.decode.table
@@ -489,6 +513,8 @@ def document_from_profile(profile: CappedProfile) -> dict[str, Any]:
         decode["fit"] = {"base_s": profile.decode.base_s, "per_seq_s": profile.decode.per_seq_s,
                          "per_kv_token_s": profile.decode.per_kv_token_s,
                          "per_seq_sq_s": profile.decode.per_seq_sq_s}
+        if math.isfinite(profile.decode.quadratic_max_batch):  # absent means no limit; YAML's .inf is not JSON
+            decode["fit"]["quadratic_max_batch"] = profile.decode.quadratic_max_batch
         decode["kv"] = {"max_kv_tokens": profile.decode.max_kv_tokens}
         decode["source"] = profile.decode.source
     elif isinstance(profile.decode, DecodeTable):
