@@ -2,19 +2,19 @@
 
 pydantic lives here, at the edge: the rest of the code receives plain frozen values. A bad file
 gives one line per problem, each naming the field path and what is allowed
-(:func:`format_validation_error`), raised as :class:`~powerplanner.errors.ConfigError`.
+(:func:`powerplanner.errors.validation_lines`), raised as :class:`~powerplanner.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from powerplanner.errors import ConfigError
+from powerplanner.errors import ConfigError, validation_lines
+from powerplanner.input_files import read_yaml
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -223,61 +223,28 @@ class Config(_Section):
         return self
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(top level)"
+_M = TypeVar("_M", bound=BaseModel)
 
 
-def format_validation_error(error: ValidationError, source: str) -> list[str]:
-    """One line per problem: ``source: field.path: what is wrong (what is allowed)``."""
-    lines = []
-    for item in error.errors():
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = str(item["msg"])
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if item["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see docs/configuration.md)"
-        elif item["type"] == "missing":
-            msg = "required field is missing"
-        got = item.get("input")
-        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r:.60})"
-        lines.append(f"{source}: {_field_path(loc)}: {msg}{shown}")
-    return lines
+def _validated(model: type[_M], data: Any, source: str) -> _M:
+    """``data`` as ``model``, or :class:`ConfigError` with one line per problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must hold a YAML mapping at the top level (got {type(data).__name__})")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(*validation_lines(exc, source)) from None
 
 
 def config_from_mapping(data: Any, source: str = "config") -> Config:
     """Validate a parsed mapping; raise :class:`ConfigError` with one line per problem."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the file must hold a YAML mapping at the top level (got {type(data).__name__})")
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(*format_validation_error(exc, source)) from None
+    return _validated(Config, data, source)
 
 
 def _read_yaml(path: str | Path) -> Any:
     """Parse a YAML file; every failure becomes one :class:`ConfigError` line naming the fix."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found; pass an existing file with --config") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config file ({exc}); check the path and permissions") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{p}: {where}invalid YAML ({problem}); fix the syntax") from None
-    return {} if data is None else data
+    return read_yaml(Path(path), ConfigError, not_found="config file not found; pass an existing file with --config",
+                     what="config file")
 
 
 def load_config(path: str | Path) -> Config:
@@ -300,13 +267,7 @@ class AgentFileConfig(_Section):
 
 def load_agent_config(path: str | Path) -> AgentFileConfig:
     """Read and validate the agent's part of a YAML config file."""
-    data = _read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the file must hold a YAML mapping at the top level (got {type(data).__name__})")
-    try:
-        return AgentFileConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(*format_validation_error(exc, str(path))) from None
+    return _validated(AgentFileConfig, _read_yaml(path), str(path))
 
 
 def is_finite(value: float | None) -> bool:

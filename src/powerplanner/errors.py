@@ -7,6 +7,11 @@ non-zero; it never shows a traceback for these.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for the annotation: the agent must not pay for pydantic through this module
+    from pydantic import ValidationError
+
 
 class UserError(Exception):
     """A problem the user can fix. ``lines`` holds one message per problem, each naming the fix."""
@@ -40,3 +45,40 @@ class EndpointError(UserError):
     """A peer (Prometheus, the Kubernetes API, the kubelet) cannot be reached at start-up."""
 
     exit_code = 3
+
+
+def field_path(loc: tuple[int | str, ...], top: str = "(top level)") -> str:
+    """A pydantic error location as the user writes it in the file: ``planner.prefill``, ``schedule[1].watts``."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or top
+
+
+def validation_lines(
+    error: ValidationError, source: str, *, docs: str = "docs/configuration.md", missing_hint: str = ""
+) -> list[str]:
+    """One line per problem: ``source: field.path: what is wrong (what is allowed)``.
+
+    Shared by every pydantic-validated input (config, scenario, observation, profile) so that a user sees
+    the same shape of message whichever file is wrong. ``docs`` is the page that lists the fields (named
+    for an unknown field); ``missing_hint`` is appended to "required field is missing". A line pydantic
+    reports twice (a field checked by two validators) is shown once.
+    """
+    lines: list[str] = []
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = f"unknown field (check the spelling; see {docs})"
+        elif item["type"] == "missing":
+            msg = f"required field is missing{missing_hint}"
+        got = item.get("input")
+        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r:.60})"
+        line = f"{source}: {field_path(loc)}: {msg}{shown}"
+        if line not in lines:
+            lines.append(line)
+    return lines

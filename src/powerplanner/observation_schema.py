@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from powerplanner.config import format_validation_error
-from powerplanner.errors import ObservationError
+from powerplanner.errors import ObservationError, validation_lines
+from powerplanner.input_files import read_text
 from powerplanner.model.values import Observation, RoleState
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -92,20 +92,14 @@ def observation_from_mapping(data: Any, source: str = "observation") -> Observat
     try:
         return ObservationDoc.model_validate(data)
     except ValidationError as exc:
-        lines = format_validation_error(exc, source)
-        lines = [line.replace("docs/configuration.md", "docs/observation.md") for line in lines]
-        raise ObservationError(*lines) from None
+        raise ObservationError(*validation_lines(exc, source, docs="docs/observation.md")) from None
 
 
 def load_observation(path: str | Path) -> ObservationDoc:
     """Read and validate an observation JSON file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ObservationError(f"{p}: observation file not found; pass an existing JSON file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ObservationError(f"{p}: cannot read the observation ({exc}); check the path and permissions") from None
+    text = read_text(p, ObservationError, not_found="observation file not found; pass an existing JSON file",
+                     what="the observation")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from powerplanner.config import AdminConfig, ScheduleEntry, load_config
-from powerplanner.errors import ConfigError, UserError
+from powerplanner.errors import ConfigError, UserError, field_path
 from powerplanner.live.prometheus import PrometheusClient, PrometheusError
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class AdminServer:
                 try:
                     body = BudgetBody.model_validate_json(raw)
                 except ValidationError as exc:
-                    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+                    problems = "; ".join(f"{field_path(e['loc'], top='body')}: {e['msg']}" for e in exc.errors())
                     self._send(400, {"error": f'{problems}; send {{"watts": <positive number>}}'})
                     return
                 admin.set(body.watts)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from powerplanner.config import Config, config_from_mapping, format_validation_error
-from powerplanner.errors import ConfigError
+from powerplanner.config import Config, config_from_mapping
+from powerplanner.errors import ConfigError, validation_lines
+from powerplanner.input_files import read_yaml
 from powerplanner.sim.metrics import SlaTargets
 from powerplanner.sim.traces import (
     BUILTIN_TRACE_NAMES,
@@ -324,7 +324,7 @@ def scenario_from_mapping(data: Any, source: str, base_dir: Path | None = None) 
     try:
         model = ScenarioFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(*format_validation_error(exc, source)) from None
+        raise ConfigError(*validation_lines(exc, source, docs="docs/simulator.md")) from None
     t = model.trace
     if t.path is not None:
         path = Path(t.path).expanduser()
@@ -366,21 +366,11 @@ def load_scenario(name_or_path: str) -> Scenario:
     if name_or_path in builtins:
         return builtins[name_or_path]
     p = Path(name_or_path).expanduser()
+    names = ", ".join(sorted(builtins))
+    not_found = f"scenario file not found; pass an existing YAML file or a built-in name ({names})"
     if not p.exists():
         if p.suffix.lower() in (".yaml", ".yml") or "/" in name_or_path:
-            raise ConfigError(f"{p}: scenario file not found; pass an existing YAML file or a built-in name "
-                              f"({', '.join(sorted(builtins))})")
-        raise ConfigError(f"unknown scenario {name_or_path!r}; use a built-in name "
-                          f"({', '.join(sorted(builtins))}) or a YAML scenario file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read scenario file ({exc}); check the path and permissions") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{p}: {where}invalid YAML ({problem}); fix the syntax") from None
-    return scenario_from_mapping(data if data is not None else {}, str(p), base_dir=p.parent)
+            raise ConfigError(f"{p}: {not_found}")
+        raise ConfigError(f"unknown scenario {name_or_path!r}; use a built-in name ({names}) or a YAML scenario file")
+    data = read_yaml(p, ConfigError, not_found=not_found, what="scenario file")
+    return scenario_from_mapping(data, str(p), base_dir=p.parent)

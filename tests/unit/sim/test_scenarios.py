@@ -115,3 +115,13 @@ def test_unknown_scenario_name_and_missing_file(tmp_path: Path) -> None:
         load_scenario("nope")
     with pytest.raises(ConfigError, match="scenario file not found"):
         load_scenario(str(tmp_path / "absent.yaml"))
+
+
+def test_an_unknown_field_points_to_the_page_that_lists_the_fields(tmp_path: Path) -> None:
+    """A scenario's own fields are listed in docs/simulator.md; its planner overrides in docs/configuration.md."""
+    with pytest.raises(ConfigError) as info:
+        load_scenario(str(write(tmp_path, "trace: {builtin: default}\nrate_scal: 2\n")))
+    assert "see docs/simulator.md" in info.value.lines[0]
+    with pytest.raises(ConfigError) as info:
+        load_scenario(str(write(tmp_path, "trace: {builtin: default}\nplanner: {adjustment_interval: 3}\n")))
+    assert "see docs/configuration.md" in info.value.lines[0]
