@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from powerplanner.live.prometheus import DYNAMO_FRONTEND, VLLM_FRONTEND, PrometheusClient, PrometheusError, Sample
 from powerplanner.verify.cluster import DGD_GROUP, DGD_PLURAL, ClusterError, ClusterReader
@@ -81,6 +81,19 @@ def _matches(obj: Mapping[str, Any], selector: Mapping[str, str]) -> bool:
     return selector.items() <= labels(obj).items()
 
 
+_T = TypeVar("_T")
+
+
+def _probe(name: str, call: Callable[[], _T], summary: Callable[[_T], str], cannot: str, fix: str) -> CheckResult:
+    """Ask a peer (the API server, Prometheus) one thing: pass with ``summary`` of its answer, or fail with
+    ``cannot`` and ``fix``, with the peer's own error as the detail (the first check of each peer)."""
+    try:
+        answer = call()
+    except (ClusterError, PrometheusError) as exc:
+        return failed(name, cannot, fix, (exc.message,))
+    return passed(name, summary(answer))
+
+
 class Verifier:
     """Runs the checks against one cluster and one Prometheus; both readers are injected."""
 
@@ -104,15 +117,14 @@ class Verifier:
 
     # -- Kubernetes ------------------------------------------------------------------------------
     def check_api(self) -> CheckResult:
-        name = "kubernetes-api"
-        try:
-            version = self.cluster.server_version()
-        except ClusterError as exc:
-            return failed(name, f"cannot reach the Kubernetes API at {self.cluster.host}",
-                          "check your kubeconfig (--kubeconfig or KUBECONFIG) and that the API server is reachable "
-                          "from here", (exc.message,))
-        self._api_ok = True
-        return passed(name, f"reachable at {self.cluster.host} (server {version})")
+        host = self.cluster.host
+        result = _probe("kubernetes-api", self.cluster.server_version,
+                        lambda version: f"reachable at {host} (server {version})",
+                        f"cannot reach the Kubernetes API at {host}",
+                        "check your kubeconfig (--kubeconfig or KUBECONFIG) and that the API server is reachable "
+                        "from here")
+        self._api_ok = result.passed
+        return result
 
     def check_rbac(self) -> CheckResult:
         name = "rbac"
@@ -178,14 +190,13 @@ class Verifier:
         name = "prometheus"
         if self.prometheus is None:
             return failed(name, "no Prometheus to check", "pass --prometheus URL or a --config with prometheus.url")
-        try:
-            self._query("vector(1)")
-        except PrometheusError as exc:
-            return failed(name, f"cannot query Prometheus at {self.prometheus.url}",
-                          "check the URL (--prometheus / prometheus.url) and that Prometheus is running and reachable "
-                          "from here (kubectl port-forward when outside the cluster)", (exc.message,))
-        self._prom_ok = True
-        return passed(name, f"answers queries at {self.prometheus.url}")
+        url = self.prometheus.url
+        result = _probe(name, lambda: self._query("vector(1)"), lambda _: f"answers queries at {url}",
+                        f"cannot query Prometheus at {url}",
+                        "check the URL (--prometheus / prometheus.url) and that Prometheus is running and reachable "
+                        "from here (kubectl port-forward when outside the cluster)")
+        self._prom_ok = result.passed
+        return result
 
     def check_frontend_metrics(self) -> CheckResult:
         name = "frontend-metrics"
