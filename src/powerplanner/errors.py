@@ -7,6 +7,7 @@ non-zero; it never shows a traceback for these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only for the annotation: the agent must not pay for pydantic through this module
@@ -59,14 +60,20 @@ def field_path(loc: tuple[int | str, ...], top: str = "(top level)") -> str:
 
 
 def validation_lines(
-    error: ValidationError, source: str, *, docs: str = "docs/configuration.md", missing_hint: str = ""
+    error: ValidationError,
+    source: str,
+    *,
+    docs: str = "docs/configuration.md",
+    missing_hint: str = "",
+    messages: Mapping[tuple[str, tuple[int | str, ...]], str] | None = None,
 ) -> list[str]:
     """One line per problem: ``source: field.path: what is wrong (what is allowed)``.
 
     Shared by every pydantic-validated input (config, scenario, observation, profile) so that a user sees
     the same shape of message whichever file is wrong. ``docs`` is the page that lists the fields (named
     for an unknown field); ``missing_hint`` is appended to "required field is missing". A line pydantic
-    reports twice (a field checked by two validators) is shown once.
+    reports twice (a field checked by two validators) is shown once. ``messages`` replaces pydantic's text for
+    an error ``(type, field location)`` the caller can say better (e.g. which format version is expected).
     """
     lines: list[str] = []
     for item in error.errors():
@@ -76,6 +83,8 @@ def validation_lines(
             msg = f"unknown field (check the spelling; see {docs})"
         elif item["type"] == "missing":
             msg = f"required field is missing{missing_hint}"
+        elif messages and (item["type"], loc) in messages:
+            msg = messages[(item["type"], loc)]
         got = item.get("input")
         shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r:.60})"
         line = f"{source}: {field_path(loc)}: {msg}{shown}"

@@ -26,8 +26,9 @@ def read_text(path: Path, error: type[UserError], *, not_found: str, what: str) 
         raise error(f"{path}: cannot read {what} ({exc}); check the path and permissions") from None
 
 
-def read_yaml(path: Path, error: type[UserError], *, not_found: str, what: str) -> Any:
-    """Parse a YAML file (an empty file is ``{}``); a syntax error names its line and column."""
+def read_yaml(path: Path, error: type[UserError], *, not_found: str, what: str, empty_is_mapping: bool = True) -> Any:
+    """Parse a YAML file (an empty file is ``{}``, or ``None`` with ``empty_is_mapping=False`` for a caller
+    that says "empty file" itself); a syntax error names its line and column."""
     text = read_text(path, error, not_found=not_found, what=what)
     try:
         data = yaml.safe_load(text)
@@ -36,4 +37,4 @@ def read_yaml(path: Path, error: type[UserError], *, not_found: str, what: str) 
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise error(f"{path}: {where}invalid YAML ({problem}); fix the syntax") from None
-    return {} if data is None else data
+    return {} if data is None and empty_is_mapping else data

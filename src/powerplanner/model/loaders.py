@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from powerplanner.errors import ProfileError
+from powerplanner.errors import ProfileError, validation_lines
+from powerplanner.input_files import read_text, read_yaml
 from powerplanner.model.builtin import default_cap_model
 from powerplanner.model.capmodel import CapModel
 from powerplanner.model.capped import CappedProfile
@@ -191,33 +191,11 @@ class ProfileDoc(_Doc):
         return value
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(top level)"
-
-
 def _validation_lines(error: ValidationError, where: str) -> list[str]:
-    lines = []
-    for item in error.errors():
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see docs/profile-format.md)"
-        elif item["type"] == "missing":
-            msg = "required field is missing (see docs/profile-format.md)"
-        elif item["type"] == "literal_error" and loc == ("format",):
-            msg = f"must be {FORMAT_V1!r}"
-        got = item.get("input")
-        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r:.60})"
-        line = f"{where}: {_field_path(loc)}: {msg}{shown}"
-        if line not in lines:
-            lines.append(line)
-    return lines
+    return validation_lines(
+        error, where, docs="docs/profile-format.md", missing_hint=" (see docs/profile-format.md)",
+        messages={("literal_error", ("format",)): f"must be {FORMAT_V1!r}"},
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -406,12 +384,7 @@ def _read_npz(path: Path) -> dict[str, Any]:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: file not found; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: cannot read the file ({exc}); check the path and permissions") from None
+    return read_text(path, ProfileError, not_found="file not found; check the path", what="the file")
 
 
 def _read_json(path: Path) -> Any:
@@ -423,13 +396,8 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(_read_text(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ProfileError(f"{path}: {at}invalid YAML ({problem}); fix the syntax") from None
+    return read_yaml(path, ProfileError, not_found="file not found; check the path", what="the file",
+                     empty_is_mapping=False)
 
 
 def _read_arrays(path: Path) -> dict[str, Any]:
