@@ -118,6 +118,16 @@ class PlannerConfig(_Section):
     prefill: RoleBounds = Field(default_factory=lambda: RoleBounds())
     decode: RoleBounds = Field(default_factory=lambda: RoleBounds())
     predictor: PredictorConfig = Field(default_factory=lambda: PredictorConfig())
+    burst_window_intervals: Annotated[int, Field(ge=0, le=1000)] = Field(
+        10,
+        description="Ours: adjustment intervals of observed rates and forecast errors kept for burst headroom "
+        "(0: replicas follow the forecast alone).",
+    )
+    burst_error_multiple: NonNegativeFloat = Field(
+        3.0,
+        description="Ours: size replicas for the forecast plus this many mean under-forecasts (recent window), "
+        "at most the window's peak rate; caps still follow the current load.",
+    )
     idle_ticks_to_min: Annotated[int, Field(ge=1)] = Field(
         3, description="Adjustment ticks with no traffic before scaling both roles to their minimum."
     )

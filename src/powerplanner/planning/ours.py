@@ -5,6 +5,11 @@ cap level of both roles. On a cap tick it keeps the replica target and re-optimi
 the current budget and forecast; if even the lowest caps do not fit a lowered budget, it removes
 replicas (``budget_cut``) rather than waiting for the next adjustment interval.
 
+Bursty load: on an adjustment tick with a peak forecast (``PlanContext.peak_forecast``, see
+``Planner._peak_forecast``) replicas are sized for the recent peak and caps for the forecast, because
+replicas take minutes to start and caps seconds to change; while replicas start, a cap tick chooses caps
+for the replicas that are ready (:meth:`OursPolicy._serving_capacities`).
+
 ``oracle`` is the same policy; the Planner feeds it the true next-interval load instead of the
 prediction, so it bounds what better prediction could buy with the same action delays.
 """
@@ -15,10 +20,10 @@ import dataclasses
 from collections.abc import Mapping
 
 from powerplanner.model.roles import Role
-from powerplanner.model.values import Reason, RoleTarget
+from powerplanner.model.values import LoadForecast, Reason, RoleTarget
 from powerplanner.planning.optimizer import Allocation, Bounds, optimise, optimise_caps
 from powerplanner.planning.policy import Choice, PlanContext, Toolkit
-from powerplanner.planning.sizing import SizingRules
+from powerplanner.planning.sizing import RoleCapacity, SizingRules
 
 
 class OursPolicy:
@@ -34,10 +39,23 @@ class OursPolicy:
 
     def adjust(self, ctx: PlanContext) -> Choice:
         assert ctx.forecast is not None
-        p, d = self._kit.capacities(ctx.forecast, ctx.corrections, self._rules)
-        alloc = optimise(p, d, self._kit.bounds[Role.PREFILL], self._kit.bounds[Role.DECODE],
-                         self._kit.constraints(ctx.budget_watts))
+        kit = self._kit
+        constraints = kit.constraints(ctx.budget_watts)
+        p, d = kit.capacities(ctx.forecast, ctx.corrections, self._rules)
+        alloc = optimise(p, d, kit.bounds[Role.PREFILL], kit.bounds[Role.DECODE], constraints)
         notes = _reachability_notes(p.sla_reachable, d.sla_reachable)
+        if ctx.peak_forecast is not None:
+            # Replicas for the recent peak (they take minutes to start), caps for the forecast (seconds).
+            pp, pd = kit.capacities(ctx.peak_forecast, ctx.corrections, self._rules)
+            peak = optimise(pp, pd, kit.bounds[Role.PREFILL], kit.bounds[Role.DECODE], constraints)
+            n_p = max(peak.prefill_replicas, alloc.prefill_replicas)
+            n_d = max(peak.decode_replicas, alloc.decode_replicas)
+            if (n_p, n_d) != (alloc.prefill_replicas, alloc.decode_replicas):
+                held = optimise_caps(p, d, n_p, n_d, constraints)
+                if held is not None and held.served_fraction >= alloc.served_fraction - 1e-9:
+                    alloc = held
+                    notes = (*notes, f"replicas sized for the recent peak of "
+                             f"{ctx.peak_forecast.request_rate_per_s:.3g} req/s; caps for the forecast")
         return self._choice(alloc, (Reason.SLA_SIZED, Reason.ENERGY_OPTIMAL), notes)
 
     def hold(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
@@ -77,18 +95,43 @@ class OursPolicy:
             if fits or kit.config.budget.mode == "measured":
                 return Choice(targets=targets, reasons=(Reason.CAP_TICK_ONLY,))
             return self._shrink_without_forecast(ctx, replicas)
-        p, d = kit.capacities(ctx.forecast, ctx.corrections, self._rules)
         constraints = kit.constraints(ctx.budget_watts)
-        alloc = optimise_caps(p, d, replicas[Role.PREFILL], replicas[Role.DECODE], constraints)
+        sp, sd = self._serving_capacities(ctx, ctx.forecast, replicas)
+        alloc = optimise_caps(sp, sd, replicas[Role.PREFILL], replicas[Role.DECODE], constraints)
         if alloc is not None:
             return self._choice(alloc, (Reason.CAP_TICK_ONLY,), ())
         # Even the lowest caps do not fit: remove replicas now, never add any.
+        p, d = kit.capacities(ctx.forecast, ctx.corrections, self._rules)
         bp = kit.bounds[Role.PREFILL]
         bd = kit.bounds[Role.DECODE]
         np_, nd_ = replicas[Role.PREFILL], replicas[Role.DECODE]
         alloc = optimise(p, d, Bounds(min(bp.min_replicas, np_), np_), Bounds(min(bd.min_replicas, nd_), nd_),
                          constraints)
         return self._choice(alloc, (Reason.BUDGET_CUT,), (), replicas_changed=True)
+
+    def _serving_capacities(self, ctx: PlanContext, forecast: LoadForecast,
+                            replicas: Mapping[Role, int]) -> tuple[RoleCapacity, RoleCapacity]:
+        """Capacities for choosing caps on a cap tick: the replicas ready now must carry the load.
+
+        A starting replica holds its GPUs (and its cap's share of the budget) for minutes before it serves.
+        Choosing caps as if every target replica served lowers the caps of the ready ones exactly while a
+        scale-up is under way, i.e. in a burst. So where fewer replicas are ready than targeted, the role's
+        load is scaled by ``target / ready x target_utilization`` (when above 1): the caps let the ready
+        replicas serve the forecast at full SLA capacity, while the budget still counts every target
+        replica. Full capacity rather than the target utilisation, because the shortfall lasts one start-up,
+        and caps that high for every scale-up cost energy for little gain.
+        """
+        kit = self._kit
+        scaled: list[RoleCapacity] = []
+        for index, role in enumerate((Role.PREFILL, Role.DECODE)):
+            ready = ctx.obs.role(role).ready_replicas
+            n = replicas[role]
+            load = forecast
+            scale = n / ready * kit.config.planner.target_utilization if ready > 0 else 1.0
+            if scale > 1.0:
+                load = dataclasses.replace(forecast, request_rate_per_s=forecast.request_rate_per_s * scale)
+            scaled.append(kit.capacities(load, ctx.corrections, self._rules)[index])
+        return scaled[0], scaled[1]
 
     def _shrink_without_forecast(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
         """No forecast and the held replicas do not fit at the lowest caps: shed replicas, balanced."""

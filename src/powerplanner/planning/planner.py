@@ -63,6 +63,9 @@ class Planner:
         self._last_budget_watts: float | None = None
         self._last_isl: float | None = None
         self._last_osl: float | None = None
+        # observed rate and its one-step prediction error over the last burst_window_intervals adjustments
+        self._recent_rates: list[float] = []
+        self._recent_errors: list[float] = []
 
     @property
     def targets(self) -> Mapping[Role, RoleTarget] | None:
@@ -102,13 +105,16 @@ class Planner:
         if adjust:
             if _finite(obs.time_s):
                 self._last_adjust_s = clean.time_s
+            predicted = self._predictor.forecast()
             if state == "ok":
                 self._idle_ticks = 0
                 self._update_corrections(clean)
                 self._predictor.observe(clean.request_rate_per_s, clean.isl_tokens, clean.osl_tokens)
                 self._last_isl, self._last_osl = clean.isl_tokens, clean.osl_tokens
+                self._remember_rate(clean.request_rate_per_s, predicted)
             elif state == "idle":
                 self._idle_ticks += 1
+                self._remember_rate(0.0, predicted)
             elif state == "backlog":
                 self._idle_ticks = 0
             self._forecast = oracle_load if oracle else self._predictor.forecast()
@@ -120,6 +126,7 @@ class Planner:
             obs=clean,
             budget_watts=budget,
             forecast=forecast,
+            peak_forecast=self._peak_forecast(forecast) if adjust else None,
             corrections=self._corrections,
             profile_corrections=self._profile_corrections,
             adjust=adjust,
@@ -182,6 +189,40 @@ class Planner:
             notes=tuple(notes),
         )
 
+    def _remember_rate(self, rate_per_s: float | None, predicted: LoadForecast | None) -> None:
+        """Keep the observed rate and the predictor's error on it (observed - predicted) for the burst window."""
+        window = self._config.planner.burst_window_intervals
+        if rate_per_s is None or window == 0:
+            return
+        self._recent_rates.append(rate_per_s)
+        del self._recent_rates[:-window]
+        if predicted is not None:
+            self._recent_errors.append(rate_per_s - predicted.request_rate_per_s)
+            del self._recent_errors[:-window]
+
+    def _peak_forecast(self, forecast: LoadForecast | None) -> LoadForecast | None:
+        """The load ours sizes replicas for: the forecast with burst headroom; ``None`` when there is none.
+
+        Why: a replica takes minutes to start, a cap seconds to change. Sized for the forecast (a mean that
+        lags bursts), a bursty deployment sheds replicas in every lull and meets the next burst with too few
+        for an interval plus a start-up. The headroom is ``planner.burst_error_multiple`` times the mean
+        under-forecast (``max(0, observed - predicted)``) over the last ``planner.burst_window_intervals``
+        adjustments, so it appears only where the predictor has recently been caught out, and it grows with
+        how badly. The rate ``forecast + headroom`` is sized at full SLA capacity (the target utilisation's
+        own headroom is not added on top of it) and capped at the window's peak observed rate (sized like any
+        forecast), so a steady or smoothly changing load (small errors) keeps its mean sizing and its energy.
+        Caps still follow the current load on every cap tick; replicas kept for a burst draw idle power.
+        """
+        if forecast is None or not self._recent_errors:
+            return None
+        planner = self._config.planner
+        under = sum(max(0.0, e) for e in self._recent_errors) / len(self._recent_errors)
+        upper = (forecast.request_rate_per_s + planner.burst_error_multiple * under) * planner.target_utilization
+        peak = min(max(self._recent_rates), upper)
+        if peak <= forecast.request_rate_per_s:
+            return None
+        return dataclasses.replace(forecast, request_rate_per_s=peak)
+
     def _cap_tick_forecast(self, obs: Observation, state: str, oracle_load: LoadForecast | None) -> LoadForecast | None:
         """The load caps are sized for between adjustments.
 
@@ -216,6 +257,8 @@ class Planner:
         if adjust and state == "idle" and self._idle_ticks >= self._config.planner.idle_ticks_to_min:
             reasons.append(Reason.IDLE_SCALE_TO_MIN)
             self._predictor.reset()
+            self._recent_rates.clear()
+            self._recent_errors.clear()
             self._forecast = None
             minimum = {role: self._kit.bounds[role].min_replicas for role in ROLES}
             idle_ctx = dataclasses.replace(

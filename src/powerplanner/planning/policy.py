@@ -36,6 +36,9 @@ class PlanContext:
     first: bool
     held: Mapping[Role, RoleTarget] | None  # the targets in force (previous decision), if any
     current_replicas: Mapping[Role, int]  # desired replicas (ready + starting) observed now
+    # Adjustment ticks: the forecast with its rate raised to the recent peak (what ours sizes replicas for);
+    # None when that is the forecast itself, or on a cap tick.
+    peak_forecast: LoadForecast | None = None
 
 
 @dataclass(frozen=True)
