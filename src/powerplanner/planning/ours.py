@@ -96,12 +96,12 @@ class OursPolicy:
                 return Choice(targets=targets, reasons=(Reason.CAP_TICK_ONLY,))
             return self._shrink_without_forecast(ctx, replicas)
         constraints = kit.constraints(ctx.budget_watts)
-        sp, sd = self._serving_capacities(ctx, ctx.forecast, replicas)
+        p, d = kit.capacities(ctx.forecast, ctx.corrections, self._rules)
+        sp, sd = self._serving_capacities(ctx, ctx.forecast, (p, d), replicas)
         alloc = optimise_caps(sp, sd, replicas[Role.PREFILL], replicas[Role.DECODE], constraints)
         if alloc is not None:
             return self._choice(alloc, (Reason.CAP_TICK_ONLY,), ())
         # Even the lowest caps do not fit: remove replicas now, never add any.
-        p, d = kit.capacities(ctx.forecast, ctx.corrections, self._rules)
         bp = kit.bounds[Role.PREFILL]
         bd = kit.bounds[Role.DECODE]
         np_, nd_ = replicas[Role.PREFILL], replicas[Role.DECODE]
@@ -110,6 +110,7 @@ class OursPolicy:
         return self._choice(alloc, (Reason.BUDGET_CUT,), (), replicas_changed=True)
 
     def _serving_capacities(self, ctx: PlanContext, forecast: LoadForecast,
+                            capacities: tuple[RoleCapacity, RoleCapacity],
                             replicas: Mapping[Role, int]) -> tuple[RoleCapacity, RoleCapacity]:
         """Capacities for choosing caps on a cap tick: the replicas ready now must carry the load.
 
@@ -122,15 +123,13 @@ class OursPolicy:
         and caps that high for every scale-up cost energy for little gain.
         """
         kit = self._kit
-        scaled: list[RoleCapacity] = []
+        scaled = list(capacities)  # ``capacities``: the forecast's own, kept for a role that needs no scaling
         for index, role in enumerate((Role.PREFILL, Role.DECODE)):
             ready = ctx.obs.role(role).ready_replicas
-            n = replicas[role]
-            load = forecast
-            scale = n / ready * kit.config.planner.target_utilization if ready > 0 else 1.0
+            scale = replicas[role] / ready * kit.config.planner.target_utilization if ready > 0 else 1.0
             if scale > 1.0:
                 load = dataclasses.replace(forecast, request_rate_per_s=forecast.request_rate_per_s * scale)
-            scaled.append(kit.capacities(load, ctx.corrections, self._rules)[index])
+                scaled[index] = kit.capacities(load, ctx.corrections, self._rules)[index]
         return scaled[0], scaled[1]
 
     def _shrink_without_forecast(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
