@@ -1,4 +1,4 @@
-"""Reading a user's input file (config, scenario, observation) into one error line per failure.
+"""Reading a user's input file (config, scenario, observation, profile) into one error line per failure.
 
 Every file the user names fails the same few ways (missing, unreadable, bad syntax); the wording of the
 fix is the caller's, and so is the :class:`~powerplanner.errors.UserError` subclass raised, so each

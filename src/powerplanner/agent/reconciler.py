@@ -207,8 +207,6 @@ class Reconciler:
             return f"pod {plan.holder.namespace}/{plan.holder.pod} asks {plan.requested_watts} W{clamped}"
         if plan.action == "park":
             return "no pod holds it; parked"
-        if plan.action == "hold":
-            return "holding its limit"
         return "no pod asks for a cap; original limit"
 
     def restore_all(self) -> dict[str, str]:
