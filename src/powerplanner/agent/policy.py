@@ -13,7 +13,8 @@ Choices made here, and why:
   means "no cap wanted". Except for a *new* pod (younger than ``new_pod_grace_s``): the planner annotates
   new replicas within a second of their creation, but the kubelet may hand them their GPUs first; releasing a
   parked or still-capped GPU to its original limit in that window would put the node over its budget, so the
-  GPU holds its current limit until the annotation arrives or the grace ends.
+  GPU holds its current limit until the annotation arrives or the grace ends. A pod the kubelet reports
+  before the pod watch has delivered it is newer still, and is held the same way (when the grace is on).
 - A refused annotation (not a positive integer, out of range) makes its GPU *hold* its current limit: a
   typo must neither raise the power (budget safety) nor lower it (SLA safety). Another pod's valid request
   on the same GPU still wins.
@@ -180,10 +181,13 @@ def plan_limits(
         holders = sorted(set(by_gpu.get(gpu.uuid, [])), key=lambda h: (h.namespace, h.pod, h.container))
         requests: list[tuple[int, Holding]] = []
         refused = False
-        awaited = False  # a new managed pod holds it and its annotation has not arrived yet
+        awaited = False  # a new managed pod holds it and its annotation (or the pod) has not arrived yet
         for holder in holders:
+            if not policy.allows(holder.namespace):
+                continue
             pod = pods.get((holder.namespace, holder.pod))
-            if pod is None or not policy.allows(pod.namespace):
+            if pod is None:  # the kubelet reports it before the watch did: as new as a pod can be
+                awaited = awaited or policy.new_pod_grace_s > 0
                 continue
             if pod.annotation is None:
                 awaited = awaited or _is_new(pod, policy, now_s)

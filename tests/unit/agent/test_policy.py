@@ -159,3 +159,15 @@ def test_a_new_pod_without_its_annotation_yet_holds_the_gpu_until_the_grace_ends
     plans, _ = plan_limits([gpu], {outsider.key: outsider}, [Holding("G", "z", "p")],
                            AgentPolicy(frozenset({"a"}), park=True, new_pod_grace_s=60.0), now_s=1_001.0)
     assert plans["G"].action == "release"  # a namespace not allowed changes nothing
+
+
+def test_a_pod_the_kubelet_reports_before_the_watch_holds_the_gpu_when_the_grace_is_on() -> None:
+    gpu = GpuInfo(0, "G", "x", 200, 700, 700)
+    unseen = [Holding("G", "a", "p")]  # the kubelet's answer; the pod watch has not delivered pod a/p yet
+    plans, _ = plan_limits([gpu], {}, unseen, AgentPolicy(park=True, new_pod_grace_s=60.0), now_s=1_000.0)
+    assert plans["G"].action == "hold"
+    plans, _ = plan_limits([gpu], {}, unseen, AgentPolicy(park=True), now_s=1_000.0)
+    assert plans["G"].action == "release"  # grace 0: as before
+    plans, _ = plan_limits([gpu], {}, unseen, AgentPolicy(frozenset({"b"}), park=True, new_pod_grace_s=60.0),
+                           now_s=1_000.0)
+    assert plans["G"].action == "release"  # a namespace not allowed changes nothing
