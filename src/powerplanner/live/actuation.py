@@ -4,6 +4,12 @@ The planner orders steps so provisioned power never exceeds the budget if they r
 keeps that promise when reality interferes: it stops at the first failed step (a later raise may rely on
 an earlier cut), skips a ``wait_for_drain`` step while replicas are still draining (including ones this
 very tick started draining), and on a DGD that is not Ready performs only steps that cut power.
+
+A lower cap is only an annotation until each node's agent has set it, while a raise written after it can
+be applied first on another node. So once this tick has written a lower cap, every later step that adds
+power waits: the next tick re-plans it with the lowered role counted at the higher of the agents' report
+and its annotation (see ``loop.build_observation``), so the raise only uses power that is free even if the
+cut has not landed yet. The price is one cap tick of delay on a rebalance.
 """
 
 from __future__ import annotations
@@ -37,10 +43,12 @@ def cuts_power(step: Step, state: ClusterState, current_caps: Mapping[Role, floa
 
 
 def skip_reason(step: Step, state: ClusterState, current_caps: Mapping[Role, float | None],
-                draining_now: bool) -> str | None:
-    """Why a step must not run now, or None."""
+                draining_now: bool, cut_written: bool = False) -> str | None:
+    """Why a step must not run now, or None. ``cut_written``: this tick has written a lower cap."""
     if not state.ready and not cuts_power(step, state, current_caps):
         return f"DGD not Ready ({state.ready_detail}); only power cuts are applied"
+    if cut_written and not cuts_power(step, state, current_caps):
+        return "waiting for the agents to apply the lower caps written this tick"
     if step.wait_for_drain and draining_now:
         return "waiting for draining replicas to release their GPUs"
     return None
@@ -57,11 +65,12 @@ def execute(
     outcomes: list[StepOutcome] = []
     draining_now = any(rc.draining_replicas > 0 for rc in state.roles.values())
     failed = False
+    cut_written = False
     for step in steps:
         if failed:
             outcomes.append(StepOutcome(step, "not_run", "an earlier step failed"))
             continue
-        reason = skip_reason(step, state, current_caps, draining_now)
+        reason = skip_reason(step, state, current_caps, draining_now, cut_written)
         if reason is not None:
             outcomes.append(StepOutcome(step, "skipped", reason))
             continue
@@ -71,6 +80,7 @@ def execute(
         try:
             if step.kind is StepKind.SET_CAP:
                 patched = actuator.set_cap(step.role, step.value)
+                cut_written = cut_written or (patched > 0 and cuts_power(step, state, current_caps))
                 outcomes.append(StepOutcome(step, "done", pods_patched=patched, changed=patched > 0))
             else:
                 replicas = int(step.value)

@@ -60,16 +60,20 @@ def build_observation(
     time_s: float, window_s: float, reading: MetricsReading, state: ClusterState, budget_watts: float
 ) -> Observation:
     """Join Prometheus (load, latency, power) and the cluster (replicas, annotated caps) into one window.
-    The applied cap is the agent's report when there is one, else the annotation on the pods."""
+
+    The applied cap is the higher of the agents' report and the pods' annotation, the worst case the
+    planner must count: while the agents catch up on a lowered cap their report is the higher, and after a
+    raise the annotation is (the agents, and Prometheus' scrape of them, lag behind it)."""
     roles: dict[Role, RoleState] = {}
     for role in ROLES:
         rc = state.role(role)
-        applied = reading.applied_cap_watts.get(role)
+        known = [c for c in (reading.applied_cap_watts.get(role), rc.annotated_cap_watts) if c is not None]
+        applied = max(known) if known else None
         roles[role] = RoleState(
             ready_replicas=rc.ready_replicas,
             starting_replicas=rc.starting_replicas,
             draining_replicas=rc.draining_replicas,
-            applied_cap_watts=applied if applied is not None else rc.annotated_cap_watts,
+            applied_cap_watts=applied,
             measured_draw_watts=reading.draw_watts.get(role),
         )
     return Observation(

@@ -175,7 +175,7 @@ def test_whole_loop(cluster: AuthzCluster, fake_nvml_lib_dir: Path, tmp_path: Pa
             threads[-1].start()
 
         timeline: list[dict[str, Any]] = []
-        followed = cap_checked = at_target = 0
+        followed = cap_checked = at_target = deferred_behind_cut = 0
         cut_honoured_after_ticks = -1
         settled_ratios: list[float] = []
         settled_cutting: list[float] = []
@@ -210,6 +210,7 @@ def test_whole_loop(cluster: AuthzCluster, fake_nvml_lib_dir: Path, tmp_path: Pa
                     wanted = cap_annotation_value(outcome.step.value)
                     assert annotations[outcome.step.role.value] <= {wanted, None}, (tick, outcome, annotations)
                     cap_checked += 1
+            deferred_behind_cut += sum(1 for o in report.outcomes if o.detail.startswith("waiting for the agents"))
             if all(annotations[r.value] == {cap_annotation_value(decision.target(r).cap_watts)}
                    for r in (Role.PREFILL, Role.DECODE)):
                 at_target += 1
@@ -285,6 +286,7 @@ def test_whole_loop(cluster: AuthzCluster, fake_nvml_lib_dir: Path, tmp_path: Pa
             "replicas_seen": replicas_seen,
             "ticks_where_gpus_followed_annotations": followed,
             "cap_steps_checked_on_pods": cap_checked,
+            "steps_deferred_until_a_cut_is_applied": deferred_behind_cut,
             "ticks_where_every_pod_had_the_decision_cap": at_target,
             "verify_ok": verify.ok,
             "timeline": timeline,

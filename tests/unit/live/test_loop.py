@@ -11,7 +11,7 @@ from powerplanner.live.actuation import execute
 from powerplanner.live.budget import AdminBudget, BudgetReading, CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
 from powerplanner.live.kubernetes import KubernetesError
-from powerplanner.live.loop import LiveLoop, LoopSettings
+from powerplanner.live.loop import LiveLoop, LoopSettings, build_observation
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import Role
 from tests.unit.live.fakes import FakeActuator, FakeMetrics, StepPlanner, cap, scale
@@ -27,7 +27,7 @@ def make_loop(planner: StepPlanner, actuator: FakeActuator, metrics: FakeMetrics
 
 
 def test_steps_run_in_order_and_events_are_emitted() -> None:
-    act = FakeActuator()
+    act = FakeActuator(caps={Role.PREFILL: 250, Role.DECODE: 250})  # raises only: nothing waits for a cut
     planner = StepPlanner((cap(Role.DECODE, 300), scale(Role.PREFILL, 2), cap(Role.PREFILL, 450)))
     loop, _ = make_loop(planner, act)
     report = loop.tick()
@@ -106,6 +106,17 @@ def test_observation_joins_cluster_and_budget() -> None:
     assert first.prefill.ready_replicas == 2 and first.decode.ready_replicas == 3
     assert first.prefill.applied_cap_watts == 450.0 and first.decode.applied_cap_watts is None
     assert (first.budget_watts, second.budget_watts) == (10000.0, 7000.0)
+
+
+def test_observation_counts_the_higher_of_the_agents_report_and_the_annotation() -> None:
+    """Lowered: the agents still report the old cap. Raised: the report still lags behind the annotation."""
+    state = FakeActuator(caps={Role.PREFILL: 366, Role.DECODE: 300}).read_state()
+    reading = MetricsReading(1.0, 1000.0, 100.0, 100.0, 20.0,
+                             applied_cap_watts={Role.PREFILL: 333.0, Role.DECODE: 333.0})
+    obs = build_observation(0.0, 60.0, reading, state, 2000.0)
+    assert (obs.prefill.applied_cap_watts, obs.decode.applied_cap_watts) == (366.0, 333.0)
+    unreported = build_observation(0.0, 60.0, MetricsReading(1.0, 1000.0, 100.0, 100.0, 20.0), state, 2000.0)
+    assert (unreported.prefill.applied_cap_watts, unreported.decode.applied_cap_watts) == (366.0, 300.0)
 
 
 def test_run_ticks_on_the_cap_interval_and_stops() -> None:
