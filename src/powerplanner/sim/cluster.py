@@ -56,8 +56,7 @@ EV_KV_DONE = 1
 EV_DECODE_DONE = 2
 EV_REPLICA_READY = 3
 EV_CAP_APPLY = 4
-EV_ACTION = 5
-EV_TICK = 6
+EV_TICK = 5
 
 _CTX_BUCKET_SHIFT = 5  # max_batch is looked up per 32-token bucket of mean context
 _CTX_GRID_TOKENS = 32.0  # decode iteration times are interpolated linearly between 32-token context points

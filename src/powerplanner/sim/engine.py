@@ -28,7 +28,6 @@ from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import Role
 from powerplanner.sim.cluster import (
     DECODE,
-    EV_ACTION,
     EV_CAP_APPLY,
     EV_DECODE_DONE,
     EV_KV_DONE,
@@ -116,8 +115,6 @@ def simulate(
                     progress(min(1.0, t / duration_s) if duration_s > 0 else 1.0)
             elif kind == EV_CAP_APPLY:
                 loop.cap_applied(payload, t)
-            elif kind == EV_ACTION:
-                loop.action(payload, t)
             elif kind == EV_REPLICA_READY:
                 cluster.replica_ready(payload, version, t)
                 loop.sample(t)

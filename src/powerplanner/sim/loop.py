@@ -10,11 +10,12 @@ Observations are built the way :mod:`powerplanner.live` builds them from Prometh
   histogram has one sample per inter-token gap), i.e. decode time / decode iterations;
 - per-role measured draw = mean draw over the last cap interval (the agent's per-GPU power metric).
 
-Decisions are executed step by step in order. A cap change takes ``cap_apply_s`` to be in force; a step
-that raises power (cap raise, scale-up) waits until the cap cuts issued before it are in force (the actuator
-reads the limit back), so "lower caps first, then add replicas" stays power-safe in the simulation too. A
-step with ``wait_for_drain`` is skipped while any replica is still draining (the next tick re-plans). A new
-decision supersedes the not-yet-executed steps of the previous one; cap changes already issued still land.
+Decisions are executed step by step in order, as the live actuator (:mod:`powerplanner.live.actuation`)
+runs them. A cap change takes ``cap_apply_s`` to be in force. Once a decision has issued a lower cap, its
+later steps that raise power (cap raise, scale-up) are not run: the next tick re-plans them from the state
+then in force, so "lower caps first, then add replicas" stays power-safe even though the agents apply caps
+on their own time. A step with ``wait_for_drain`` is skipped while any replica is still draining (the next
+tick re-plans). Cap changes already issued still land.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from powerplanner.model.values import Decision, LoadForecast, Observation, RoleS
 from powerplanner.sim.cluster import (
     DECODE,
     DRAINING,
-    EV_ACTION,
     EV_CAP_APPLY,
     PREFILL,
     READY,
@@ -80,7 +80,6 @@ class ClosedLoop:
         self.mean_isl = prefix_isl[-1] / max(1, len(prefix_isl) - 1)
         self.mean_osl = prefix_osl[-1] / max(1, len(prefix_osl) - 1)
         self.snapshots: list[tuple[float, ...]] = []
-        self.generation = 0
         self.commanded_cap = list(cluster.cap_watts)
         self.reasons: Counter[str] = Counter()
         self.decisions = 0
@@ -188,40 +187,21 @@ class ClosedLoop:
     # ------------------------------------------------------------------ actuation
 
     def execute(self, decision: Decision, t: float) -> None:
-        """Run the steps in order. Cap cuts and removals go at once; a step that raises power (a cap raise, a
-        scale-up) waits until every cap cut issued before it is in force."""
-        self.generation += 1
-        gen = self.generation
-        offset = 0.0  # when the current step runs, relative to t
-        cuts_done = 0.0  # when every cap cut issued so far is in force
-        planned_cap = list(self.commanded_cap)
+        """Run the steps in order. Cap cuts and removals go at once; once a cap cut has been issued, the
+        decision's later steps that raise power (a cap raise, a scale-up) wait for the next tick's re-plan,
+        as in the live actuator."""
+        cut_issued = False
         counts = self.cluster.counts
         for step in decision.steps:
             role = _ROLE_INDEX[step.role]
-            raises = False
-            cap = 0.0
             if step.kind == StepKind.SET_CAP:
                 cap = self.clamp(step.value)
-                raises = cap > planned_cap[role]
-            else:
-                raises = step.value > counts[role][STARTING] + counts[role][READY]
-            if raises:
-                offset = max(offset, cuts_done)
-            if offset == 0.0:
-                self.run_step(step, t)
-            else:
-                self.cluster.push(t + offset, EV_ACTION, (gen, step))
-            if step.kind == StepKind.SET_CAP and cap != planned_cap[role]:
-                if cap < planned_cap[role]:
-                    cuts_done = max(cuts_done, offset + self.settings.cap_apply_s)
-                planned_cap[role] = cap
-
-    def action(self, payload: tuple[int, Step], t: float) -> None:
-        gen, step = payload
-        if gen != self.generation:
-            return  # superseded by a newer decision
-        self.run_step(step, t)
-        self.sample(t)
+                if cut_issued and cap > self.commanded_cap[role]:
+                    continue
+                cut_issued = cut_issued or cap < self.commanded_cap[role]
+            elif cut_issued and step.value > counts[role][STARTING] + counts[role][READY]:
+                continue
+            self.run_step(step, t)
 
     def run_step(self, step: Step, t: float) -> None:
         c = self.cluster

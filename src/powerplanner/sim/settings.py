@@ -30,9 +30,9 @@ class SimSettings:
       one to a few minutes; Dynamo's planner docs size the adjustment interval above the worker start time
       for that reason. 120 s is the middle of that range.
     - ``cap_apply_s`` (1 s): the node agent sees the pod annotation through its watch (sub-second), sets the
-      NVML limit (tens of ms) and the GPU's power controller settles within a few hundred ms. A step that
-      raises power waits until the cap cuts before it in the same decision are in force (the actuator reads
-      the limit back), so a cap cut is in force before the replica it pays for starts.
+      NVML limit (tens of ms) and the GPU's power controller settles within a few hundred ms. As in the live
+      actuator, a decision's steps that raise power after a cap cut wait for the next tick's re-plan, so a
+      cap cut is in force before the replica it pays for starts.
     - ``kv_transfer_base_s`` / ``kv_transfer_s_per_token``: KV cache moved prefill -> decode over RDMA;
       per token = KV bytes per token / effective link bandwidth (Llama-2-70B: 327,680 B / 40 GB/s =
       8.2 us/token, ~9.5 ms for the Azure conv mean prompt of 1,155 tokens); 2 ms fixed for connection set-up

@@ -176,7 +176,9 @@ def test_replica_start_holds_gpus_at_cap_before_serving() -> None:
     assert ready[times.index(140.0)] == 4 and starting[times.index(140.0)] == 0
 
 
-def test_cap_cut_applies_after_latency_and_later_steps_wait_for_it() -> None:
+def test_cap_cut_applies_after_latency_and_later_steps_wait_for_the_next_tick() -> None:
+    """As the live actuator: a scale-up written in the same tick as a cap cut could start before the
+    agents apply the cut, so it waits for the next tick's re-plan."""
     trace = _sparse_trace([500] * 20, [5] * 20, gap_s=10.0)
     planner = ScriptedPlanner(script={50.0: (3, 2, 400.0, 700.0)})  # cap down, then scale up
     budget = 2 * 4 * 700.0 + 2 * 4 * 700.0
@@ -185,8 +187,10 @@ def test_cap_cut_applies_after_latency_and_later_steps_wait_for_it() -> None:
     s = result.series
     k = int(np.searchsorted(s.time_s, 51.0))
     assert s.time_s[k] == pytest.approx(51.0)
-    assert s.prefill_cap_watts[k] == 400.0 and s.prefill_replicas[k] == 3
+    assert s.prefill_cap_watts[k] == 400.0 and s.prefill_replicas[k] == 2
     assert s.prefill_cap_watts[k - 1] == 700.0 and s.prefill_replicas[k - 1] == 2
+    n = int(np.searchsorted(s.time_s, 55.0))
+    assert s.time_s[n] == pytest.approx(55.0) and s.prefill_replicas[n] == 3
     assert result.seconds_over_budget == 0.0
     assert result.peak_provisioned_watts == pytest.approx(budget)
 

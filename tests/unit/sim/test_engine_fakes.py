@@ -88,13 +88,15 @@ class FakeProfile:
 @dataclass
 class ScriptedPlanner:
     """Holds replicas and caps, or follows a script {time_s: (prefill replicas, decode replicas, p cap, d cap)}:
-    at the first tick at or after a scripted time it emits caps-down, removals, caps-up, additions."""
+    from the first tick at or after a scripted time it emits caps-down, removals, caps-up, additions, and
+    keeps re-planning towards that target on later ticks (as the real planner does) until it is reached."""
 
     policy_name: str = "scripted"
     gpus: int = 4
     script: dict[float, tuple[int, int, float, float]] = field(default_factory=dict)
     observations: list[Observation] = field(default_factory=list)
     oracle_loads: list[LoadForecast | None] = field(default_factory=list)
+    target: tuple[int, int, float, float] | None = None
 
     def tick(self, obs: Observation, oracle_load: LoadForecast | None = None) -> Decision:
         self.observations.append(obs)
@@ -103,11 +105,12 @@ class ScriptedPlanner:
         steps: list[Step] = []
         p_now = (obs.prefill.desired_replicas, obs.prefill.applied_cap_watts or 700.0)
         d_now = (obs.decode.desired_replicas, obs.decode.applied_cap_watts or 700.0)
-        target = (p_now[0], d_now[0], p_now[1], d_now[1])
         if due:
-            target = self.script.pop(max(due))
+            self.target = self.script.pop(max(due))
             for t in due:
                 self.script.pop(t, None)
+        target = self.target if self.target is not None else (p_now[0], d_now[0], p_now[1], d_now[1])
+        if target != (p_now[0], d_now[0], p_now[1], d_now[1]):
             current = {Role.PREFILL: p_now, Role.DECODE: d_now}
             wanted = {Role.PREFILL: (target[0], target[2]), Role.DECODE: (target[1], target[3])}
             for role in (Role.PREFILL, Role.DECODE):
