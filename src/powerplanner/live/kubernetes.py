@@ -93,12 +93,13 @@ class RoleCluster:
 
     @property
     def annotated_cap_watts(self) -> float | None:
-        """Highest cap annotation among the role's live pods (the worst case for provisioned power); None
-        when a live pod has none (it runs at its GPU's default limit until the next cap tick)."""
+        """Highest cap annotation among the role's pods, draining ones included (the worst case for
+        provisioned power); None when a live pod has none (it runs at its GPU's default limit until the
+        next cap tick)."""
         live = [p for p in self.pods if not p.terminating]
         if not live or any(p.cap_watts is None for p in live):
             return None
-        return float(max(p.cap_watts for p in live if p.cap_watts is not None))
+        return float(max(p.cap_watts for p in self.pods if p.cap_watts is not None))
 
 
 @dataclass(frozen=True)
@@ -529,8 +530,10 @@ class KubernetesActuator:
         failures: list[KubernetesError] = []
         for pod in pods:
             info = pod_info(pod)
-            if info.terminating or (pod.metadata.annotations or {}).get(CAP_ANNOTATION) == value:
+            if (pod.metadata.annotations or {}).get(CAP_ANNOTATION) == value:
                 continue
+            if info.terminating and info.cap_watts is not None and info.cap_watts <= int(value):
+                continue  # a draining pod follows cuts (the plan counts it at the role's cap), never raises
             try:
                 self._call(
                     f"annotate pod {info.name} {CAP_ANNOTATION}={value}",

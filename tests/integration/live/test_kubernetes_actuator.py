@@ -106,6 +106,34 @@ def test_caps_reach_newest_pods_on_the_next_tick(cluster: EmulatedCluster) -> No
     assert caps(cluster, "prefill") == ["500"] * 3
 
 
+def test_draining_pods_follow_cuts_but_not_raises(cluster: EmulatedCluster) -> None:
+    """A terminating pod holds its GPUs until it is gone and the plan counts it at the role's cap, so a lower
+    cap reaches it too (it releases power at once); a higher one does not (it is leaving)."""
+    cluster.add_dgd_v1alpha1(prefill_replicas=2, decode_replicas=1)
+    cluster.reconcile()
+    act = actuator(cluster)
+    act.set_cap(Role.PREFILL, 500)
+    act.scale(Role.PREFILL, 1)
+    cluster.reconcile()  # one prefill pod is now terminating
+    # The emulator removes a soft-deleted object on its next write unless a finalizer holds it; a real API
+    # server keeps a terminating pod for its grace period. The finalizer stands in for that.
+    leaving = next(p for p in cluster.pods("llm", "prefill") if p["metadata"].get("deletionTimestamp"))
+    cluster.patch("v1/pods", "default", leaving["metadata"]["name"], {"metadata": {"finalizers": ["test/grace"]}})
+
+    def all_caps() -> list[str | None]:
+        return sorted((p["metadata"].get("annotations") or {}).get(CAP_ANNOTATION)
+                      for p in cluster.pods("llm", "prefill"))
+
+    assert len(cluster.pods("llm", "prefill")) == 2 and caps(cluster, "prefill") == ["500"]
+    assert act.set_cap(Role.PREFILL, 400) == 2
+    assert all_caps() == ["400", "400"]
+    assert act.set_cap(Role.PREFILL, 600) == 1
+    assert all_caps() == ["400", "600"] and caps(cluster, "prefill") == ["600"]
+    state = act.read_state()
+    assert state.role(Role.PREFILL).draining_replicas == 1
+    assert state.role(Role.PREFILL).annotated_cap_watts == 600.0
+
+
 def test_500_and_timeouts_are_retried(cluster: EmulatedCluster) -> None:
     cluster.add_dgd_v1alpha1()
     cluster.reconcile()

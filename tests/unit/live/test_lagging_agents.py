@@ -1,0 +1,190 @@
+"""The live loop with agents that apply cap annotations late and out of step with each other (hypothesis).
+
+The whole-loop e2e test found a rebalance (decode 333 -> 300 W, prefill 333 -> 366 W, written in one tick)
+where one node's agent raised prefill before another node's agent lowered decode. Its timing is whatever the
+machine gives. This test draws the timing instead: every pod's agent applies each annotation after its own
+random delay (in order per pod), Prometheus scrapes the agents' applied limits every few seconds, and the
+real planner, ``build_observation`` and ``execute`` run in a ``LiveLoop`` against that toy cluster while the
+load shifts between prefill-heavy and decode-heavy. The GPU limits actually in force must never sum above a
+constant budget, at any moment, not only at ticks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from powerplanner.config import config_from_mapping
+from powerplanner.live.budget import CompositeBudget, StaticBudget
+from powerplanner.live.clock import FakeClock
+from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
+from powerplanner.live.loop import LiveLoop, LoopSettings
+from powerplanner.live.prometheus import MetricsReading
+from powerplanner.model.roles import ROLES, Role
+from powerplanner.planning.planner import make_planner
+from tests.unit.planning.fake_profile import FakeProfile
+
+TICK_S = 5.0
+START_S = 30.0
+DRAIN_S = 12.0
+GPUS = 4
+
+
+@dataclass
+class ToyPod:
+    name: str
+    role: Role
+    applied_watts: float  # per-GPU limit in force
+    annotation: int | None
+    ready_at_s: float
+    gone_at_s: float | None = None  # set when removed: it drains, holding its GPUs, until then
+    pending: list[tuple[float, int]] = field(default_factory=list)  # (apply at, watts), in order
+
+
+class LaggingCluster:
+    """An Actuator whose pods' GPUs follow their annotations only after each agent's delay."""
+
+    def __init__(self, clock: FakeClock, rng: random.Random, max_delay_s: float, park_watts: float,
+                 start: Mapping[Role, tuple[int, int]]) -> None:
+        self.clock, self.rng, self.max_delay_s, self.park_watts = clock, rng, max_delay_s, park_watts
+        self.pods: list[ToyPod] = []
+        self.serial = 0
+        for role, (replicas, cap) in start.items():
+            for _ in range(replicas):
+                self.pods.append(ToyPod(self._name(role), role, float(cap), cap, ready_at_s=0.0))
+
+    def _name(self, role: Role) -> str:
+        self.serial += 1
+        return f"{role.value}-{self.serial}"
+
+    def live(self, role: Role) -> list[ToyPod]:
+        return [p for p in self.pods if p.role is role and p.gone_at_s is None]
+
+    def read_state(self) -> ClusterState:
+        now = self.clock.now_s()
+        roles = {}
+        for role in ROLES:
+            live = self.live(role)
+            ready = sum(1 for p in live if p.ready_at_s <= now)
+            draining = [p for p in self.pods if p.role is role and p.gone_at_s is not None]
+            pods = tuple(PodInfo(p.name, p.ready_at_s <= now, p.gone_at_s is not None, p.annotation)
+                         for p in live + draining)
+            roles[role] = RoleCluster(role.value, len(live), ready, len(live) - ready, len(draining), GPUS, pods)
+        return ClusterState("llm", "default", "v1alpha1", True, "Ready", roles)
+
+    def scale(self, role: Role, replicas: int) -> None:
+        now = self.clock.now_s()
+        live = self.live(role)
+        for _ in range(replicas - len(live)):  # a new pod's GPUs stay parked until it is annotated
+            self.pods.append(ToyPod(self._name(role), role, self.park_watts, None, ready_at_s=now + START_S))
+        for pod in sorted(live, key=lambda p: -p.ready_at_s)[: max(0, len(live) - replicas)]:
+            pod.gone_at_s = now + DRAIN_S
+
+    def set_cap(self, role: Role, cap_watts: float) -> int:
+        """As ``KubernetesActuator.set_cap``: every live pod of the role, and draining ones on a cut."""
+        now = self.clock.now_s()
+        value = math.floor(cap_watts + 1e-9)
+        patched = 0
+        for pod in (p for p in self.pods if p.role is role):
+            draining = pod.gone_at_s is not None
+            if pod.annotation != value and not (draining and pod.annotation is not None and pod.annotation <= value):
+                pod.annotation = value
+                last = pod.pending[-1][0] if pod.pending else now
+                pod.pending.append((max(last, now + self.rng.uniform(0.0, self.max_delay_s)), value))
+                patched += 1
+        return patched
+
+    def emit_event(self, reason: str, message: str, warning: bool = False) -> None:
+        pass
+
+    def event_times(self, after_s: float, until_s: float) -> list[float]:
+        times = {t for p in self.pods for t, _ in p.pending if after_s < t <= until_s}
+        times |= {p.gone_at_s for p in self.pods if p.gone_at_s is not None and after_s < p.gone_at_s <= until_s}
+        return sorted(times)
+
+    def advance_to(self, t_s: float) -> None:
+        """Agents apply what is due; drained pods release their GPUs."""
+        for pod in self.pods:
+            while pod.pending and pod.pending[0][0] <= t_s:
+                pod.applied_watts = float(pod.pending.pop(0)[1])
+        self.pods = [p for p in self.pods if p.gone_at_s is None or p.gone_at_s > t_s]
+
+    def power_in_force_watts(self) -> float:
+        return sum(GPUS * p.applied_watts for p in self.pods)
+
+
+@dataclass
+class ScrapedMetrics:
+    """Prometheus as the planner sees it: load as drawn, the agents' applied limits as of the last scrape."""
+
+    cluster: LaggingCluster
+    load: tuple[float, float, float] = (5.0, 1500.0, 250.0)
+    scraped: dict[str, float] = field(default_factory=dict)
+
+    def scrape(self) -> None:
+        self.scraped = {p.name: p.applied_watts for p in self.cluster.pods}
+
+    def read(self, window_s: float, pods: Mapping[Role, Sequence[str]]) -> MetricsReading:
+        caps: dict[Role, float | None] = {}
+        for role in ROLES:
+            seen = [self.scraped[name] for name in pods.get(role, ()) if name in self.scraped]
+            caps[role] = max(seen) if seen else None
+        rate, isl, osl = self.load
+        return MetricsReading(rate, isl, osl, None, None, applied_cap_watts=caps)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    max_delay_s=st.sampled_from([0.2, 1.0, 2.5, 4.5]),
+    scrape_every_s=st.sampled_from([0.5, 1.0, 2.5, 4.0, 15.0]),
+    loads=st.lists(st.tuples(st.floats(1.0, 20.0), st.sampled_from([300.0, 1500.0, 6000.0]),
+                             st.sampled_from([50.0, 250.0, 1000.0])), min_size=2, max_size=6),
+    budget_watts=st.floats(8000.0, 30000.0),
+)
+def test_limits_in_force_never_exceed_the_budget_whatever_the_agents_lag(
+    seed: int, max_delay_s: float, scrape_every_s: float, loads: list[tuple[float, float, float]],
+    budget_watts: float,
+) -> None:
+    profile = FakeProfile()
+    config = config_from_mapping({
+        "budget": {"watts": budget_watts},
+        "planner": {"adjustment_interval_s": 30, "cap_interval_s": TICK_S, "cap_levels": 8,
+                    "prefill": {"min_replicas": 1, "max_replicas": 6},
+                    "decode": {"min_replicas": 1, "max_replicas": 6}},
+    })
+    clock = FakeClock()
+    park = profile.gpu.min_limit_watts
+    start_cap = int(min(profile.gpu.max_limit_watts, budget_watts / (2 * 2 * GPUS)))
+    cluster = LaggingCluster(clock, random.Random(seed), max_delay_s, park,
+                             {Role.PREFILL: (2, start_cap), Role.DECODE: (2, start_cap)})
+    metrics = ScrapedMetrics(cluster)
+    metrics.scrape()
+    loop = LiveLoop(make_planner(config, profile, "ours"), metrics, cluster,
+                    CompositeBudget([StaticBudget(budget_watts)]), clock,
+                    LoopSettings(cap_interval_s=TICK_S, window_s=30.0))
+    ticks = 48
+    next_scrape_s = scrape_every_s
+    for i in range(ticks):
+        metrics.load = loads[i * len(loads) // ticks]
+        report = loop.tick()
+        assert report.decision is not None, report.errors
+        now = clock.now_s()
+        scrapes: set[float] = set()
+        while next_scrape_s <= now + TICK_S:
+            scrapes.add(next_scrape_s)
+            next_scrape_s += scrape_every_s
+        for t in sorted({*cluster.event_times(now, now + TICK_S), *scrapes}):
+            cluster.advance_to(t)
+            if t in scrapes:
+                metrics.scrape()
+            assert cluster.power_in_force_watts() <= budget_watts + 1e-6, (
+                f"t={t:.2f}s: {cluster.power_in_force_watts():.0f} W in force > {budget_watts:.0f} W; "
+                + ", ".join(f"{p.name}@{p.applied_watts:g}(ann {p.annotation}, pending {p.pending})"
+                            for p in cluster.pods))
+        clock.advance(TICK_S)
