@@ -6,10 +6,11 @@ an earlier cut), skips a ``wait_for_drain`` step while replicas are still draini
 very tick started draining), and on a DGD that is not Ready performs only steps that cut power.
 
 A lower cap is only an annotation until each node's agent has set it, while a raise written after it can
-be applied first on another node. So once this tick has written a lower cap, every later step that adds
-power waits: the next tick re-plans it with the lowered role counted at the higher of the agents' report
-and its annotation (see ``loop.build_observation``), so the raise only uses power that is free even if the
-cut has not landed yet. The price is one cap tick of delay on a rebalance.
+be applied first on another node. The plan credits a cap cut at once, so every step after a cut that adds
+power waits until the cut is in force: while a role's observed cap (the highest of the agents' report, the
+annotation and what the agents have not acknowledged, see ``loop.build_observation``) is above a cut step's
+value, the tick runs the cut and the other cuts, and leaves the rest to a later tick. The price is one cap
+tick or more (until Prometheus has scraped the agents) of delay on a rebalance.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from powerplanner.model.roles import Role
 from powerplanner.model.values import Step, StepKind
 
 log = logging.getLogger(__name__)
+
+WAITING_FOR_CUT = "waiting for the agents to apply a lower cap first"
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,13 @@ def cuts_power(step: Step, state: ClusterState, current_caps: Mapping[Role, floa
 
 
 def skip_reason(step: Step, state: ClusterState, current_caps: Mapping[Role, float | None],
-                draining_now: bool, cut_written: bool = False) -> str | None:
-    """Why a step must not run now, or None. ``cut_written``: this tick has written a lower cap."""
+                draining_now: bool, cut_pending: bool = False) -> str | None:
+    """Why a step must not run now, or None. ``cut_pending``: an earlier step lowered a cap that is not in
+    force yet."""
     if not state.ready and not cuts_power(step, state, current_caps):
         return f"DGD not Ready ({state.ready_detail}); only power cuts are applied"
-    if cut_written and not cuts_power(step, state, current_caps):
-        return "waiting for the agents to apply the lower caps written this tick"
+    if cut_pending and not cuts_power(step, state, current_caps):
+        return WAITING_FOR_CUT
     if step.wait_for_drain and draining_now:
         return "waiting for draining replicas to release their GPUs"
     return None
@@ -65,12 +69,12 @@ def execute(
     outcomes: list[StepOutcome] = []
     draining_now = any(rc.draining_replicas > 0 for rc in state.roles.values())
     failed = False
-    cut_written = False
+    cut_pending = False
     for step in steps:
         if failed:
             outcomes.append(StepOutcome(step, "not_run", "an earlier step failed"))
             continue
-        reason = skip_reason(step, state, current_caps, draining_now, cut_written)
+        reason = skip_reason(step, state, current_caps, draining_now, cut_pending)
         if reason is not None:
             outcomes.append(StepOutcome(step, "skipped", reason))
             continue
@@ -80,7 +84,7 @@ def execute(
         try:
             if step.kind is StepKind.SET_CAP:
                 patched = actuator.set_cap(step.role, step.value)
-                cut_written = cut_written or (patched > 0 and cuts_power(step, state, current_caps))
+                cut_pending = cut_pending or cuts_power(step, state, current_caps)
                 outcomes.append(StepOutcome(step, "done", pods_patched=patched, changed=patched > 0))
             else:
                 replicas = int(step.value)

@@ -22,6 +22,7 @@ from powerplanner.live.actuation import StepOutcome, execute
 from powerplanner.live.budget import Budget, CompositeBudget
 from powerplanner.live.clock import Clock
 from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
+from powerplanner.live.ledger import CapLedger
 from powerplanner.live.prometheus import MetricsReading, MetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
 from powerplanner.model.roles import ROLES, Role
@@ -57,17 +58,22 @@ class TickReport:
 
 
 def build_observation(
-    time_s: float, window_s: float, reading: MetricsReading, state: ClusterState, budget_watts: float
+    time_s: float, window_s: float, reading: MetricsReading, state: ClusterState, budget_watts: float,
+    unacknowledged_cap_watts: Mapping[Role, float | None] | None = None,
 ) -> Observation:
     """Join Prometheus (load, latency, power) and the cluster (replicas, annotated caps) into one window.
 
-    The applied cap is the higher of the agents' report and the pods' annotation, the worst case the
-    planner must count: while the agents catch up on a lowered cap their report is the higher, and after a
-    raise the annotation is (the agents, and Prometheus' scrape of them, lag behind it)."""
+    The applied cap is the highest of the agents' report, the pods' annotation and the caps the agents have
+    not acknowledged yet (``unacknowledged_cap_watts``, from :class:`~powerplanner.live.ledger.CapLedger`):
+    the worst case the planner must count. While the agents catch up on a lowered cap their report is the
+    highest; after a raise the annotation is (the agents, and Prometheus' scrape of them, lag behind it);
+    an agent that lags by more than a tick may still apply an older, higher cap."""
     roles: dict[Role, RoleState] = {}
+    unacked = unacknowledged_cap_watts or {}
     for role in ROLES:
         rc = state.role(role)
-        known = [c for c in (reading.applied_cap_watts.get(role), rc.annotated_cap_watts) if c is not None]
+        known = [c for c in (reading.applied_cap_watts.get(role), rc.annotated_cap_watts, unacked.get(role))
+                 if c is not None]
         applied = max(known) if known else None
         roles[role] = RoleState(
             ready_replicas=rc.ready_replicas,
@@ -119,8 +125,10 @@ class LiveLoop:
         settings: LoopSettings,
         telemetry: LoopTelemetry | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        ledger: CapLedger | None = None,
     ) -> None:
         self.planner = planner
+        self.ledger = ledger if ledger is not None else CapLedger()
         self.metrics = metrics
         self.actuator = actuator
         self.budget = budget
@@ -208,7 +216,9 @@ class LiveLoop:
             self._event("MetricsRecovered", "Prometheus answers again")
         self._source_was_ok = reading.source_ok
 
-        obs = build_observation(now_s, self.settings.window_s, reading, state, budget.watts)
+        unacked = (self.ledger.update(state, reading.requested_cap_by_pod)
+                   if reading.requested_cap_by_pod is not None else None)
+        obs = build_observation(now_s, self.settings.window_s, reading, state, budget.watts, unacked)
         tel.record_observation(obs)
         try:
             decision = self.planner.tick(obs)

@@ -188,11 +188,13 @@ class PowerMetricNames:
 
     draw_watts: str
     applied_limit_watts: str | None
+    requested_limit_watts: str | None = None  # the annotation the agent has processed (see live/ledger.py)
 
 
 AGENT_POWER = PowerMetricNames(
     draw_watts="powerplanner_agent_gpu_power_draw_watts",
     applied_limit_watts="powerplanner_agent_gpu_power_limit_applied_watts",
+    requested_limit_watts="powerplanner_agent_gpu_power_limit_requested_watts",
 )
 # dcgm-exporter: DCGM_FI_DEV_POWER_USAGE (W); the enforced limit is DCGM_FI_DEV_POWER_MGMT_LIMIT when exported.
 DCGM_POWER = PowerMetricNames(draw_watts="DCGM_FI_DEV_POWER_USAGE", applied_limit_watts="DCGM_FI_DEV_POWER_MGMT_LIMIT")
@@ -274,6 +276,8 @@ class MetricsReading:
     applied_cap_watts: Mapping[Role, float | None] = field(default_factory=dict)  # per GPU, max over the role
     draw_watts: Mapping[Role, float | None] = field(default_factory=dict)  # whole role
     measured_power_watts: float | None = None  # both roles
+    # (lowest, highest) requested limit over each pod's GPUs; None when the power source cannot tell
+    requested_cap_by_pod: Mapping[str, tuple[float, float]] | None = None
     source_ok: bool = True
     source_error: str | None = None
     error_kind: str | None = None  # PrometheusError.kind of the first failure
@@ -332,6 +336,7 @@ class PrometheusMetricsSource:
         itl_s = scalar(queries.itl)
         caps: dict[Role, float | None] = dict.fromkeys(ROLES)
         draws: dict[Role, float | None] = dict.fromkeys(ROLES)
+        requested: dict[str, tuple[float, float]] | None = None
         if self._power is not None:
             draw_by_pod = by_pod(per_pod_query(self._power.draw_watts, self._namespace, "sum"))
             cap_by_pod = (
@@ -339,6 +344,10 @@ class PrometheusMetricsSource:
                 if self._power.applied_limit_watts
                 else {}
             )
+            if self._power.requested_limit_watts:
+                low = by_pod(per_pod_query(self._power.requested_limit_watts, self._namespace, "min"))
+                high = by_pod(per_pod_query(self._power.requested_limit_watts, self._namespace, "max"))
+                requested = {p: (low[p], high[p]) for p in high if p in low}
             for role in ROLES:
                 names = [p for p in pods.get(role, ()) if p in draw_by_pod]
                 draws[role] = sum(draw_by_pod[p] for p in names) if names else None
@@ -355,6 +364,7 @@ class PrometheusMetricsSource:
             applied_cap_watts=caps,
             draw_watts=draws,
             measured_power_watts=sum(known) if known else None,
+            requested_cap_by_pod=requested,
             source_ok=first is None,
             source_error=None if first is None else f"prometheus {first.kind}: {first.message}",
             error_kind=None if first is None else first.kind,

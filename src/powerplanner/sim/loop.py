@@ -187,19 +187,19 @@ class ClosedLoop:
     # ------------------------------------------------------------------ actuation
 
     def execute(self, decision: Decision, t: float) -> None:
-        """Run the steps in order. Cap cuts and removals go at once; once a cap cut has been issued, the
-        decision's later steps that raise power (a cap raise, a scale-up) wait for the next tick's re-plan,
-        as in the live actuator."""
-        cut_issued = False
+        """Run the steps in order. Cap cuts and removals go at once; after a cap cut that is not in force
+        yet (issued now, or earlier and still within ``cap_apply_s``), the decision's later steps that raise
+        power (a cap raise, a scale-up) wait for a later tick's re-plan, as in the live actuator."""
+        cut_pending = False
         counts = self.cluster.counts
         for step in decision.steps:
             role = _ROLE_INDEX[step.role]
             if step.kind == StepKind.SET_CAP:
                 cap = self.clamp(step.value)
-                if cut_issued and cap > self.commanded_cap[role]:
+                if cut_pending and cap > self.commanded_cap[role]:
                     continue
-                cut_issued = cut_issued or cap < self.commanded_cap[role]
-            elif cut_issued and step.value > counts[role][STARTING] + counts[role][READY]:
+                cut_pending = cut_pending or cap < self.cluster.cap_watts[role]
+            elif cut_pending and step.value > counts[role][STARTING] + counts[role][READY]:
                 continue
             self.run_step(step, t)
 

@@ -3,10 +3,12 @@
 The whole-loop e2e test found a rebalance (decode 333 -> 300 W, prefill 333 -> 366 W, written in one tick)
 where one node's agent raised prefill before another node's agent lowered decode. Its timing is whatever the
 machine gives. This test draws the timing instead: every pod's agent applies each annotation after its own
-random delay (in order per pod), Prometheus scrapes the agents' applied limits every few seconds, and the
-real planner, ``build_observation`` and ``execute`` run in a ``LiveLoop`` against that toy cluster while the
-load shifts between prefill-heavy and decode-heavy. The GPU limits actually in force must never sum above a
-constant budget, at any moment, not only at ticks.
+random delay (in order per pod, up to 40 s, eight cap ticks), Prometheus scrapes the agents' applied and
+requested limits every 0.5-15 s, and the real planner, ``build_observation``, ``CapLedger`` and
+``execute`` run in a ``LiveLoop`` against that toy cluster while the load shifts between prefill-heavy and
+decode-heavy. The GPU limits actually in force must never sum above a constant budget, at any moment, not
+only at ticks. (It found two holes: a draining pod that kept its old cap, and a scale-up that relied on a
+cut written a tick earlier that a slow agent had not applied yet.)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ToyPod:
     ready_at_s: float
     gone_at_s: float | None = None  # set when removed: it drains, holding its GPUs, until then
     pending: list[tuple[float, int]] = field(default_factory=list)  # (apply at, watts), in order
+    requested: int | None = None  # the last annotation its agent processed (the agent's `requested` gauge)
 
 
 class LaggingCluster:
@@ -56,7 +59,7 @@ class LaggingCluster:
         self.serial = 0
         for role, (replicas, cap) in start.items():
             for _ in range(replicas):
-                self.pods.append(ToyPod(self._name(role), role, float(cap), cap, ready_at_s=0.0))
+                self.pods.append(ToyPod(self._name(role), role, float(cap), cap, ready_at_s=0.0, requested=cap))
 
     def _name(self, role: Role) -> str:
         self.serial += 1
@@ -111,7 +114,8 @@ class LaggingCluster:
         """Agents apply what is due; drained pods release their GPUs."""
         for pod in self.pods:
             while pod.pending and pod.pending[0][0] <= t_s:
-                pod.applied_watts = float(pod.pending.pop(0)[1])
+                pod.requested = pod.pending.pop(0)[1]
+                pod.applied_watts = float(pod.requested)
         self.pods = [p for p in self.pods if p.gone_at_s is None or p.gone_at_s > t_s]
 
     def power_in_force_watts(self) -> float:
@@ -125,9 +129,11 @@ class ScrapedMetrics:
     cluster: LaggingCluster
     load: tuple[float, float, float] = (5.0, 1500.0, 250.0)
     scraped: dict[str, float] = field(default_factory=dict)
+    requested: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def scrape(self) -> None:
         self.scraped = {p.name: p.applied_watts for p in self.cluster.pods}
+        self.requested = {p.name: (p.requested, p.requested) for p in self.cluster.pods if p.requested is not None}
 
     def read(self, window_s: float, pods: Mapping[Role, Sequence[str]]) -> MetricsReading:
         caps: dict[Role, float | None] = {}
@@ -135,13 +141,14 @@ class ScrapedMetrics:
             seen = [self.scraped[name] for name in pods.get(role, ()) if name in self.scraped]
             caps[role] = max(seen) if seen else None
         rate, isl, osl = self.load
-        return MetricsReading(rate, isl, osl, None, None, applied_cap_watts=caps)
+        return MetricsReading(rate, isl, osl, None, None, applied_cap_watts=caps,
+                              requested_cap_by_pod=dict(self.requested))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
-    max_delay_s=st.sampled_from([0.2, 1.0, 2.5, 4.5]),
+    max_delay_s=st.sampled_from([0.2, 1.0, 2.5, 4.5, 8.0, 15.0, 40.0]),
     scrape_every_s=st.sampled_from([0.5, 1.0, 2.5, 4.0, 15.0]),
     loads=st.lists(st.tuples(st.floats(1.0, 20.0), st.sampled_from([300.0, 1500.0, 6000.0]),
                              st.sampled_from([50.0, 250.0, 1000.0])), min_size=2, max_size=6),

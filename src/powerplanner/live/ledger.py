@@ -1,0 +1,59 @@
+"""Caps written to pods that their agents may still apply.
+
+A node's agent applies a pod's cap annotations in the order its watch delivers them. One that lags by more
+than a cap tick (its watch fell behind, it is restarting) can still apply a cap the planner has since
+replaced: prefill raised at one tick and cut back at the next, the agent applies the raise after the plan
+already counted prefill at the cut. So a pod is counted at the highest cap it has been annotated with since
+its agent last acknowledged its current annotation.
+
+The acknowledgement is the agent's ``requested`` limit, exported per GPU with the pod's label: once every
+GPU of the pod requests the pod's current annotation, the agent has processed everything written before
+it, and what it applied is in its ``applied`` report. Without that metric (a power source other than our
+agent) nothing could ever be acknowledged, so the loop does not keep a ledger and counts the current
+annotation and the reported limit only. Likewise, until some agent has reported a request at all (none
+is deployed or scraped yet), the ledger records but has no say: a planner that could never see an
+acknowledgement would otherwise count every pod at the highest cap it ever had, and stop raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from powerplanner.live.kubernetes import ClusterState
+from powerplanner.model.roles import ROLES, Role
+
+
+class CapLedger:
+    """Per pod, the highest cap annotated since its agent last acknowledged the current one."""
+
+    def __init__(self) -> None:
+        self._highest_watts: dict[str, float] = {}
+        self._agents_seen = False
+
+    def update(
+        self, state: ClusterState, requested_by_pod: Mapping[str, tuple[float, float]]
+    ) -> dict[Role, float | None]:
+        """Record this tick's annotations and acknowledgements (``requested_by_pod``: the lowest and highest
+        requested limit over each pod's GPUs, as last scraped). Returns, per role, the highest cap one of
+        its pods (draining ones included) may still apply; None when no pod of the role has one, or while
+        no agent has reported a request yet."""
+        self._agents_seen = self._agents_seen or bool(requested_by_pod)
+        seen: set[str] = set()
+        highest: dict[Role, float | None] = {}
+        for role in ROLES:
+            values: list[float] = []
+            for pod in state.role(role).pods:
+                seen.add(pod.name)
+                if pod.cap_watts is not None:
+                    cap = float(pod.cap_watts)
+                    requested = requested_by_pod.get(pod.name)
+                    if requested is not None and requested[0] == requested[1] == cap:
+                        self._highest_watts[pod.name] = cap
+                    else:
+                        self._highest_watts[pod.name] = max(self._highest_watts.get(pod.name, cap), cap)
+                if pod.name in self._highest_watts:
+                    values.append(self._highest_watts[pod.name])
+            highest[role] = max(values) if values and self._agents_seen else None
+        for name in [n for n in self._highest_watts if n not in seen]:
+            del self._highest_watts[name]  # the pod is gone, and its GPUs with it
+        return highest
