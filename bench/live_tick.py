@@ -1,5 +1,6 @@
 """Latency of one live tick of ``powerplanner run``: budget sources, the cluster read (DGD, adapters, pods),
-seven Prometheus instant queries, the Planner's decision and the resulting patches.
+nine Prometheus instant queries (five frontend, the agents' draw, applied and requested limits), the
+Planner's decision and the resulting patches.
 
 Peers are the test ones: a real Prometheus (Debian package) scraping Dynamo-shaped frontend histograms and
 the agent's power gauges, and kmock's Kubernetes emulator through the real ``kubernetes`` client (a v1alpha1
@@ -76,6 +77,7 @@ def main() -> int:
         loop.budget = CompositeBudget([*loop.budget.sources, admin])
         durations_ms: list[float] = []
         patches: list[int] = []
+        query_counts: list[int] = []
         parts: dict[str, list[float]] = {"planner": [], "prometheus": [], "kubernetes": []}
         current: dict[str, float] = {}
 
@@ -90,12 +92,22 @@ def main() -> int:
 
         loop.planner.tick = timed("planner", loop.planner.tick)  # type: ignore[method-assign]
         loop.metrics.read = timed("prometheus", loop.metrics.read)  # type: ignore[method-assign]
+        client = loop.metrics._client  # type: ignore[attr-defined]
+        queries: list[str] = []
+        plain_query = client.query
+
+        def counted_query(promql: str, *a, **k):  # type: ignore[no-untyped-def]
+            queries.append(promql)
+            return plain_query(promql, *a, **k)
+
+        client.query = counted_query
         for name in ("read_state", "scale", "set_cap"):
             setattr(loop.actuator, name, timed("kubernetes", getattr(loop.actuator, name)))
         for i in range(args.warmup + args.ticks):
             admin.set(7000.0 if i % 2 else 7800.0)
             clock.advance(5)
             current.clear()
+            queries.clear()
             started = time.perf_counter()
             report = loop.tick()
             elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -104,6 +116,7 @@ def main() -> int:
             if i >= args.warmup:
                 durations_ms.append(elapsed_ms)
                 patches.append(sum(o.pods_patched for o in report.outcomes))
+                query_counts.append(len(queries))
                 for part in parts:
                     parts[part].append(current.get(part, 0.0))
         service.close()
@@ -122,7 +135,7 @@ def main() -> int:
             **{f"{part}_p50_ms": round(statistics.median(v), 2) for part, v in parts.items()},
             **{f"{part}_p99_ms": round(sorted(v)[min(len(v) - 1, round(0.99 * (len(v) - 1)))], 2)
                for part, v in parts.items()},
-            "prometheus_queries_per_tick": 7,
+            "prometheus_queries_per_tick": round(statistics.fmean(query_counts), 2),
             "pods": 8,
         }))
     finally:
