@@ -30,6 +30,11 @@ class CapLedger:
         self._highest_watts: dict[str, float] = {}
         self._agents_seen = False
 
+    @property
+    def active(self) -> bool:
+        """Some agent has reported a request, so the ledger has a say."""
+        return self._agents_seen
+
     def update(
         self, state: ClusterState, requested_by_pod: Mapping[str, tuple[float, float]]
     ) -> dict[Role, float | None]:

@@ -287,6 +287,7 @@ def test_whole_loop(cluster: AuthzCluster, fake_nvml_lib_dir: Path, tmp_path: Pa
             "ticks_where_gpus_followed_annotations": followed,
             "cap_steps_checked_on_pods": cap_checked,
             "steps_deferred_until_a_cut_is_applied": deferred_behind_cut,
+            "cap_ledger_active": loop.ledger.active,
             "ticks_where_every_pod_had_the_decision_cap": at_target,
             "verify_ok": verify.ok,
             "timeline": timeline,
@@ -303,6 +304,7 @@ def test_whole_loop(cluster: AuthzCluster, fake_nvml_lib_dir: Path, tmp_path: Pa
         assert max(settled_ratios) > 0.5, "the run never used much of the budget"
         assert max(replicas_seen["prefill"] + replicas_seen["decode"]) > 1, "traffic never scaled the deployment"
         assert cap_checked > 0
+        assert loop.ledger.active, "the agents' requested limits never reached the planner through Prometheus"
         # The budget cut took caps or replicas down.
         assert settled.annotated_sum_watts <= CUT_WATTS
 
