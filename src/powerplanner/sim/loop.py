@@ -11,10 +11,10 @@ Observations are built the way :mod:`powerplanner.live` builds them from Prometh
 - per-role measured draw = mean draw over the last cap interval (the agent's per-GPU power metric).
 
 Decisions are executed step by step in order, as the live actuator (:mod:`powerplanner.live.actuation`)
-runs them. A cap change takes ``cap_apply_s`` to be in force. Once a decision has issued a lower cap, its
-later steps that raise power (cap raise, scale-up) are not run: the next tick re-plans them from the state
-then in force, so "lower caps first, then add replicas" stays power-safe even though the agents apply caps
-on their own time. A step with ``wait_for_drain`` is skipped while any replica is still draining (the next
+runs them. A cap change takes ``cap_apply_s`` to be in force. After a cap cut that is not in force yet
+(issued by this decision, or earlier and still within ``cap_apply_s``), the decision's later steps that
+raise power (cap raise, scale-up) are not run: a later tick re-plans them from the state then in force, so
+"lower caps first, then add replicas" stays power-safe even though the agents apply caps on their own time. A step with ``wait_for_drain`` is skipped while any replica is still draining (the next
 tick re-plans). Cap changes already issued still land.
 """
 
