@@ -14,8 +14,9 @@ Decisions are executed step by step in order, as the live actuator (:mod:`powerp
 runs them. A cap change takes ``cap_apply_s`` to be in force. After a cap cut that is not in force yet
 (issued by this decision, or earlier and still within ``cap_apply_s``), the decision's later steps that
 raise power (cap raise, scale-up) are not run: a later tick re-plans them from the state then in force, so
-"lower caps first, then add replicas" stays power-safe even though the agents apply caps on their own time. A step with ``wait_for_drain`` is skipped while any replica is still draining (the next
-tick re-plans). Cap changes already issued still land.
+"lower caps first, then add replicas" stays power-safe even though the agents apply caps on their own time.
+A step with ``wait_for_drain`` is skipped while any replica is still draining (the next tick re-plans).
+Cap changes already issued still land.
 """
 
 from __future__ import annotations
