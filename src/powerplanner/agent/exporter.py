@@ -38,6 +38,7 @@ class GpuSample:
     default_watts: float
     min_watts: float
     max_watts: float
+    revision: int | None = None  # the planner's revision of the request acted on (its acknowledgement)
 
     def labels(self) -> list[str]:
         return [str(self.index), self.uuid, self.pod, self.namespace, self.container]
@@ -62,6 +63,11 @@ class _GpuCollector(Collector):
                 ("max", "the highest limit the driver accepts"),
             )
         }
+        revision = GaugeMetricFamily(
+            "powerplanner_agent_gpu_power_limit_revision",
+            "The planner's revision of the power-limit annotation this GPU's last pass acted on.",
+            labels=GPU_LABELS,
+        )
         draw = GaugeMetricFamily("powerplanner_agent_gpu_power_draw_watts", "GPU power draw.", labels=GPU_LABELS)
         energy = CounterMetricFamily(
             "powerplanner_agent_gpu_energy_joules", "GPU energy since the driver loaded.", labels=GPU_LABELS
@@ -72,6 +78,8 @@ class _GpuCollector(Collector):
                 families["requested"].add_metric(labels, sample.requested_watts)
             if sample.applied_watts is not None:
                 families["applied"].add_metric(labels, sample.applied_watts)
+            if sample.revision is not None:
+                revision.add_metric(labels, float(sample.revision))
             families["default"].add_metric(labels, sample.default_watts)
             families["min"].add_metric(labels, sample.min_watts)
             families["max"].add_metric(labels, sample.max_watts)
@@ -81,6 +89,7 @@ class _GpuCollector(Collector):
             except GpuError as exc:
                 _LOG.debug("no telemetry for GPU %s at scrape: %s", sample.uuid, exc)
         yield from families.values()
+        yield revision
         yield draw
         yield energy
 

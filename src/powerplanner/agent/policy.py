@@ -32,6 +32,9 @@ from powerplanner.agent.gpu import GpuInfo
 from powerplanner.errors import UserError
 
 POWER_LIMIT_ANNOTATION = "dynamo.nvidia.com/gpu-power-limit"
+# The planner bumps it with every cap it writes; the agent exports the revision it acted on (the planner's
+# acknowledgement, see live/ledger.py). Same name as powerplanner.live.kubernetes.REVISION_ANNOTATION.
+REVISION_ANNOTATION = "powerplanner.dev/gpu-power-limit-revision"
 MAX_ANNOTATION_CHARS = 16
 MAX_REQUEST_WATTS = 100_000  # far above any GPU; larger values are typos, not requests to clamp
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
@@ -98,6 +101,7 @@ class PodInfo:
     name: str
     uid: str = ""
     annotation: str | None = None  # raw value of the power-limit annotation, None when absent
+    revision: int | None = None  # the planner's revision of that annotation, when a valid positive integer
     containers: tuple[tuple[str, str], ...] = ()  # (container name, container id without runtime prefix)
     created_s: float | None = None  # metadata.creationTimestamp as Unix seconds, when known
 
@@ -133,6 +137,7 @@ class GpuPlan:
     requested_watts: int | None = None
     holder: Holding | None = None
     clamps: tuple[str, ...] = ()
+    revision: int | None = None  # the winning pod's annotation revision (what the agent acknowledges)
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,7 @@ def plan_limits(
     plans: dict[str, GpuPlan] = {}
     for gpu in gpus:
         holders = sorted(set(by_gpu.get(gpu.uuid, [])), key=lambda h: (h.namespace, h.pod, h.container))
-        requests: list[tuple[int, Holding]] = []
+        requests: list[tuple[int, Holding, int | None]] = []
         refused = False
         awaited = False  # a new managed pod holds it and its annotation (or the pod) has not arrived yet
         for holder in holders:
@@ -193,16 +198,17 @@ def plan_limits(
                 awaited = awaited or _is_new(pod, policy, now_s)
                 continue
             try:
-                requests.append((parse_power_annotation(pod.annotation, f"pod {pod.namespace}/{pod.name}"), holder))
+                watts = parse_power_annotation(pod.annotation, f"pod {pod.namespace}/{pod.name}")
+                requests.append((watts, holder, pod.revision))
             except AnnotationError as exc:
                 refused = True
                 rejections.setdefault(
                     pod.key, Rejection(pod.namespace, pod.name, pod.uid, pod.annotation, exc.reason, exc.lines[0])
                 )
         if requests:
-            watts, winner = min(requests, key=lambda r: (r[0], r[1].namespace, r[1].pod, r[1].container))
+            watts, winner, revision = min(requests, key=lambda r: (r[0], r[1].namespace, r[1].pod, r[1].container))
             target, clamps = clamp_watts(watts, gpu, policy)
-            plans[gpu.uuid] = GpuPlan(gpu.uuid, "cap", target, watts, winner, clamps)
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "cap", target, watts, winner, clamps, revision)
         elif refused or awaited:
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "hold", holder=holders[0])
         elif holders:

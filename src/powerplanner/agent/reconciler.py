@@ -132,6 +132,7 @@ class Reconciler:
                     default_watts=gpu.default_limit_watts,
                     min_watts=gpu.min_limit_watts,
                     max_watts=gpu.max_limit_watts,
+                    revision=plan.revision,
                 )
             )
         self._metrics.publish(samples)

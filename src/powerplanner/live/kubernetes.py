@@ -49,6 +49,9 @@ DGD_VERSIONS = ("v1alpha1", "v1beta1")
 LABEL_DGD = "nvidia.com/dynamo-graph-deployment-name"
 LABEL_SUBTYPE = "nvidia.com/dynamo-sub-component-type"
 CAP_ANNOTATION = "dynamo.nvidia.com/gpu-power-limit"
+# Written with every cap (one merge patch), +1 each time; the agent exports the revision it acted on, so
+# the planner can tell "the agent applied this write" from "the agent still shows an older, equal value".
+REVISION_ANNOTATION = "powerplanner.dev/gpu-power-limit-revision"
 FALLBACK_NAMES: Mapping[Role, tuple[str, ...]] = {
     Role.PREFILL: ("VllmPrefillWorker", "prefill", "TRTLLMPrefillWorker"),
     Role.DECODE: ("VllmDecodeWorker", "decode", "TRTLLMDecodeWorker"),
@@ -76,6 +79,7 @@ class PodInfo:
     terminating: bool
     cap_watts: int | None  # the power-limit annotation, when it is a valid positive integer
     created: str = ""
+    cap_revision: int | None = None  # REVISION_ANNOTATION, when a valid positive integer
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,14 @@ def pod_info(pod: Any) -> PodInfo:
         terminating=meta.deletion_timestamp is not None,
         cap_watts=_parse_cap(annotations.get(CAP_ANNOTATION)),
         created=created,
+        cap_revision=_parse_cap(annotations.get(REVISION_ANNOTATION)),
     )
+
+
+def cap_patch(value: str, annotations: Mapping[str, str] | None) -> dict[str, Any]:
+    """The merge patch that writes cap ``value`` with the next revision after the pod's current one."""
+    revision = (_parse_cap((annotations or {}).get(REVISION_ANNOTATION)) or 0) + 1
+    return {"metadata": {"annotations": {CAP_ANNOTATION: value, REVISION_ANNOTATION: str(revision)}}}
 
 
 # -- the actuator -----------------------------------------------------------------------------------
@@ -537,9 +548,9 @@ class KubernetesActuator:
             try:
                 self._call(
                     f"annotate pod {info.name} {CAP_ANNOTATION}={value}",
-                    lambda name=info.name: self._core.patch_namespaced_pod(  # type: ignore[misc]
-                        name, self.namespace, {"metadata": {"annotations": {CAP_ANNOTATION: value}}},
-                        _request_timeout=self._timeout_s, _content_type=MERGE_PATCH,
+                    lambda name=info.name, body=cap_patch(value, pod.metadata.annotations):  # type: ignore[misc]
+                    self._core.patch_namespaced_pod(
+                        name, self.namespace, body, _request_timeout=self._timeout_s, _content_type=MERGE_PATCH,
                     ),
                 )
                 patched += 1
@@ -574,7 +585,7 @@ class KubernetesActuator:
                 self._call(
                     f"annotate new pod {meta.name} {CAP_ANNOTATION}={value}",
                     lambda: self._core.patch_namespaced_pod(
-                        meta.name, self.namespace, {"metadata": {"annotations": {CAP_ANNOTATION: value}}},
+                        meta.name, self.namespace, cap_patch(value, meta.annotations),
                         _request_timeout=self._timeout_s, _content_type=MERGE_PATCH,
                     ),
                 )

@@ -6,13 +6,19 @@ replaced: prefill raised at one tick and cut back at the next, the agent applies
 already counted prefill at the cut. So a pod is counted at the highest cap it has been annotated with since
 its agent last acknowledged its current annotation.
 
-The acknowledgement is the agent's ``requested`` limit, exported per GPU with the pod's label: once every
-GPU of the pod requests the pod's current annotation, the agent has processed everything written before
-it, and what it applied is in its ``applied`` report. Without that metric (a power source other than our
-agent) nothing could ever be acknowledged, so the loop does not keep a ledger and counts the current
-annotation and the reported limit only. Likewise, until some agent has reported a request at all (none
-is deployed or scraped yet), the ledger records but has no say: a planner that could never see an
-acknowledgement would otherwise count every pod at the highest cap it ever had, and stop raising.
+The acknowledgement is a revision, not the cap itself: the actuator writes
+``powerplanner.dev/gpu-power-limit-revision`` (+1 each time) in the same patch as each cap, and the agent
+exports the revision it acted on per GPU (``powerplanner_agent_gpu_power_limit_revision``, pod label).
+Once every GPU of the pod reports the pod's current revision, the agent has processed everything written
+before it, and what it applied is in its ``applied`` report. Matching the cap value instead would be
+fooled by a write that returns to an earlier value (557 -> 700 -> 557 W: a lagging agent still shows the
+first 557 and has the 700 ahead of it; hypothesis found exactly that).
+
+Without that metric (a power source other than our agent) nothing could ever be acknowledged, so the loop
+does not keep a ledger and counts the current annotation and the reported limit only. Likewise, until
+some agent has reported a revision at all (none is deployed or scraped yet), the ledger records but has
+no say: a planner that could never see an acknowledgement would otherwise count every pod at the highest
+cap it ever had, and stop raising.
 """
 
 from __future__ import annotations
@@ -32,17 +38,17 @@ class CapLedger:
 
     @property
     def active(self) -> bool:
-        """Some agent has reported a request, so the ledger has a say."""
+        """Some agent has reported a revision, so the ledger has a say."""
         return self._agents_seen
 
     def update(
-        self, state: ClusterState, requested_by_pod: Mapping[str, tuple[float, float]]
+        self, state: ClusterState, revision_by_pod: Mapping[str, tuple[float, float]]
     ) -> dict[Role, float | None]:
-        """Record this tick's annotations and acknowledgements (``requested_by_pod``: the lowest and highest
-        requested limit over each pod's GPUs, as last scraped). Returns, per role, the highest cap one of
-        its pods (draining ones included) may still apply; None when no pod of the role has one, or while
-        no agent has reported a request yet."""
-        self._agents_seen = self._agents_seen or bool(requested_by_pod)
+        """Record this tick's annotations and acknowledgements (``revision_by_pod``: the lowest and highest
+        revision the agents acted on over each pod's GPUs, as last scraped). Returns, per role, the highest
+        cap one of its pods (draining ones included) may still apply; None when no pod of the role has one,
+        or while no agent has reported a revision yet."""
+        self._agents_seen = self._agents_seen or bool(revision_by_pod)
         seen: set[str] = set()
         highest: dict[Role, float | None] = {}
         for role in ROLES:
@@ -51,8 +57,8 @@ class CapLedger:
                 seen.add(pod.name)
                 if pod.cap_watts is not None:
                     cap = float(pod.cap_watts)
-                    requested = requested_by_pod.get(pod.name)
-                    if requested is not None and requested[0] == requested[1] == cap:
+                    acked = revision_by_pod.get(pod.name)
+                    if pod.cap_revision is not None and acked is not None and acked[0] == acked[1] == pod.cap_revision:
                         self._highest_watts[pod.name] = cap
                     else:
                         self._highest_watts[pod.name] = max(self._highest_watts.get(pod.name, cap), cap)

@@ -216,8 +216,8 @@ class LiveLoop:
             self._event("MetricsRecovered", "Prometheus answers again")
         self._source_was_ok = reading.source_ok
 
-        unacked = (self.ledger.update(state, reading.requested_cap_by_pod)
-                   if reading.requested_cap_by_pod is not None else None)
+        unacked = (self.ledger.update(state, reading.revision_by_pod)
+                   if reading.revision_by_pod is not None else None)
         obs = build_observation(now_s, self.settings.window_s, reading, state, budget.watts, unacked)
         tel.record_observation(obs)
         try:

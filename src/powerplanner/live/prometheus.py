@@ -188,13 +188,13 @@ class PowerMetricNames:
 
     draw_watts: str
     applied_limit_watts: str | None
-    requested_limit_watts: str | None = None  # the annotation the agent has processed (see live/ledger.py)
+    limit_revision: str | None = None  # the annotation revision the agent has acted on (see live/ledger.py)
 
 
 AGENT_POWER = PowerMetricNames(
     draw_watts="powerplanner_agent_gpu_power_draw_watts",
     applied_limit_watts="powerplanner_agent_gpu_power_limit_applied_watts",
-    requested_limit_watts="powerplanner_agent_gpu_power_limit_requested_watts",
+    limit_revision="powerplanner_agent_gpu_power_limit_revision",
 )
 # dcgm-exporter: DCGM_FI_DEV_POWER_USAGE (W); the enforced limit is DCGM_FI_DEV_POWER_MGMT_LIMIT when exported.
 DCGM_POWER = PowerMetricNames(draw_watts="DCGM_FI_DEV_POWER_USAGE", applied_limit_watts="DCGM_FI_DEV_POWER_MGMT_LIMIT")
@@ -276,8 +276,9 @@ class MetricsReading:
     applied_cap_watts: Mapping[Role, float | None] = field(default_factory=dict)  # per GPU, max over the role
     draw_watts: Mapping[Role, float | None] = field(default_factory=dict)  # whole role
     measured_power_watts: float | None = None  # both roles
-    # (lowest, highest) requested limit over each pod's GPUs; None when the power source cannot tell
-    requested_cap_by_pod: Mapping[str, tuple[float, float]] | None = None
+    # (lowest, highest) annotation revision the agents acted on, over each pod's GPUs; None when the power
+    # source cannot tell (see live/ledger.py)
+    revision_by_pod: Mapping[str, tuple[float, float]] | None = None
     source_ok: bool = True
     source_error: str | None = None
     error_kind: str | None = None  # PrometheusError.kind of the first failure
@@ -336,7 +337,7 @@ class PrometheusMetricsSource:
         itl_s = scalar(queries.itl)
         caps: dict[Role, float | None] = dict.fromkeys(ROLES)
         draws: dict[Role, float | None] = dict.fromkeys(ROLES)
-        requested: dict[str, tuple[float, float]] | None = None
+        revisions: dict[str, tuple[float, float]] | None = None
         if self._power is not None:
             draw_by_pod = by_pod(per_pod_query(self._power.draw_watts, self._namespace, "sum"))
             cap_by_pod = (
@@ -344,10 +345,10 @@ class PrometheusMetricsSource:
                 if self._power.applied_limit_watts
                 else {}
             )
-            if self._power.requested_limit_watts:
-                low = by_pod(per_pod_query(self._power.requested_limit_watts, self._namespace, "min"))
-                high = by_pod(per_pod_query(self._power.requested_limit_watts, self._namespace, "max"))
-                requested = {p: (low[p], high[p]) for p in high if p in low}
+            if self._power.limit_revision:
+                low = by_pod(per_pod_query(self._power.limit_revision, self._namespace, "min"))
+                high = by_pod(per_pod_query(self._power.limit_revision, self._namespace, "max"))
+                revisions = {p: (low[p], high[p]) for p in high if p in low}
             for role in ROLES:
                 names = [p for p in pods.get(role, ()) if p in draw_by_pod]
                 draws[role] = sum(draw_by_pod[p] for p in names) if names else None
@@ -364,7 +365,7 @@ class PrometheusMetricsSource:
             applied_cap_watts=caps,
             draw_watts=draws,
             measured_power_watts=sum(known) if known else None,
-            requested_cap_by_pod=requested,
+            revision_by_pod=revisions,
             source_ok=first is None,
             source_error=None if first is None else f"prometheus {first.kind}: {first.message}",
             error_kind=None if first is None else first.kind,

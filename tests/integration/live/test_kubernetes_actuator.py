@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from powerplanner.live.kubernetes import ADAPTER_RECHECK_READS, CAP_ANNOTATION, KubernetesActuator, KubernetesError
+from powerplanner.live.kubernetes import (
+    ADAPTER_RECHECK_READS,
+    CAP_ANNOTATION,
+    REVISION_ANNOTATION,
+    KubernetesActuator,
+    KubernetesError,
+)
 from powerplanner.model.roles import Role
 from tests.fixtures.k8s import ADAPTER_PLURAL, DGD_PLURAL, EmulatedCluster, adapter_resource, dgd_resource
 
@@ -104,6 +110,27 @@ def test_caps_reach_newest_pods_on_the_next_tick(cluster: EmulatedCluster) -> No
     assert caps(cluster, "prefill").count(None) == 2
     assert act.set_cap(Role.PREFILL, 500) == 2  # starting pods get the cap before they load the model
     assert caps(cluster, "prefill") == ["500"] * 3
+
+
+def test_every_cap_write_bumps_the_pods_revision(cluster: EmulatedCluster) -> None:
+    """The revision is what the agents acknowledge (live/ledger.py); it goes up with each write, in the same
+    patch as the cap, and not when the cap is already there."""
+    cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
+    cluster.reconcile()
+    act = actuator(cluster)
+
+    def revisions() -> list[str | None]:
+        return [(p["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION)
+                for p in cluster.pods("llm", "decode")]
+
+    act.set_cap(Role.DECODE, 557)
+    assert revisions() == ["1"]
+    act.set_cap(Role.DECODE, 700)
+    act.set_cap(Role.DECODE, 700)
+    act.set_cap(Role.DECODE, 557)
+    assert revisions() == ["3"] and caps(cluster, "decode") == ["557"]
+    state = act.read_state()
+    assert [(p.cap_watts, p.cap_revision) for p in state.role(Role.DECODE).pods] == [(557, 3)]
 
 
 def test_draining_pods_follow_cuts_but_not_raises(cluster: EmulatedCluster) -> None:
@@ -232,6 +259,8 @@ def test_pod_watch_caps_new_pods_at_once(cluster: EmulatedCluster) -> None:
     annotations = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(CAP_ANNOTATION)
                    for p in cluster.pods("llm")}
     assert annotations["llm-decode-new"] == "350"
+    new = next(p for p in cluster.pods("llm") if p["metadata"]["name"] == "llm-decode-new")
+    assert new["metadata"]["annotations"][REVISION_ANNOTATION] == "1"  # acknowledgeable like any cap write
     assert annotations["llm-decode-own"] == "300"
     assert annotations["llm-prefill-new"] is None
     assert capped == ["llm-decode-new"]

@@ -38,8 +38,10 @@ class World:
     def uuid(self, index: int) -> str:
         return self.backend.gpus()[index].uuid
 
-    def put_pod(self, name: str, gpus: list[int], watts: str | None, namespace: str = "llm") -> None:
-        self.pods[(namespace, name)] = PodInfo(namespace, name, uid=f"uid-{namespace}-{name}", annotation=watts)
+    def put_pod(self, name: str, gpus: list[int], watts: str | None, namespace: str = "llm",
+                revision: int | None = None) -> None:
+        self.pods[(namespace, name)] = PodInfo(namespace, name, uid=f"uid-{namespace}-{name}", annotation=watts,
+                                               revision=revision)
         self.mapper.table = [h for h in self.mapper.table if (h.namespace, h.pod) != (namespace, name)]
         self.mapper.table += [Holding(self.uuid(i), namespace, name, "main") for i in gpus]
 

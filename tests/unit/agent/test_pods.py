@@ -96,3 +96,13 @@ def test_pod_info_reads_the_creation_time_and_tolerates_a_bad_one() -> None:
     assert pod_info(obj).created_s == 1_796_119_200.0
     assert pod_info({"metadata": {"name": "p", "creationTimestamp": "yesterday"}}).created_s is None
     assert pod_info({"metadata": {"name": "p"}}).created_s is None
+
+
+def test_pod_info_reads_the_planners_revision_and_refuses_anything_but_a_positive_integer() -> None:
+    def revision(raw: object) -> int | None:
+        annotations = {"powerplanner.dev/gpu-power-limit-revision": raw}
+        return pod_info({"metadata": {"name": "p", "annotations": annotations}}).revision
+
+    assert revision("7") == 7
+    assert [revision(r) for r in ("", "0", "-3", "abc", "1.5", "\u0667", "9" * 19, 12)] == [None] * 8
+    assert pod_info({"metadata": {"name": "p"}}).revision is None

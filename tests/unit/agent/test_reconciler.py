@@ -203,6 +203,25 @@ def test_killed_between_state_write_and_set_recovers(world: World) -> None:
     assert restarted.limits()[0] == 700
 
 
+def test_the_revision_acted_on_is_exported_for_the_planner(world: World) -> None:
+    """The planner's acknowledgement (live/ledger.py): each GPU reports the revision of the request it acted
+    on, and only once it has acted on it; a pod without a revision annotation reports none."""
+    world.put_pod("p", [0, 1], "300", revision=4)
+    world.put_pod("q", [2], "350")
+    reg = world.metrics.registry
+
+    def revision(gpu: int, pod: str) -> float | None:
+        labels = {"gpu": str(gpu), "uuid": world.uuid(gpu), "pod": pod, "namespace": "llm", "container": "main"}
+        return reg.get_sample_value("powerplanner_agent_gpu_power_limit_revision", labels)
+
+    assert revision(0, "p") is None  # nothing acted on yet
+    world.reconciler.reconcile()
+    assert (revision(0, "p"), revision(1, "p"), revision(2, "q")) == (4.0, 4.0, None)
+    world.put_pod("p", [0, 1], "250", revision=5)
+    world.reconciler.reconcile()
+    assert (revision(0, "p"), revision(1, "p")) == (5.0, 5.0) and world.limits()[:2] == [250, 250]
+
+
 def test_gpu_default_metrics_are_published(world: World) -> None:
     world.put_pod("p", [0], "300")
     world.reconciler.reconcile()

@@ -3,12 +3,13 @@
 The whole-loop e2e test found a rebalance (decode 333 -> 300 W, prefill 333 -> 366 W, written in one tick)
 where one node's agent raised prefill before another node's agent lowered decode. Its timing is whatever the
 machine gives. This test draws the timing instead: every pod's agent applies each annotation after its own
-random delay (in order per pod, up to 40 s, eight cap ticks), Prometheus scrapes the agents' applied and
-requested limits every 0.5-15 s, and the real planner, ``build_observation``, ``CapLedger`` and
-``execute`` run in a ``LiveLoop`` against that toy cluster while the load shifts between prefill-heavy and
-decode-heavy. The GPU limits actually in force must never sum above a constant budget, at any moment, not
-only at ticks. (It found two holes: a draining pod that kept its old cap, and a scale-up that relied on a
-cut written a tick earlier that a slow agent had not applied yet.)
+random delay (in order per pod, up to 40 s, eight cap ticks), Prometheus scrapes the agents' applied
+limits and acted-on revisions every 0.5-15 s, and the real planner, ``build_observation``, ``CapLedger``
+and ``execute`` run in a ``LiveLoop`` against that toy cluster while the load shifts between prefill-heavy
+and decode-heavy. The GPU limits actually in force must never sum above a constant budget, at any moment,
+not only at ticks. (It found three holes: a draining pod that kept its old cap; a scale-up that relied on a
+cut written a tick earlier that a slow agent had not applied yet; and, when acknowledgements matched watts,
+557 -> 700 -> 557 W, where the slow agent's old 557 W looked like the new one.)
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class ToyPod:
     annotation: int | None
     ready_at_s: float
     gone_at_s: float | None = None  # set when removed: it drains, holding its GPUs, until then
-    pending: list[tuple[float, int]] = field(default_factory=list)  # (apply at, watts), in order
-    requested: int | None = None  # the last annotation its agent processed (the agent's `requested` gauge)
+    revision: int | None = None  # the revision annotation written with each cap
+    pending: list[tuple[float, int, int]] = field(default_factory=list)  # (apply at, watts, revision), in order
+    acted_on: int | None = None  # the last revision its agent processed (the agent's revision gauge)
 
 
 class LaggingCluster:
@@ -59,7 +61,8 @@ class LaggingCluster:
         self.serial = 0
         for role, (replicas, cap) in start.items():
             for _ in range(replicas):
-                self.pods.append(ToyPod(self._name(role), role, float(cap), cap, ready_at_s=0.0, requested=cap))
+                self.pods.append(ToyPod(self._name(role), role, float(cap), cap, ready_at_s=0.0, revision=1,
+                                        acted_on=1))
 
     def _name(self, role: Role) -> str:
         self.serial += 1
@@ -75,8 +78,8 @@ class LaggingCluster:
             live = self.live(role)
             ready = sum(1 for p in live if p.ready_at_s <= now)
             draining = [p for p in self.pods if p.role is role and p.gone_at_s is not None]
-            pods = tuple(PodInfo(p.name, p.ready_at_s <= now, p.gone_at_s is not None, p.annotation)
-                         for p in live + draining)
+            pods = tuple(PodInfo(p.name, p.ready_at_s <= now, p.gone_at_s is not None, p.annotation,
+                                 cap_revision=p.revision) for p in live + draining)
             roles[role] = RoleCluster(role.value, len(live), ready, len(live) - ready, len(draining), GPUS, pods)
         return ClusterState("llm", "default", "v1alpha1", True, "Ready", roles)
 
@@ -97,8 +100,9 @@ class LaggingCluster:
             draining = pod.gone_at_s is not None
             if pod.annotation != value and not (draining and pod.annotation is not None and pod.annotation <= value):
                 pod.annotation = value
+                pod.revision = (pod.revision or 0) + 1
                 last = pod.pending[-1][0] if pod.pending else now
-                pod.pending.append((max(last, now + self.rng.uniform(0.0, self.max_delay_s)), value))
+                pod.pending.append((max(last, now + self.rng.uniform(0.0, self.max_delay_s)), value, pod.revision))
                 patched += 1
         return patched
 
@@ -106,7 +110,7 @@ class LaggingCluster:
         pass
 
     def event_times(self, after_s: float, until_s: float) -> list[float]:
-        times = {t for p in self.pods for t, _ in p.pending if after_s < t <= until_s}
+        times = {t for p in self.pods for t, _, _ in p.pending if after_s < t <= until_s}
         times |= {p.gone_at_s for p in self.pods if p.gone_at_s is not None and after_s < p.gone_at_s <= until_s}
         return sorted(times)
 
@@ -114,8 +118,8 @@ class LaggingCluster:
         """Agents apply what is due; drained pods release their GPUs."""
         for pod in self.pods:
             while pod.pending and pod.pending[0][0] <= t_s:
-                pod.requested = pod.pending.pop(0)[1]
-                pod.applied_watts = float(pod.requested)
+                _, watts, pod.acted_on = pod.pending.pop(0)
+                pod.applied_watts = float(watts)
         self.pods = [p for p in self.pods if p.gone_at_s is None or p.gone_at_s > t_s]
 
     def power_in_force_watts(self) -> float:
@@ -129,11 +133,11 @@ class ScrapedMetrics:
     cluster: LaggingCluster
     load: tuple[float, float, float] = (5.0, 1500.0, 250.0)
     scraped: dict[str, float] = field(default_factory=dict)
-    requested: dict[str, tuple[float, float]] = field(default_factory=dict)
+    revisions: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def scrape(self) -> None:
         self.scraped = {p.name: p.applied_watts for p in self.cluster.pods}
-        self.requested = {p.name: (p.requested, p.requested) for p in self.cluster.pods if p.requested is not None}
+        self.revisions = {p.name: (p.acted_on, p.acted_on) for p in self.cluster.pods if p.acted_on is not None}
 
     def read(self, window_s: float, pods: Mapping[Role, Sequence[str]]) -> MetricsReading:
         caps: dict[Role, float | None] = {}
@@ -142,7 +146,7 @@ class ScrapedMetrics:
             caps[role] = max(seen) if seen else None
         rate, isl, osl = self.load
         return MetricsReading(rate, isl, osl, None, None, applied_cap_watts=caps,
-                              requested_cap_by_pod=dict(self.requested))
+                              revision_by_pod=dict(self.revisions))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

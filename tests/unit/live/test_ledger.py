@@ -1,4 +1,4 @@
-"""CapLedger: a pod counts at the highest cap annotated since its agent acknowledged the current one."""
+"""CapLedger: a pod counts at the highest cap annotated since its agent acknowledged the current revision."""
 
 from __future__ import annotations
 
@@ -9,62 +9,69 @@ from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.ledger import CapLedger
 from powerplanner.model.roles import Role
 
+Pods = dict[str, tuple[int | None, int | None]]  # name -> (cap annotation, revision annotation)
 
-def state(prefill: dict[str, int | None], decode: dict[str, int | None] | None = None,
-          draining: frozenset[str] = frozenset()) -> ClusterState:
-    def role(name: str, pods: dict[str, int | None]) -> RoleCluster:
-        infos = tuple(PodInfo(n, True, n in draining, cap) for n, cap in pods.items())
+
+def state(prefill: Pods, decode: Pods | None = None, draining: frozenset[str] = frozenset()) -> ClusterState:
+    def role(name: str, pods: Pods) -> RoleCluster:
+        infos = tuple(PodInfo(n, True, n in draining, cap, cap_revision=rev) for n, (cap, rev) in pods.items())
         return RoleCluster(name, len(pods), len(pods), 0, 0, 4, infos)
 
     return ClusterState("llm", "default", "v1alpha1", True, "Ready",
                         {Role.PREFILL: role("prefill", prefill), Role.DECODE: role("decode", decode or {})})
 
 
-def test_a_raise_then_a_cut_the_agent_has_not_seen_counts_the_raise() -> None:
-    """The agent lags: it still requests 200 W (acknowledged long ago) while the pod was annotated 557 W, then
-    271 W. It may apply 557 W before 271 W, so the pod counts at 557 W until it requests 271 W."""
+def acked(revision: int) -> tuple[float, float]:
+    return (float(revision), float(revision))
+
+
+def test_a_raise_then_a_cut_back_to_the_same_value_counts_the_raise_until_acknowledged() -> None:
+    """557 W (revision 1, acknowledged), then 700 W (2), then 557 W again (3). The lagging agent still acts
+    on revision 1, with the same 557 W: it has 700 W ahead of it, so the pod counts at 700 W until it
+    reports revision 3. A ledger matching watts instead of revisions would take 557 W as acknowledged."""
     ledger = CapLedger()
-    assert ledger.update(state({"p": 200}), {"p": (200.0, 200.0)})[Role.PREFILL] == 200.0
-    assert ledger.update(state({"p": 557}), {"p": (200.0, 200.0)})[Role.PREFILL] == 557.0
-    assert ledger.update(state({"p": 271}), {"p": (200.0, 200.0)})[Role.PREFILL] == 557.0
-    assert ledger.update(state({"p": 271}), {"p": (557.0, 557.0)})[Role.PREFILL] == 557.0
-    assert ledger.update(state({"p": 271}), {"p": (271.0, 557.0)})[Role.PREFILL] == 557.0  # one GPU behind
-    assert ledger.update(state({"p": 271}), {"p": (271.0, 271.0)})[Role.PREFILL] == 271.0
+    assert ledger.update(state({"p": (557, 1)}), {"p": acked(1)})[Role.PREFILL] == 557.0
+    assert ledger.update(state({"p": (700, 2)}), {"p": acked(1)})[Role.PREFILL] == 700.0
+    assert ledger.update(state({"p": (557, 3)}), {"p": acked(1)})[Role.PREFILL] == 700.0
+    assert ledger.update(state({"p": (557, 3)}), {"p": acked(2)})[Role.PREFILL] == 700.0
+    assert ledger.update(state({"p": (557, 3)}), {"p": (2.0, 3.0)})[Role.PREFILL] == 700.0  # one GPU behind
+    assert ledger.update(state({"p": (557, 3)}), {"p": acked(3)})[Role.PREFILL] == 557.0
 
 
-def test_no_say_until_an_agent_reports_a_request() -> None:
+def test_no_say_until_an_agent_reports_a_revision() -> None:
     """Without agents (or before their first scrape) nothing is ever acknowledged: counting each pod at its
     highest cap ever would stop every raise, so the ledger only records."""
     ledger = CapLedger()
-    assert ledger.update(state({"p": 500}), {})[Role.PREFILL] is None
-    assert ledger.update(state({"p": 300}), {})[Role.PREFILL] is None
-    assert ledger.update(state({"p": 300, "q": 300}), {"q": (300.0, 300.0)})[Role.PREFILL] == 500.0
+    assert ledger.update(state({"p": (500, 1)}), {})[Role.PREFILL] is None
+    assert ledger.update(state({"p": (300, 2)}), {})[Role.PREFILL] is None
+    assert ledger.update(state({"p": (300, 2), "q": (300, 1)}), {"q": acked(1)})[Role.PREFILL] == 500.0
 
 
 def test_unreported_pods_keep_their_history_and_gone_pods_are_forgotten() -> None:
     ledger = CapLedger()
-    ledger.update(state({"a": 500, "b": 300}), {"z": (1.0, 1.0)})
-    worst = ledger.update(state({"a": 250, "b": 300}, draining=frozenset({"a"})), {"b": (300.0, 300.0)})
+    ledger.update(state({"a": (500, 1), "b": (300, 1)}), {"z": acked(1)})
+    worst = ledger.update(state({"a": (250, 2), "b": (300, 1)}, draining=frozenset({"a"})), {"b": acked(1)})
     assert worst[Role.PREFILL] == 500.0  # a drains, unacknowledged: it may still apply 500 W
     assert worst[Role.DECODE] is None
-    assert ledger.update(state({"b": 300}), {"b": (300.0, 300.0)})[Role.PREFILL] == 300.0
+    assert ledger.update(state({"b": (300, 1)}), {"b": acked(1)})[Role.PREFILL] == 300.0
     # a pod of the same name later starts afresh
-    assert ledger.update(state({"a": 200, "b": 300}), {"a": (200.0, 200.0)})[Role.PREFILL] == 300.0
+    assert ledger.update(state({"a": (200, 1), "b": (300, 1)}), {"a": acked(1)})[Role.PREFILL] == 300.0
 
 
-def test_a_pod_whose_annotation_is_removed_keeps_its_last_cap() -> None:
+def test_a_pod_without_a_revision_is_never_acknowledged_and_keeps_its_last_cap() -> None:
     ledger = CapLedger()
-    ledger.update(state({"p": 400}), {"other": (300.0, 300.0)})
-    assert ledger.update(state({"p": None}), {})[Role.PREFILL] == 400.0
+    ledger.update(state({"p": (400, None)}), {"other": acked(1)})
+    assert ledger.update(state({"p": (300, None)}), {"p": acked(1)})[Role.PREFILL] == 400.0
+    assert ledger.update(state({"p": (None, None)}), {})[Role.PREFILL] == 400.0
 
 
 @settings(max_examples=200, deadline=None)
 @given(history=st.lists(st.tuples(st.integers(200, 700), st.booleans()), min_size=1, max_size=12))
 def test_never_below_any_cap_written_since_the_last_acknowledgement(history: list[tuple[int, bool]]) -> None:
     ledger = CapLedger()
-    ledger.update(state({}), {"other": (300.0, 300.0)})  # an agent has reported
+    ledger.update(state({}), {"other": acked(1)})  # an agent has reported
     since_ack: list[int] = []
-    for cap, acked in history:
-        worst = ledger.update(state({"p": cap}), {"p": (float(cap), float(cap))} if acked else {})
-        since_ack = [cap] if acked else [*since_ack, cap]
+    for revision, (cap, ack) in enumerate(history, start=1):
+        worst = ledger.update(state({"p": (cap, revision)}), {"p": acked(revision)} if ack else {})
+        since_ack = [cap] if ack else [*since_ack, cap]
         assert worst[Role.PREFILL] == max(since_ack)

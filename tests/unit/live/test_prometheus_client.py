@@ -157,9 +157,9 @@ def test_source_maps_units_and_attributes_power_to_roles() -> None:
         if "limit_applied" in q:
             return httpx.Response(200, json=vector(({"pod": "p1"}, "400"), ({"pod": "d1"}, "350"),
                                                    ({"pod": "d2"}, "500")))
-        if "limit_requested" in q:  # one of d2's GPUs has not processed its newest annotation yet
+        if "limit_revision" in q:  # one of d2's GPUs has not acted on its newest annotation yet
             low = q.startswith("min")
-            return httpx.Response(200, json=vector(({"pod": "p1"}, "400"), ({"pod": "d2"}, "450" if low else "500")))
+            return httpx.Response(200, json=vector(({"pod": "p1"}, "3"), ({"pod": "d2"}, "6" if low else "7")))
         raise AssertionError(q)
 
     client, _ = client_for(handler)
@@ -171,7 +171,7 @@ def test_source_maps_units_and_attributes_power_to_roles() -> None:
     assert r.draw_watts == {Role.PREFILL: 300.0, Role.DECODE: 450.0}
     assert r.applied_cap_watts == {Role.PREFILL: 400.0, Role.DECODE: 500.0}
     assert r.measured_power_watts == 750.0
-    assert r.requested_cap_by_pod == {"p1": (400.0, 400.0), "d2": (450.0, 500.0)}
+    assert r.revision_by_pod == {"p1": (3.0, 3.0), "d2": (6.0, 7.0)}
 
 
 def test_power_source_none_skips_power_queries() -> None:
@@ -185,5 +185,5 @@ def test_power_source_none_skips_power_queries() -> None:
     PrometheusMetricsSource(client, PrometheusConfig(power_source="none"), "ns").read(10.0, {})
     assert len(seen) == 5 and not any("power" in q for q in seen)
     reading = PrometheusMetricsSource(client, PrometheusConfig(power_source="dcgm"), "ns").read(10.0, {})
-    assert reading.requested_cap_by_pod is None  # dcgm-exporter has no request to acknowledge
+    assert reading.revision_by_pod is None  # dcgm-exporter acknowledges nothing
     assert json.dumps(seen)  # plain strings
