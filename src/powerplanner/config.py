@@ -194,9 +194,10 @@ class AgentConfig(_Section):
     park_watts: PositiveFloat | None = Field(None, description="Park limit (default: the GPU's minimum).")
     new_pod_grace_s: NonNegativeFloat = Field(
         60.0,
-        description="A pod younger than this that holds GPUs before the planner annotated it (or that the "
-        "kubelet reports before the pod watch has) keeps their current (e.g. parked) limit instead of the "
-        "original one, so a new replica never lifts the node over its budget; 0 turns this off.",
+        description="A Dynamo worker (DGD label) younger than this that holds GPUs before the planner "
+        "annotated it, or a pod the kubelet reports before the pod watch has (for this long), waits at the "
+        "park limit (park_watts, else the GPU minimum) instead of the original limit, so a new replica never "
+        "lifts the node over its budget; 0 turns this off.",
     )
     dry_run: bool = False
     resync_s: PositiveFloat = 30.0

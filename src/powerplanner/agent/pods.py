@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from powerplanner.agent.kubeapi import ApiError, PodApi
-from powerplanner.agent.policy import POWER_LIMIT_ANNOTATION, REVISION_ANNOTATION, PodInfo
+from powerplanner.agent.policy import DGD_LABEL, POWER_LIMIT_ANNOTATION, REVISION_ANNOTATION, PodInfo
 
 _LOG = logging.getLogger("powerplanner.agent.pods")
 
@@ -42,6 +42,7 @@ def pod_info(pod: dict[str, Any]) -> PodInfo:
         uid=str(meta.get("uid") or ""),
         annotation=str(raw) if raw is not None else None,
         revision=_revision(annotations.get(REVISION_ANNOTATION)),
+        dgd_worker=bool((meta.get("labels") or {}).get(DGD_LABEL)),
         containers=tuple((str(s.get("name", "")), _container_id(s.get("containerID"))) for s in statuses),
         created_s=_timestamp_s(meta.get("creationTimestamp")),
     )

@@ -10,11 +10,15 @@ Choices made here, and why:
 - Only pods in an allowed namespace are *managed*. A pod outside them never changes a limit, but the GPU it
   holds still counts as busy, so it is not parked under someone else's workload.
 - A pod that holds a GPU without asking for a cap releases it (back to its original limit): no annotation
-  means "no cap wanted". Except for a *new* pod (younger than ``new_pod_grace_s``): the planner annotates
-  new replicas within a second of their creation, but the kubelet may hand them their GPUs first; releasing a
-  parked or still-capped GPU to its original limit in that window would put the node over its budget, so the
-  GPU holds its current limit until the annotation arrives or the grace ends. A pod the kubelet reports
-  before the pod watch has delivered it is newer still, and is held the same way (when the grace is on).
+  means "no cap wanted". Except for a *new* Dynamo worker (a pod with the DGD label, younger than
+  ``new_pod_grace_s``): the planner annotates new replicas within a second of their creation, but the
+  kubelet may hand them their GPUs first, and the planner already counts them at their role's cap. The GPU's
+  current limit may be higher than that cap (its default, when parking is off, or a previous pod's cap), so
+  the GPU waits at the park limit (``park_watts``, else its minimum: below any cap) until the annotation
+  arrives or the grace ends. Other pods without an annotation are released at once: the planner will never
+  annotate them. A pod the kubelet reports before the pod watch has delivered it (rare: the watch sees a pod
+  when it is bound, the kubelet assigns devices later; ``unseen_since_s`` says since when) may be such a
+  worker, so its GPUs wait at the park limit too, for at most the grace.
 - A refused annotation (not a positive integer, out of range) makes its GPU *hold* its current limit: a
   typo must neither raise the power (budget safety) nor lower it (SLA safety). Another pod's valid request
   on the same GPU still wins.
@@ -35,6 +39,8 @@ POWER_LIMIT_ANNOTATION = "dynamo.nvidia.com/gpu-power-limit"
 # The planner bumps it with every cap it writes; the agent exports the revision it acted on (the planner's
 # acknowledgement, see live/ledger.py). Same name as powerplanner.live.kubernetes.REVISION_ANNOTATION.
 REVISION_ANNOTATION = "powerplanner.dev/gpu-power-limit-revision"
+# The Dynamo operator labels every worker pod of a DynamoGraphDeployment with its name.
+DGD_LABEL = "nvidia.com/dynamo-graph-deployment-name"
 MAX_ANNOTATION_CHARS = 16
 MAX_REQUEST_WATTS = 100_000  # far above any GPU; larger values are typos, not requests to clamp
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
@@ -104,6 +110,7 @@ class PodInfo:
     revision: int | None = None  # the planner's revision of that annotation, when a valid positive integer
     containers: tuple[tuple[str, str], ...] = ()  # (container name, container id without runtime prefix)
     created_s: float | None = None  # metadata.creationTimestamp as Unix seconds, when known
+    dgd_worker: bool = False  # labelled with a DynamoGraphDeployment: a replica the planner will annotate
 
     @property
     def key(self) -> tuple[str, str]:
@@ -175,8 +182,10 @@ def plan_limits(
     holdings: Iterable[Holding],
     policy: AgentPolicy,
     now_s: float | None = None,
+    unseen_since_s: Mapping[tuple[str, str], float] | None = None,
 ) -> tuple[dict[str, GpuPlan], list[Rejection]]:
-    """Decide every GPU's limit. Pure: same inputs, same plan. ``now_s`` (Unix seconds) dates new pods."""
+    """Decide every GPU's limit. Pure: same inputs, same plan. ``now_s`` (Unix seconds) dates new pods;
+    ``unseen_since_s``: when each holder the pod watch has not delivered was first reported (default: now)."""
     by_gpu: dict[str, list[Holding]] = {}
     for holding in holdings:
         by_gpu.setdefault(holding.gpu_uuid, []).append(holding)
@@ -186,13 +195,14 @@ def plan_limits(
         holders = sorted(set(by_gpu.get(gpu.uuid, [])), key=lambda h: (h.namespace, h.pod, h.container))
         requests: list[tuple[int, Holding, int | None]] = []
         refused = False
-        awaited = False  # a new managed pod holds it and its annotation (or the pod) has not arrived yet
+        awaited = False  # a new worker (or a pod not delivered yet) holds it and its annotation has not arrived
         for holder in holders:
             if not policy.allows(holder.namespace):
                 continue
             pod = pods.get((holder.namespace, holder.pod))
             if pod is None:  # the kubelet reports it before the watch did: as new as a pod can be
-                awaited = awaited or policy.new_pod_grace_s > 0
+                since = (unseen_since_s or {}).get((holder.namespace, holder.pod), now_s)
+                awaited = awaited or _within_grace(since, policy, now_s)
                 continue
             if pod.annotation is None:
                 awaited = awaited or _is_new(pod, policy, now_s)
@@ -209,20 +219,30 @@ def plan_limits(
             watts, winner, revision = min(requests, key=lambda r: (r[0], r[1].namespace, r[1].pod, r[1].container))
             target, clamps = clamp_watts(watts, gpu, policy)
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "cap", target, watts, winner, clamps, revision)
-        elif refused or awaited:
+        elif refused:
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "hold", holder=holders[0])
+        elif awaited:
+            target, clamps = clamp_watts(_park_watts(gpu, policy), gpu, policy)
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "park", target, holder=holders[0], clamps=clamps)
         elif holders:
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "release", holder=holders[0])
         elif policy.park:
-            park = policy.park_watts if policy.park_watts is not None else gpu.min_limit_watts
-            target, clamps = clamp_watts(park, gpu, policy)
+            target, clamps = clamp_watts(_park_watts(gpu, policy), gpu, policy)
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "park", target, clamps=clamps)
         else:
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "release")
     return plans, list(rejections.values())
 
 
+def _park_watts(gpu: GpuInfo, policy: AgentPolicy) -> float:
+    return policy.park_watts if policy.park_watts is not None else gpu.min_limit_watts
+
+
 def _is_new(pod: PodInfo, policy: AgentPolicy, now_s: float | None) -> bool:
-    if now_s is None or pod.created_s is None or policy.new_pod_grace_s <= 0:
+    return pod.dgd_worker and _within_grace(pod.created_s, policy, now_s)
+
+
+def _within_grace(since_s: float | None, policy: AgentPolicy, now_s: float | None) -> bool:
+    if now_s is None or since_s is None or policy.new_pod_grace_s <= 0:
         return False
-    return now_s - pod.created_s < policy.new_pod_grace_s
+    return now_s - since_s < policy.new_pod_grace_s

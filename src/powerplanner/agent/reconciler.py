@@ -78,6 +78,7 @@ class Reconciler:
         self._gpus: list[GpuInfo] = backend.gpus()
         self._seen_rejections: set[tuple[str, str]] = set()
         self._last_holdings: list[Holding] = []
+        self._unseen_since_s: dict[tuple[str, str], float] = {}  # holders the pod watch has not delivered
 
     def reconcile(self) -> PassResult:
         started = self._clock()
@@ -112,7 +113,10 @@ class Reconciler:
     def _reconcile(self) -> PassResult:
         pods = self._pods()
         holdings = self._holdings(pods)
-        plans, rejections = plan_limits(self._gpus, pods, holdings, self._policy, self._wall_clock())
+        now_s = self._wall_clock()
+        unseen = {(h.namespace, h.pod) for h in holdings if (h.namespace, h.pod) not in pods}
+        self._unseen_since_s = {key: self._unseen_since_s.get(key, now_s) for key in unseen}
+        plans, rejections = plan_limits(self._gpus, pods, holdings, self._policy, now_s, self._unseen_since_s)
         self._report_rejections(rejections)
         result = PassResult(plans=plans)
         samples = []
@@ -206,6 +210,8 @@ class Reconciler:
         if plan.action == "cap" and plan.holder is not None:
             clamped = f", clamped: {', '.join(plan.clamps)}" if plan.clamps else ""
             return f"pod {plan.holder.namespace}/{plan.holder.pod} asks {plan.requested_watts} W{clamped}"
+        if plan.action == "park" and plan.holder is not None:
+            return f"new worker {plan.holder.namespace}/{plan.holder.pod} has no cap yet; parked until it does"
         if plan.action == "park":
             return "no pod holds it; parked"
         return "no pod asks for a cap; original limit"

@@ -109,7 +109,9 @@ def test_annotations_become_limits_and_sigterm_restores_every_changed_gpu(env: E
     # A pod of another node (the emulator ignores the field selector; the agent filters client-side).
     env.api.create_namespaced_pod("llm", pod_body("elsewhere", "llm", "210", node="gpu-node-2"))
     env.kubelet.set_pods([*env.kubelet.pods, PodDevices("llm", "elsewhere", "main", (env.uuid(3),))])
-    agent = env.agent()
+    # Grace off: a holder the watch never delivers is then released at once (with the grace on it would wait
+    # parked for 60 s, test_policy covers that); either way its 210 W annotation is never applied.
+    agent = env.agent(new_pod_grace_s=0)
     env.until(lambda: env.limits() == [300, 300, 700, 700])
     assert env.state_file() == {env.uuid(0): 700.0, env.uuid(1): 700.0}
 

@@ -106,3 +106,18 @@ def test_pod_info_reads_the_planners_revision_and_refuses_anything_but_a_positiv
     assert revision("7") == 7
     assert [revision(r) for r in ("", "0", "-3", "abc", "1.5", "\u0667", "9" * 19, 12)] == [None] * 8
     assert pod_info({"metadata": {"name": "p"}}).revision is None
+
+
+def test_pod_info_knows_a_dynamo_worker_by_its_dgd_label() -> None:
+    labels = {"nvidia.com/dynamo-graph-deployment-name": "llm"}
+    assert pod_info({"metadata": {"name": "p", "labels": labels}}).dgd_worker
+    assert not pod_info({"metadata": {"name": "p", "labels": {"app": "x"}}}).dgd_worker
+
+
+def test_the_agent_reads_the_names_the_planner_writes() -> None:
+    from powerplanner.agent import policy
+    from powerplanner.live import kubernetes
+
+    assert policy.POWER_LIMIT_ANNOTATION == kubernetes.CAP_ANNOTATION
+    assert policy.REVISION_ANNOTATION == kubernetes.REVISION_ANNOTATION
+    assert policy.DGD_LABEL == kubernetes.LABEL_DGD

@@ -138,34 +138,46 @@ def test_lowest_of_several_requests_and_clamp_reasons() -> None:
     assert clamp_watts(800, gpu, AgentPolicy(ceiling_watts=650)) == (650, ("node_ceiling",))
 
 
-def test_a_new_pod_without_its_annotation_yet_holds_the_gpu_until_the_grace_ends() -> None:
+def test_a_new_worker_without_its_annotation_yet_waits_parked_until_the_grace_ends() -> None:
     gpu = GpuInfo(0, "G", "x", 200, 700, 700)
-    policy = AgentPolicy(park=True, new_pod_grace_s=60.0)
-    new = PodInfo("a", "p", annotation=None, created_s=1_000.0)
+    policy = AgentPolicy(new_pod_grace_s=60.0)  # parking off: the GPU sits at its default, 700 W
+    new = PodInfo("a", "p", annotation=None, created_s=1_000.0, dgd_worker=True)
     holding = [Holding("G", "a", "p")]
     plans, _ = plan_limits([gpu], {new.key: new}, holding, policy, now_s=1_030.0)
-    assert plans["G"].action == "hold"  # parked GPU stays parked while the planner annotates the pod
+    # the planner already counts it at its role's cap: wait at the GPU minimum, not at 700 W
+    assert (plans["G"].action, plans["G"].target_watts, plans["G"].holder) == ("park", 200.0, holding[0])
+    plans, _ = plan_limits([gpu], {new.key: new}, holding, AgentPolicy(new_pod_grace_s=60.0, park_watts=250.0),
+                           now_s=1_030.0)
+    assert (plans["G"].action, plans["G"].target_watts) == ("park", 250.0)
     plans, _ = plan_limits([gpu], {new.key: new}, holding, policy, now_s=1_060.0)
     assert plans["G"].action == "release"  # grace over: no annotation means no cap wanted
     plans, _ = plan_limits([gpu], {new.key: new}, holding, AgentPolicy(park=True), now_s=1_030.0)
     assert plans["G"].action == "release"  # grace 0: off
-    undated = PodInfo("a", "p", annotation=None)
+    undated = PodInfo("a", "p", annotation=None, dgd_worker=True)
     plans, _ = plan_limits([gpu], {undated.key: undated}, holding, policy, now_s=1_030.0)
     assert plans["G"].action == "release"  # no creation time: treated as old
-    capped = PodInfo("a", "p", annotation="300", created_s=1_000.0)
+    other = PodInfo("a", "p", annotation=None, created_s=1_000.0)  # no DGD label: nobody will annotate it
+    plans, _ = plan_limits([gpu], {other.key: other}, holding, policy, now_s=1_001.0)
+    assert plans["G"].action == "release"
+    capped = PodInfo("a", "p", annotation="300", created_s=1_000.0, dgd_worker=True)
     plans, _ = plan_limits([gpu], {capped.key: capped}, holding, policy, now_s=1_001.0)
     assert (plans["G"].action, plans["G"].target_watts) == ("cap", 300.0)
-    outsider = PodInfo("z", "p", annotation=None, created_s=1_000.0)
+    outsider = PodInfo("z", "p", annotation=None, created_s=1_000.0, dgd_worker=True)
     plans, _ = plan_limits([gpu], {outsider.key: outsider}, [Holding("G", "z", "p")],
                            AgentPolicy(frozenset({"a"}), park=True, new_pod_grace_s=60.0), now_s=1_001.0)
     assert plans["G"].action == "release"  # a namespace not allowed changes nothing
 
 
-def test_a_pod_the_kubelet_reports_before_the_watch_holds_the_gpu_when_the_grace_is_on() -> None:
+def test_a_pod_the_kubelet_reports_before_the_watch_waits_parked_for_at_most_the_grace() -> None:
     gpu = GpuInfo(0, "G", "x", 200, 700, 700)
     unseen = [Holding("G", "a", "p")]  # the kubelet's answer; the pod watch has not delivered pod a/p yet
-    plans, _ = plan_limits([gpu], {}, unseen, AgentPolicy(park=True, new_pod_grace_s=60.0), now_s=1_000.0)
-    assert plans["G"].action == "hold"
+    policy = AgentPolicy(new_pod_grace_s=60.0)
+    plans, _ = plan_limits([gpu], {}, unseen, policy, now_s=1_000.0)
+    assert (plans["G"].action, plans["G"].target_watts) == ("park", 200.0)  # first reported now
+    plans, _ = plan_limits([gpu], {}, unseen, policy, now_s=1_059.0, unseen_since_s={("a", "p"): 1_000.0})
+    assert plans["G"].action == "park"
+    plans, _ = plan_limits([gpu], {}, unseen, policy, now_s=1_060.0, unseen_since_s={("a", "p"): 1_000.0})
+    assert plans["G"].action == "release"  # never delivered within the grace: as a pod without a cap
     plans, _ = plan_limits([gpu], {}, unseen, AgentPolicy(park=True), now_s=1_000.0)
     assert plans["G"].action == "release"  # grace 0: as before
     plans, _ = plan_limits([gpu], {}, unseen, AgentPolicy(frozenset({"b"}), park=True, new_pod_grace_s=60.0),
