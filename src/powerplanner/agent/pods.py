@@ -18,7 +18,13 @@ from typing import Any
 import httpx
 
 from powerplanner.agent.kubeapi import ApiError, PodApi
-from powerplanner.agent.policy import DGD_LABEL, POWER_LIMIT_ANNOTATION, REVISION_ANNOTATION, PodInfo
+from powerplanner.agent.policy import (
+    DGD_LABEL,
+    POWER_LIMIT_ANNOTATION,
+    REVISION_ANNOTATION,
+    PodInfo,
+    parse_revision,
+)
 
 _LOG = logging.getLogger("powerplanner.agent.pods")
 
@@ -41,19 +47,11 @@ def pod_info(pod: dict[str, Any]) -> PodInfo:
         name=str(meta.get("name") or ""),
         uid=str(meta.get("uid") or ""),
         annotation=str(raw) if raw is not None else None,
-        revision=_revision(annotations.get(REVISION_ANNOTATION)),
+        revision=parse_revision(annotations.get(REVISION_ANNOTATION)),
         dgd_worker=bool((meta.get("labels") or {}).get(DGD_LABEL)),
         containers=tuple((str(s.get("name", "")), _container_id(s.get("containerID"))) for s in statuses),
         created_s=_timestamp_s(meta.get("creationTimestamp")),
     )
-
-
-def _revision(raw: object) -> int | None:
-    """The planner's revision annotation: a positive integer (at most 18 digits), else None."""
-    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        return None
-    value = int(raw)
-    return value if value > 0 else None
 
 
 def _timestamp_s(raw: object) -> float | None:

@@ -84,6 +84,14 @@ def parse_power_annotation(raw: str, where: str = "annotation") -> int:
     return watts
 
 
+def parse_revision(raw: object) -> int | None:
+    """The planner's revision annotation: a positive integer of at most 18 ASCII digits, else None (never
+    acknowledged, which only makes the planner count the pod's older caps longer)."""
+    if not isinstance(raw, str) or len(raw) > 18 or not _DIGITS.fullmatch(raw):
+        return None
+    return int(raw) or None
+
+
 @dataclass(frozen=True)
 class AgentPolicy:
     """Node policy: who may ask for caps, the node-wide range, and parking of idle GPUs."""
@@ -93,7 +101,7 @@ class AgentPolicy:
     ceiling_watts: float | None = None
     park: bool = False
     park_watts: float | None = None  # None: each GPU's minimum
-    new_pod_grace_s: float = 0.0  # a pod younger than this without an annotation holds its GPUs' limit
+    new_pod_grace_s: float = 0.0  # a new worker without an annotation waits at the park limit this long
 
     def allows(self, namespace: str) -> bool:
         return not self.allowed_namespaces or namespace in self.allowed_namespaces

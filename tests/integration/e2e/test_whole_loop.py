@@ -19,6 +19,8 @@ Traffic ramps up, the budget is cut through ``PUT /budget`` mid-run, traffic ram
   at or below 1 (before the cut and once power fits the cut budget). This holds because a new replica never
   runs at its GPUs' original limit: the planner's pod watch annotates it with its role's cap at once, and until
   that annotation reaches the agent, the agent holds the GPU at its parked limit (``agent.new_pod_grace_s``);
+  and because a raise never runs before the cuts it relies on are reported in force (``live/actuation.py``),
+  although each node's agent applies annotations on its own time;
 - the figures (largest ratios, excursions, seconds a worker held GPUs unannotated) are printed as JSON;
 - `powerplanner verify` passes at the end; SIGTERM restores every GPU to its default limit.
 """
