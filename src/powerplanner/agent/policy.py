@@ -27,70 +27,39 @@ Choices made here, and why:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from powerplanner.agent.gpu import GpuInfo
-from powerplanner.errors import UserError
+from powerplanner.contract import (
+    DGD_LABEL,
+    MAX_ANNOTATION_CHARS,
+    MAX_REQUEST_WATTS,
+    POWER_LIMIT_ANNOTATION,
+    REVISION_ANNOTATION,
+    AnnotationError,
+    parse_power_annotation,
+    parse_revision,
+)
 
-POWER_LIMIT_ANNOTATION = "dynamo.nvidia.com/gpu-power-limit"
-# The planner bumps it with every cap it writes; the agent exports the revision it acted on (the planner's
-# acknowledgement, see live/ledger.py). Same name as powerplanner.live.kubernetes.REVISION_ANNOTATION.
-REVISION_ANNOTATION = "powerplanner.dev/gpu-power-limit-revision"
-# The Dynamo operator labels every worker pod of a DynamoGraphDeployment with its name.
-DGD_LABEL = "nvidia.com/dynamo-graph-deployment-name"
-MAX_ANNOTATION_CHARS = 16
-MAX_REQUEST_WATTS = 100_000  # far above any GPU; larger values are typos, not requests to clamp
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)
-
-
-class AnnotationError(UserError):
-    """A pod's power-limit annotation is not a positive integer of watts. ``reason`` labels the metric."""
-
-    def __init__(self, reason: str, line: str) -> None:
-        super().__init__(line)
-        self.reason = reason
-
-
-def _preview(raw: str) -> str:
-    return repr(raw if len(raw) <= 24 else raw[:24] + "...")
-
-
-def parse_power_annotation(raw: str, where: str = "annotation") -> int:
-    """The watts a pod asks for, or :class:`AnnotationError` saying what is wrong and how to fix it."""
-    fix = f'set {POWER_LIMIT_ANNOTATION} to a positive integer of watts, e.g. "350"'
-    if raw == "" or raw.isspace():
-        raise AnnotationError("empty", f"{where}: {POWER_LIMIT_ANNOTATION} is empty; {fix}")
-    if len(raw) > MAX_ANNOTATION_CHARS:
-        raise AnnotationError(
-            "too_long", f"{where}: {POWER_LIMIT_ANNOTATION} is {len(raw)} characters long {_preview(raw)}; {fix}"
-        )
-    if raw.startswith("-") and _DIGITS.fullmatch(raw[1:]):
-        raise AnnotationError("not_positive", f"{where}: {POWER_LIMIT_ANNOTATION}={_preview(raw)} is negative; {fix}")
-    if not _DIGITS.fullmatch(raw):
-        raise AnnotationError(
-            "not_integer", f"{where}: {POWER_LIMIT_ANNOTATION}={_preview(raw)} is not an integer of watts; {fix}"
-        )
-    watts = int(raw)
-    if watts == 0:
-        raise AnnotationError("not_positive", f"{where}: {POWER_LIMIT_ANNOTATION}=\"0\" is not positive; {fix}")
-    if watts > MAX_REQUEST_WATTS:
-        raise AnnotationError(
-            "too_large",
-            f"{where}: {POWER_LIMIT_ANNOTATION}={_preview(raw)} exceeds {MAX_REQUEST_WATTS} W; {fix}",
-        )
-    return watts
-
-
-def parse_revision(raw: object) -> int | None:
-    """The planner's revision annotation: a positive integer of at most 18 ASCII digits, else None (never
-    acknowledged, which only makes the planner count the pod's older caps longer)."""
-    if not isinstance(raw, str) or len(raw) > 18 or not _DIGITS.fullmatch(raw):
-        return None
-    return int(raw) or None
-
+__all__ = [
+    "DGD_LABEL",
+    "MAX_ANNOTATION_CHARS",
+    "MAX_REQUEST_WATTS",
+    "POWER_LIMIT_ANNOTATION",
+    "REVISION_ANNOTATION",
+    "AgentPolicy",
+    "AnnotationError",
+    "GpuPlan",
+    "Holding",
+    "PodInfo",
+    "Rejection",
+    "clamp_watts",
+    "parse_power_annotation",
+    "parse_revision",
+    "plan_limits",
+]
 
 @dataclass(frozen=True)
 class AgentPolicy:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ import kubernetes.client
 import urllib3.exceptions
 from kubernetes.client.rest import ApiException
 
+from powerplanner import contract
 from powerplanner.config import KubernetesConfig
 from powerplanner.errors import EndpointError, UserError
 from powerplanner.model.roles import ROLES, Role
@@ -46,12 +46,10 @@ DGD_GROUP = "nvidia.com"
 DGD_PLURAL = "dynamographdeployments"
 ADAPTER_PLURAL = "dynamographdeploymentscalingadapters"
 DGD_VERSIONS = ("v1alpha1", "v1beta1")
-LABEL_DGD = "nvidia.com/dynamo-graph-deployment-name"
-LABEL_SUBTYPE = "nvidia.com/dynamo-sub-component-type"
-CAP_ANNOTATION = "dynamo.nvidia.com/gpu-power-limit"
-# Written with every cap (one merge patch), +1 each time; the agent exports the revision it acted on, so
-# the planner can tell "the agent applied this write" from "the agent still shows an older, equal value".
-REVISION_ANNOTATION = "powerplanner.dev/gpu-power-limit-revision"
+LABEL_DGD = contract.DGD_LABEL
+LABEL_SUBTYPE = contract.SUB_COMPONENT_LABEL
+CAP_ANNOTATION = contract.POWER_LIMIT_ANNOTATION
+REVISION_ANNOTATION = contract.REVISION_ANNOTATION  # see contract.py: +1 with every cap the planner writes
 FALLBACK_NAMES: Mapping[Role, tuple[str, ...]] = {
     Role.PREFILL: ("VllmPrefillWorker", "prefill", "TRTLLMPrefillWorker"),
     Role.DECODE: ("VllmDecodeWorker", "decode", "TRTLLMDecodeWorker"),
@@ -140,18 +138,7 @@ class Actuator(Protocol):
 
 def cap_annotation_value(cap_watts: float) -> str:
     """The annotation's positive integer watts, rounded down so the written cap never exceeds the plan."""
-    watts = math.floor(cap_watts + 1e-9)
-    if watts < 1:
-        raise ValueError(f"cap {cap_watts!r} W is not a positive number of watts")
-    return str(watts)
-
-
-def _parse_cap(raw: Any) -> int | None:
-    try:
-        value = int(str(raw).strip())
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None
+    return contract.format_power_annotation(cap_watts)
 
 
 def _int(raw: Any, default: int = 0) -> int:
@@ -271,16 +258,16 @@ def pod_info(pod: Any) -> PodInfo:
         name=meta.name,
         ready=ready and (status is None or status.phase in (None, "Running")),
         terminating=meta.deletion_timestamp is not None,
-        cap_watts=_parse_cap(annotations.get(CAP_ANNOTATION)),
+        cap_watts=contract.power_annotation_watts(annotations.get(CAP_ANNOTATION)),
         created=created,
-        cap_revision=_parse_cap(annotations.get(REVISION_ANNOTATION)),
+        cap_revision=contract.parse_revision(annotations.get(REVISION_ANNOTATION)),
     )
 
 
 def cap_patch(value: str, annotations: Mapping[str, str] | None) -> dict[str, Any]:
     """The merge patch that writes cap ``value`` with the next revision after the pod's current one."""
-    revision = (_parse_cap((annotations or {}).get(REVISION_ANNOTATION)) or 0) + 1
-    return {"metadata": {"annotations": {CAP_ANNOTATION: value, REVISION_ANNOTATION: str(revision)}}}
+    revision = contract.next_revision((annotations or {}).get(REVISION_ANNOTATION))
+    return {"metadata": {"annotations": {CAP_ANNOTATION: value, REVISION_ANNOTATION: revision}}}
 
 
 # -- the actuator -----------------------------------------------------------------------------------
