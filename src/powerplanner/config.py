@@ -57,6 +57,9 @@ class AdminConfig(_Section):
     bind: str = Field("127.0.0.1:8081", description="host:port to listen on.")
     token: str | None = Field(None, description="Bearer token required on every request.")
     token_file: str | None = Field(None, description="File holding the bearer token (preferred over token).")
+    state_configmap: str = Field("powerplanner-budget", description="ConfigMap keeping the admin budget.")
+    tls_cert_file: str | None = Field(None, description="PEM certificate for HTTPS (with tls_key_file).")
+    tls_key_file: str | None = Field(None, description="PEM private key for HTTPS (with tls_cert_file).")
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> AdminConfig:
