@@ -110,7 +110,18 @@ class PredictorConfig(_Section):
 class PlannerConfig(_Section):
     """How the planner decides."""
 
-    policy: Literal["ours", "static", "dynamo-sla", "dynamo-power", "proportional", "oracle"] = "ours"
+    policy: str = Field(
+        "ours", description="Planning policy: a name from the policy registry (docs/planner.md lists them)."
+    )
+
+    @field_validator("policy")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from powerplanner.planning.registry import policy_names  # lazy: planning imports this module
+
+        if name not in policy_names():
+            raise ValueError(f"not a registered policy; use one of: {', '.join(policy_names())}")
+        return name
     adjustment_interval_s: PositiveFloat = Field(60.0, description="Replicas may change this often.")
     cap_interval_s: PositiveFloat = Field(5.0, description="Caps may change this often (the cap tick).")
     target_utilization: Annotated[float, Field(gt=0, le=1)] = Field(

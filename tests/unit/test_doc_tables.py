@@ -1,4 +1,4 @@
-"""The GPU table (model/gpu.py): one record per GPU type, read by the catalog, the cap models and the docs."""
+"""The registries behind docs tables: the GPU table (model/gpu.py) and the policy registry (planning/registry.py)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,41 @@ from powerplanner.model.builtin import default_cap_model
 from powerplanner.model.gpu import gpu_by_name, gpu_catalog, gpu_record, gpu_records
 from powerplanner.model.roles import ROLES
 
-TOOL = Path(__file__).resolve().parents[3] / "tools" / "gen_gpu_docs.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "gen_doc_tables.py"
 
 
 def _tool():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("gen_gpu_docs", TOOL)
+    spec = importlib.util.spec_from_file_location("gen_doc_tables", TOOL)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gen_gpu_docs", module)
+    sys.modules.setdefault("gen_doc_tables", module)
     spec.loader.exec_module(module)
     return module
 
 
-def test_the_profile_format_page_shows_the_table_as_generated() -> None:
-    tool = _tool()
-    page = tool.DOC_PATH.read_text(encoding="utf-8")
-    assert tool.render(page) == page, "docs/profile-format.md is stale: run python tools/gen_gpu_docs.py"
+def test_the_docs_show_the_tables_as_generated() -> None:
+    for table in _tool().tables():
+        page = table.page.read_text(encoding="utf-8")
+        assert table.render(page) == page, f"{table.page.name} is stale: run python tools/gen_doc_tables.py"
+
+
+def test_every_policy_builds_and_only_the_oracle_sees_the_true_load() -> None:
+    from powerplanner.config import config_from_mapping
+    from powerplanner.model.profiles import load_profile
+    from powerplanner.planning.planner import make_planner
+    from powerplanner.planning.registry import policy_entry, policy_names, policy_registry
+
+    config = config_from_mapping({"budget": {"watts": 20_000}}, "test")
+    profile = load_profile(name=config.profile.name)
+    for entry in policy_registry():
+        planner = make_planner(config, profile, entry.name)
+        assert planner.policy_name == entry.name
+        assert planner.receives_oracle_load == entry.receives_oracle_load
+        assert entry.description
+    assert [e.name for e in policy_registry() if e.receives_oracle_load] == ["oracle"]
+    assert len(set(policy_names())) == len(policy_names())
+    with pytest.raises(ValueError, match="use one of: ours, static"):
+        policy_entry("nope")
 
 
 @pytest.mark.parametrize("record", gpu_records(), ids=lambda r: r.name)
