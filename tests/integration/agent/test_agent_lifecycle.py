@@ -98,12 +98,14 @@ def passes(agent: AgentProcess) -> float:
 
 
 def capped(env: Env, **config: Any) -> AgentProcess:
-    """Pods on GPUs 0-2 at 300 W each; GPU 3 free. Returns the agent once the caps are in force."""
+    """Worker pods on all 4 GPUs at 300 W each (a 1,200 W share; the originals are 2,800 W). Returns the agent
+    once the caps are in force."""
     env.add_pod("prefill-0", [0, 1], "300")
-    env.add_pod("decode-0", [2], "300")
+    env.add_pod("decode-0", [2, 3], "300")
     agent = env.agent(environ=ENVIRON, **config)
-    env.until(lambda: env.limits() == [300, 300, 300, 700])
+    env.until(lambda: env.limits() == [300, 300, 300, 300])
     return agent
+
 
 
 def test_sigterm_with_pods_running_leaves_the_limits_and_the_state_file(env: Env) -> None:
@@ -112,23 +114,23 @@ def test_sigterm_with_pods_running_leaves_the_limits_and_the_state_file(env: Env
     recorded = env.state_file()
     with Sampler(env).running() as sampler:
         assert agent.terminate() == 0
-    assert sampler.peak_watts == 1600 and env.limits() == [300, 300, 300, 700]
-    assert env.state_file() == recorded == {env.uuid(i): 700.0 for i in range(3)}
+    assert sampler.peak_watts == 1200 and env.limits() == [300, 300, 300, 300]
+    assert env.state_file() == recorded == {env.uuid(i): 700.0 for i in range(4)}
     assert f"DaemonSet {AGENT_NS}/{DAEMONSET} is still there" in agent.log()
     assert "restored power limit" not in agent.log()
 
 
 def test_a_restart_hands_over_without_a_watt_more(env: Env) -> None:
     install(env)
-    first = capped(env)
+    first = capped(env, park=False)  # explicit: the release below goes to the original
     sets = len(env.nvml.set_calls())
     with Sampler(env).running() as sampler:
         assert first.terminate() == 0
-        second = env.agent(environ=ENVIRON)
+        second = env.agent(environ=ENVIRON, park=False)
         env.until(lambda: passes(second) >= 1)
-    assert sampler.peak_watts == 1600  # before, during and after the restart: never the 2,800 W of originals
+    assert sampler.peak_watts == 1200  # before, during and after the restart: never the 2,800 W of originals
     assert len(env.nvml.set_calls()) == sets  # the successor found every limit where it wanted it
-    assert env.state_file() == {env.uuid(i): 700.0 for i in range(3)}
+    assert env.state_file() == {env.uuid(i): 700.0 for i in range(4)}
     env.delete_pod("decode-0")  # the successor knows the originals it did not record itself
     env.until(lambda: env.limits() == [300, 300, 700, 700] and env.state_file() == {env.uuid(0): 700.0,
                                                                                        env.uuid(1): 700.0})
@@ -150,7 +152,7 @@ def test_restore_on_exit_never_keeps_the_limits_even_on_an_uninstall(env: Env) -
     install(env)
     agent = capped(env, restore_on_exit="never")
     env.cluster.delete(DAEMONSETS, AGENT_NS, DAEMONSET)
-    assert agent.terminate() == 0 and env.limits() == [300, 300, 300, 700]
+    assert agent.terminate() == 0 and env.limits() == [300, 300, 300, 300]
     assert "restore_on_exit is never" in agent.log()
 
 
@@ -165,13 +167,13 @@ def test_any_doubt_at_exit_keeps_the_limits_with_one_line_saying_why(env: Env) -
     agent = capped(env)
     env.cluster.delete(DAEMONSETS, AGENT_NS, DAEMONSET)  # an uninstall, but the API fails the check
     env.cluster.inject("GET", "pods", name=AGENT_POD, status=503, times=100)
-    assert agent.terminate() == 0 and env.limits() == [300, 300, 300, 700]
+    assert agent.terminate() == 0 and env.limits() == [300, 300, 300, 300]
     [line] = [line for line in agent.log().splitlines() if "leaving the limits in force" in line]
     assert f"cannot read the agent's own pod {AGENT_NS}/{AGENT_POD}" in line and "503" in line
 
     second = env.agent()  # no POD_NAME / POD_NAMESPACE at all
     env.until(lambda: passes(second) >= 1)
-    assert second.terminate() == 0 and env.limits() == [300, 300, 300, 700]
+    assert second.terminate() == 0 and env.limits() == [300, 300, 300, 300]
     assert "POD_NAME or POD_NAMESPACE is not set" in second.log()
 
 
@@ -186,7 +188,7 @@ def test_a_bad_state_file_is_kept_and_the_agent_starts(env: Env, raw: bytes) -> 
     path.write_bytes(raw)
     env.nvml.update_gpu(3, limit_mw=300_000)  # a predecessor left GPU 3 capped; no pod holds it any more
     env.add_pod("p", [0], "250")
-    agent = env.agent(environ=ENVIRON)
+    agent = env.agent(environ=ENVIRON, park=False)  # explicit: GPU 3 is released to its original
     # No crash loop; GPU 3 gets NVML's default as its original (not stuck at 300 W), the cap applies.
     env.until(lambda: env.limits() == [250, 700, 700, 700])
     assert agent.proc is not None and agent.proc.poll() is None
