@@ -213,6 +213,15 @@ class AgentConfig(_Section):
         "park limit (park_watts, else the GPU minimum) instead of the original limit, so a new replica never "
         "lifts the node over its budget; 0 turns this off.",
     )
+    restore_on_exit: Literal["uninstall", "always", "never"] = Field(
+        "uninstall",
+        description="What the agent does with the limits it set when it stops (SIGTERM/SIGINT). uninstall: "
+        "restore the original limits only when its DaemonSet is gone or being deleted (read through the API "
+        "from its own pod, env POD_NAME/POD_NAMESPACE), else leave the limits in force and the state file for "
+        "the next agent, so a restart or a rollout never lifts a node over its budget; any doubt (API "
+        "unreachable, env missing) leaves them too. always: restore on every stop (each restart then runs the "
+        "node's GPUs at their original limits until the next agent starts). never: never restore.",
+    )
     dry_run: bool = False
     resync_s: PositiveFloat = 30.0
     state_file: str = "/var/lib/powerplanner/agent-state.json"

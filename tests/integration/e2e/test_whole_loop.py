@@ -22,7 +22,7 @@ Traffic ramps up, the budget is cut through ``PUT /budget`` mid-run, traffic ram
   and because a raise never runs before the cuts it relies on are reported in force (``live/actuation.py``),
   although each node's agent applies annotations on its own time;
 - the figures (largest ratios, excursions, seconds a worker held GPUs unannotated) are printed as JSON;
-- `powerplanner verify` passes at the end; SIGTERM restores every GPU to its default limit.
+- `powerplanner verify` passes at the end; SIGTERM leaves the limits in force (the agents hand over).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -310,10 +309,11 @@ def test_whole_loop(cluster: AuthzCluster, fake_nvml_lib_dir: Path, tmp_path: Pa
         # The budget cut took caps or replicas down.
         assert settled.annotated_sum_watts <= CUT_WATTS
 
-        # SIGTERM: each agent restores every GPU it changed to its original (default) limit.
+        # SIGTERM (a restart, not an uninstall): each agent leaves the limits in force for its successor.
         for node in nodes:
             assert node.agent.terminate() == 0, node.agent.log()[-2000:]
-            assert all(math.isclose(w, 700.0) for w in node.limits_watts().values()), node.limits_watts()
+            log = node.agent.log()
+            assert "leaving the limits in force" in log and "restored power limit" not in log, log[-2000:]
     finally:
         stop.set()
         for thread in threads:
