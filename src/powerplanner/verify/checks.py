@@ -10,6 +10,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from powerplanner.contract import (
+    AGENT_LIMIT_APPLIED_WATTS,
+    AGENT_LIMIT_REQUESTED_WATTS,
+    AGENT_NAMESPACE_LABEL,
+    AGENT_POD_LABEL,
+)
 from powerplanner.live.prometheus import DYNAMO_FRONTEND, VLLM_FRONTEND, PrometheusClient, PrometheusError, Sample
 from powerplanner.verify.cluster import DGD_GROUP, DGD_PLURAL, ClusterError, ClusterReader
 from powerplanner.verify.result import CheckResult, Report, failed, passed, skipped
@@ -31,8 +37,8 @@ from powerplanner.verify.workloads import (
 # Metric names of the planner's /metrics (powerplanner.live) and the node agent's (powerplanner.agent).
 PLANNER_BUDGET_METRIC = "powerplanner_budget_watts"
 PLANNER_LAST_TICK_METRIC = "powerplanner_last_tick_timestamp_seconds"  # the planner's clock: only its changes count
-AGENT_REQUESTED_METRIC = "powerplanner_agent_gpu_power_limit_requested_watts"
-AGENT_APPLIED_METRIC = "powerplanner_agent_gpu_power_limit_applied_watts"
+AGENT_REQUESTED_METRIC = AGENT_LIMIT_REQUESTED_WATTS
+AGENT_APPLIED_METRIC = AGENT_LIMIT_APPLIED_WATTS
 
 # The planner's rights (deploy/helm/powerplanner/templates/rbac.yaml): (verb, group, resource, subresource).
 PLANNER_ACCESS: tuple[tuple[str, str, str, str], ...] = (
@@ -373,8 +379,8 @@ class Verifier:
         except PrometheusError as exc:
             return failed(name, "cannot read the agents' metrics", "check Prometheus", (exc.message,))
         workers = self._worker_names()
-        ours = {k: s for k, s in requested.items() if s.labels.get("namespace") == self.s.namespace
-                and s.labels.get("pod") and (workers is None or s.labels.get("pod") in workers)}
+        ours = {k: s for k, s in requested.items() if s.labels.get(AGENT_NAMESPACE_LABEL) == self.s.namespace
+                and s.labels.get(AGENT_POD_LABEL) and (workers is None or s.labels.get(AGENT_POD_LABEL) in workers)}
         if not ours:
             return failed(name, f"no agent metrics for the worker GPUs of {self.s.dgd_name}",
                           "make Prometheus scrape the agents (metrics.podMonitor.enabled or the prometheus.io "
@@ -383,7 +389,7 @@ class Verifier:
         problems: list[str] = []
         for key, req in sorted(ours.items()):
             got = applied.get(key)
-            where = f"{key[0]} gpu {req.labels.get('gpu', '?')} (pod {req.labels.get('pod')})"
+            where = f"{key[0]} gpu {req.labels.get('gpu', '?')} (pod {req.labels.get(AGENT_POD_LABEL)})"
             if got is None or got.value is None:
                 problems.append(f"{where}: no applied limit")
             elif req.value is None or abs(got.value - req.value) > self.s.tolerance_watts:
@@ -425,7 +431,8 @@ class Verifier:
                 applied = {}
             workers = self._worker_names() or set()
             applied_sum = sum(s.value or 0.0 for s in applied.values()
-                              if s.labels.get("namespace") == self.s.namespace and s.labels.get("pod") in workers)
+                              if s.labels.get(AGENT_NAMESPACE_LABEL) == self.s.namespace
+                              and s.labels.get(AGENT_POD_LABEL) in workers)
             details.append(f"sum of applied limits on the worker GPUs (agents) {applied_sum:.0f} W")
         over = self.s.tolerance_watts + budget
         fix_over = ("the planner lowers caps within one cap tick of a budget change: check its logs and decision "

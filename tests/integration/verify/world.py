@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from powerplanner.contract import AGENT_GPU_LABELS
 from tests.fixtures.k8s import (
     EVENTS,
     PODS,
@@ -162,7 +163,7 @@ class MetricsState:
             else:
                 last_tick.add_metric(["hung"], 42.0)
             out.append(last_tick)
-        labels = ["gpu", "uuid", "pod", "namespace", "container"]
+        labels = list(AGENT_GPU_LABELS)  # as the agent exports them (workload in pod_name, pod_namespace, ...)
         requested = GaugeMetricFamily("powerplanner_agent_gpu_power_limit_requested_watts", "requested", labels=labels)
         applied = GaugeMetricFamily("powerplanner_agent_gpu_power_limit_applied_watts", "applied", labels=labels)
         for gpu in self.gpus:
