@@ -205,18 +205,28 @@ class AgentConfig(_Section):
 
     node_name: str | None = Field(None, description="Node to manage (default: env NODE_NAME).")
     allowed_namespaces: list[str] = Field(
-        default_factory=list, description="Namespaces whose pods may request caps; empty means all."
+        default_factory=list,
+        description="Namespaces whose Dynamo workers (pods with the DGD label) may request caps; set it to the "
+        "DGD's namespaces. Empty allows none: no pod's cap is honoured (the agent says so at start-up).",
     )
     floor_watts: PositiveFloat | None = Field(None, description="Node-wide lowest limit the agent will set.")
     ceiling_watts: PositiveFloat | None = Field(None, description="Node-wide highest limit the agent will set.")
-    park: bool = Field(False, description="Set GPUs no managed pod holds to park_watts.")
-    park_watts: PositiveFloat | None = Field(None, description="Park limit (default: the GPU's minimum).")
+    park: bool = Field(
+        True,
+        description="Keep GPUs no managed pod holds, and GPUs of workers whose cap has not arrived, at park_watts "
+        "(fail closed: a new replica starts low and rises when its cap arrives). false: such GPUs go back to their "
+        "original limit (after new_pod_grace_s for new workers), which lets a new replica briefly exceed the budget.",
+    )
+    park_watts: PositiveFloat | None = Field(
+        None,
+        description="Park limit (default: the GPU's minimum); keep it at or below the lowest cap the planner sets.",
+    )
     new_pod_grace_s: NonNegativeFloat = Field(
         60.0,
-        description="A Dynamo worker (DGD label) younger than this that holds GPUs before the planner "
-        "annotated it, or a pod the kubelet reports before the pod watch has (for this long), waits at the "
-        "park limit (park_watts, else the GPU minimum) instead of the original limit, so a new replica never "
-        "lifts the node over its budget; 0 turns this off.",
+        description="With park: false, how long a Dynamo worker (DGD label) younger than this that holds GPUs "
+        "before the planner annotated it, or a pod the kubelet reports before the pod watch has, waits at the park "
+        "limit before its GPUs go back to their original limit; 0 turns this off. With parking on they wait "
+        "until the annotation arrives, however long that takes.",
     )
     restore_on_exit: Literal["uninstall", "always", "never"] = Field(
         "uninstall",
@@ -295,18 +305,45 @@ class AgentFileConfig(_Section):
     """What the node agent reads from a config file: its own section and the Kubernetes connection.
 
     The agent never reads the budget, so an agent-only file need not state one; the planner's sections may
-    sit in the same file (one ConfigMap for both) and are validated by the planner, not here.
+    sit in the same file (one ConfigMap for both) and are validated by the planner, not here. Any other
+    top-level key is an error, as in the planner's config: ``agnet: {park: false}`` must not silently leave the
+    defaults in force.
     """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     agent: AgentConfig = Field(default_factory=lambda: AgentConfig())
     kubernetes: KubernetesConfig = Field(default_factory=lambda: KubernetesConfig())
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_planner_sections(cls, data: Any) -> Any:
+        """The planner's sections are accepted and left to the planner; unknown keys stay, to be refused."""
+        if not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if k in cls.model_fields or k not in Config.model_fields}
+
+
+def _unknown_sections(data: Any, source: str) -> None:
+    """One line per top-level key neither the planner nor the agent knows, naming the known sections."""
+    if not isinstance(data, dict):
+        return
+    known = sorted(Config.model_fields)
+    unknown = [key for key in data if key not in Config.model_fields]
+    if unknown:
+        raise ConfigError(*(
+            f"{source}: {key}: unknown section (check the spelling; the known sections are {', '.join(known)})"
+            for key in unknown
+        ))
+
+
+def agent_config_from_mapping(data: Any, source: str = "config") -> AgentFileConfig:
+    """Validate a parsed mapping as the agent reads it; raise :class:`ConfigError` with one line per problem."""
+    _unknown_sections(data, source)
+    return _validated(AgentFileConfig, data, source)
+
 
 def load_agent_config(path: str | Path) -> AgentFileConfig:
     """Read and validate the agent's part of a YAML config file."""
-    return _validated(AgentFileConfig, _read_yaml(path), str(path))
+    return agent_config_from_mapping(_read_yaml(path), str(path))
 
 
 def is_finite(value: float | None) -> bool:

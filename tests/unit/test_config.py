@@ -22,7 +22,8 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert cfg.budget.watts == 12000
     assert cfg.budget.mode == "provisioned"
     assert cfg.planner.cap_interval_s <= cfg.planner.adjustment_interval_s
-    assert cfg.agent.allowed_namespaces == []
+    assert cfg.agent.allowed_namespaces == []  # no namespace: the chart sets the DGD's
+    assert cfg.agent.park is True
 
 
 @pytest.mark.parametrize(
@@ -84,3 +85,31 @@ def test_agent_file_still_validates_its_own_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_agent_config(write(tmp_path, "agent:\n  floor_watts: 500\n  ceiling_watts: 300\n"))
     assert info.value.lines == (f"{tmp_path / 'cfg.yaml'}: agent: agent.floor_watts must be <= agent.ceiling_watts",)
+
+
+@pytest.mark.parametrize("key", ["agnet", "Agent", "budgett"])
+def test_agent_file_refuses_an_unknown_section_naming_it_and_the_known_ones(tmp_path: Path, key: str) -> None:
+    from powerplanner.config import Config, load_agent_config
+
+    path = write(tmp_path, f"{key}: {{park: false}}\nagent: {{node_name: gpu-1}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_agent_config(path)
+    (line,) = info.value.lines
+    assert line.startswith(f"{path}: {key}: unknown section")
+    assert all(section in line for section in Config.model_fields)  # the known sections, from the planner's model
+
+
+def test_agent_file_accepts_the_planners_sections_unvalidated(tmp_path: Path) -> None:
+    """One ConfigMap for both: the planner validates its sections, the agent reads its own and refuses typos."""
+    from powerplanner.config import Config, load_agent_config
+
+    planner_sections = "".join(f"{name}: {{}}\n" for name in Config.model_fields if name not in ("agent", "kubernetes"))
+    cfg = load_agent_config(write(tmp_path, planner_sections + "agent: {node_name: gpu-1, park: false}\n"))
+    assert cfg.agent.node_name == "gpu-1" and cfg.agent.park is False
+
+
+def test_agent_cli_refuses_an_unknown_section_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["agent", "--config", str(write(tmp_path, "agnet: {park: true}\n"))])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err
+    assert "agnet: unknown section" in err and "the known sections are agent, budget" in err

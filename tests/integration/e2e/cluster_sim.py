@@ -51,7 +51,7 @@ class GpuNode:
 
     @classmethod
     def start(cls, name: str, index: int, gpus: int, lib_dir: Path, workdir: Path, api_url: str,
-              namespace: str) -> GpuNode:
+              namespace: str, **agent_overrides: Any) -> GpuNode:
         node_dir = workdir / name
         devices = tuple(FakeGpu(uuid=make_uuid(index * 100 + i), demand_mw=450_000, energy_mj=1_000_000)
                         for i in range(gpus))
@@ -60,10 +60,11 @@ class GpuNode:
         kubelet = FakeKubelet(socket_path=socket_dir / "kubelet.sock")
         kubelet.start()
         port = free_port()
-        # park: GPUs no pod holds sit at their minimum, so a GPU handed to a new pod is never briefly at its
-        # default (700 W) before the pod's annotation is applied.
+        # The agent's defaults (parking on: GPUs no pod holds sit at their minimum, so a GPU handed to a new pod
+        # is never briefly at its default, 700 W, before the pod's annotation is applied), with the DGD's
+        # namespace allowed, as the chart sets it.
         config = write_agent_config(node_dir, api_url, kubelet.socket_path, port, node_name=name, resync_s=2.0,
-                                    allowed_namespaces=[namespace], park=True)
+                                    allowed_namespaces=[namespace], **agent_overrides)
         agent = AgentProcess(config, nvml, port, node_dir / "agent.log")
         agent.start()
         return cls(name, nvml, kubelet, agent, socket_dir)

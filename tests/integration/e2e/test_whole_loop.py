@@ -18,7 +18,8 @@ Traffic ramps up, the budget is cut through ``PUT /budget`` mid-run, traffic ram
 - sampled every 50 ms in between, the largest ratio applied-sum/budget over every GPU a worker pod holds stays
   at or below 1 (before the cut and once power fits the cut budget). This holds because a new replica never
   runs at its GPUs' original limit: the planner's pod watch annotates it with its role's cap at once, and until
-  that annotation reaches the agent, the agent holds the GPU at its parked limit (``agent.new_pod_grace_s``);
+  that annotation reaches the agent, the agent holds the GPU at its park limit (``agent.park``, on by default:
+  the agents here run with their defaults, the DGD's namespace allowed);
   and because a raise never runs before the cuts it relies on are reported in force (``live/actuation.py``),
   although each node's agent applies annotations on its own time;
 - the figures (largest ratios, excursions, seconds a worker held GPUs unannotated) are printed as JSON;
