@@ -51,20 +51,49 @@ class ScheduleEntry(_Section):
 
 
 class AdminConfig(_Section):
-    """The HTTP admin endpoint (``PUT /budget``, ``GET /decision``); off unless enabled."""
+    """The HTTP admin endpoint (``PUT /budget``, ``GET /decision``); off unless enabled. docs/operations.md,
+    "The admin endpoint", says what it persists and how it is hardened."""
 
     enabled: bool = Field(False, description="Serve the admin endpoint.")
-    bind: str = Field("127.0.0.1:8081", description="host:port to listen on.")
+    bind: str = Field("127.0.0.1:8081", description="host:port to listen on (loopback unless you open it; "
+                      "`powerplanner run --admin-bind` overrides it, e.g. with the pod IP).")
     token: str | None = Field(None, description="Bearer token required on every request.")
     token_file: str | None = Field(None, description="File holding the bearer token (preferred over token).")
-    state_configmap: str = Field("powerplanner-budget", description="ConfigMap keeping the admin budget.")
-    tls_cert_file: str | None = Field(None, description="PEM certificate for HTTPS (with tls_key_file).")
-    tls_key_file: str | None = Field(None, description="PEM private key for HTTPS (with tls_cert_file).")
+    tls_cert_file: str | None = Field(None, description="PEM certificate (chain) to serve HTTPS; needs tls_key_file.")
+    tls_key_file: str | None = Field(None, description="PEM private key (unencrypted) of tls_cert_file.")
+    state_configmap: str = Field(
+        "powerplanner-budget",
+        description="ConfigMap in kubernetes.namespace where the planner keeps the budget set through the "
+        "endpoint (written before PUT/DELETE /budget answers, read back at start-up).",
+    )
+    timeout_s: Annotated[float, Field(ge=0.1, le=300, allow_inf_nan=False)] = Field(
+        10.0, description="Seconds a client has to send its whole request (TLS handshake, headers, body).")
+    max_connections: Annotated[int, Field(ge=1, le=1024)] = Field(
+        16, description="Connections served at once (one thread each); more are answered 503.")
+
+    @field_validator("token", "token_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty or only whitespace; set a value or leave the field out")
+        return value.strip() if value is not None else None
+
+    @field_validator("state_configmap")
+    @classmethod
+    def _configmap_name(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+        labels = value.split(".")
+        if len(value) > 253 or not all(p and set(p) <= allowed and "-" not in (p[0], p[-1]) for p in labels):
+            raise ValueError("must be a Kubernetes object name (lowercase letters, digits, '-' and '.', starting "
+                             "and ending with a letter or digit), e.g. powerplanner-budget")
+        return value
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> AdminConfig:
         if self.enabled and not (self.token or self.token_file):
             raise ValueError("admin.enabled needs admin.token or admin.token_file (a bearer token)")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("admin.tls_cert_file and admin.tls_key_file go together: set both (HTTPS) or neither")
         return self
 
 
