@@ -172,7 +172,15 @@ class PlannerConfig(_Section):
         "at most the window's peak rate; caps still follow the current load.",
     )
     idle_ticks_to_min: Annotated[int, Field(ge=1)] = Field(
-        3, description="Adjustment ticks with no traffic before scaling both roles to their minimum."
+        3,
+        description="Consecutive adjustment ticks with zero traffic (the requests counter present, no increase) "
+        "before scaling both roles to their minimum; missing data is never zero traffic.",
+    )
+    metrics_missing_ticks: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        3,
+        description="Consecutive cap ticks without load data (request rate absent or NaN, a failed query) before "
+        "the planner raises powerplanner_metrics_missing and a MetricsMissing Warning Event; it holds from the "
+        "first such tick.",
     )
     static_caps_watts: dict[Literal["prefill", "decode"], PositiveFloat] = Field(
         default_factory=dict, description="Fixed per-GPU caps for dynamo-power/proportional (default: TDP)."

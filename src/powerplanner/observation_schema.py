@@ -34,6 +34,9 @@ class RoleStateDoc(_Strict):
     draining_replicas: Count = Field(0, description="Replicas being removed (they hold GPUs until gone).")
     applied_cap_watts: Positive | None = Field(None, description="Per-GPU power limit in force; null = unknown.")
     measured_draw_watts: NonNegative | None = Field(None, description="Measured draw of the whole role, watts.")
+    gpus_per_replica: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="GPUs per replica as deployed; null = the profile's. Differing: the planner only cuts."
+    )
 
     def to_value(self) -> RoleState:
         return RoleState(
@@ -42,6 +45,7 @@ class RoleStateDoc(_Strict):
             draining_replicas=self.draining_replicas,
             applied_cap_watts=self.applied_cap_watts,
             measured_draw_watts=self.measured_draw_watts,
+            gpus_per_replica=self.gpus_per_replica,
         )
 
 

@@ -39,7 +39,7 @@ from powerplanner.live.kubernetes import (
 from powerplanner.live.loop import LiveLoop, LoopSettings, PlannerLike
 from powerplanner.live.prometheus import PrometheusClient, PrometheusMetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
-from powerplanner.model.roles import ROLES, Role
+from powerplanner.model.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +61,15 @@ class Service:
                 log.debug("error while closing", exc_info=True)
 
 
-def default_planner(cfg: Config, state: ClusterState | None = None) -> PlannerLike:
-    """The configured policy on the configured profile. With the cluster state, warn when the DGD's GPUs per
-    replica differ from the profile's TP size (power would be mis-counted by that factor)."""
+def default_planner(cfg: Config) -> PlannerLike:
+    """The configured policy on the configured profile. A DGD whose GPUs per replica differ from the profile's
+    TP size is handled on every tick (the planner only cuts power, the loop says why; docs/planner.md)."""
     try:
         from powerplanner.model.profiles import profile_from_config
         from powerplanner.planning.planner import make_planner
     except ImportError as exc:  # pragma: no cover - only in a partial build
         raise UserError(f"the planner core is not available in this build ({exc}); reinstall powerplanner") from None
-    profile = profile_from_config(cfg.profile)
-    for role in ROLES:
-        gpus = state.role(role).gpus_per_replica if state is not None else None
-        if gpus is not None and gpus != profile.gpus_per_replica(role):
-            log.warning("%s: the DGD gives %d GPU(s) per replica, profile %s assumes %d; provisioned power is "
-                        "counted with the profile's; pick a profile with the deployment's TP size",
-                        role.value, gpus, profile.name, profile.gpus_per_replica(role))
-    return make_planner(cfg, profile)
+    return make_planner(cfg, profile_from_config(cfg.profile))
 
 
 def build_budget(cfg: Config, config_path: Path | None, prom: PrometheusClient,
@@ -178,8 +171,9 @@ def build_service(
         dry_run=dry_run,
         emit_events=cfg.kubernetes.emit_events,
         blind_ticks=cfg.planner.blind_ticks,
+        metrics_missing_ticks=cfg.planner.metrics_missing_ticks,
     )
-    loop = LiveLoop(planner or default_planner(cfg, state), metrics, actuator, budget, clock, settings, telemetry,
+    loop = LiveLoop(planner or default_planner(cfg), metrics, actuator, budget, clock, settings, telemetry,
                     diagnose_feedback=metrics.diagnose_feedback if cfg.prometheus.power_source == "agent" else None)
     service = Service(loop=loop, admin_budget=admin_budget, closers=closers)
     try:

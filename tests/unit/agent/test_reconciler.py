@@ -259,7 +259,7 @@ def test_a_corrupt_file_left_by_a_predecessor_restores_the_default_not_the_cap(t
 def test_a_restart_hands_over_without_a_single_set(tmp_path: Path, park: bool) -> None:
     """SIGTERM leaves the limits and the state file; the next agent's first pass finds every GPU where its plan
     wants it and writes nothing (the budget holds across the restart)."""
-    policy = AgentPolicy(park=park)
+    policy = agent_policy(park=park)
     w = make_world(tmp_path / "state.json", policy)
     w.put_pod("p", [0, 1], "300")
     w.put_pod("q", [2], "450")
@@ -276,7 +276,7 @@ def test_a_restart_hands_over_without_a_single_set(tmp_path: Path, park: bool) -
 @pytest.mark.parametrize(("park", "expected"), [(False, 700), (True, 200)])
 def test_at_start_up_a_gpu_whose_pod_is_gone_follows_the_normal_plan(tmp_path: Path, park: bool,
                                                                       expected: float) -> None:
-    policy = AgentPolicy(park=park)
+    policy = agent_policy(park=park)
     w = make_world(tmp_path / "state.json", policy)
     w.put_pod("p", [0], "300")
     w.put_pod("q", [1], "400")
