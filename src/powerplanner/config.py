@@ -11,20 +11,20 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
+from powerplanner.input_schema import InputModel
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
-class _Section(BaseModel):
-    """Strict base: unknown keys are errors, so a typo never silently falls back to a default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(InputModel):
+    """Strict base (powerplanner.input_schema): unknown keys are errors, so a typo never silently falls back to a
+    default, and a boolean or a quoted number is never read as a number."""
 
 
 class SlaConfig(_Section):
@@ -151,8 +151,14 @@ class PlannerConfig(_Section):
         if name not in policy_names():
             raise ValueError(f"not a registered policy; use one of: {', '.join(policy_names())}")
         return name
-    adjustment_interval_s: PositiveFloat = Field(60.0, description="Replicas may change this often.")
-    cap_interval_s: PositiveFloat = Field(5.0, description="Caps may change this often (the cap tick).")
+
+    adjustment_interval_s: Annotated[float, Field(ge=1, le=86400, allow_inf_nan=False)] = Field(
+        60.0, description="Replicas may change this often. 1 s to 1 day: a replica takes minutes to start (Dynamo's "
+        "planner adjusts every 180 s), so less is a typo, and so is more than a day.")
+    cap_interval_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = Field(
+        5.0, description="Caps may change this often (the cap tick), at most adjustment_interval_s. 0.1 s to 1 h: "
+        "every tick queries Prometheus and an agent applies a cap in 0.1-1 s (pod watch, NVML), so a faster tick "
+        "only queues work; an hour between cap changes is a unit typo.")
     target_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
         0.8, description="Size replicas so each runs at this fraction of its SLA-bound capacity."
     )
@@ -210,10 +216,15 @@ class PrometheusConfig(_Section):
     """Where load and latency come from."""
 
     url: str = "http://prometheus-operated.monitoring:9090"
-    timeout_s: PositiveFloat = 2.0
+    timeout_s: Annotated[float, Field(ge=0.1, le=300, allow_inf_nan=False)] = Field(
+        2.0, description="Timeout of one query. 0.1 s to 5 min: a healthy Prometheus answers in milliseconds, "
+        "less than 0.1 s fails every query, more than 5 min stalls the cap tick that long.")
     retries: Annotated[int, Field(ge=0, le=10)] = 2
-    backoff_s: NonNegativeFloat = 0.2
-    window_s: PositiveFloat | None = Field(None, description="Averaging window (default: adjustment interval).")
+    backoff_s: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = Field(
+        0.2, description="Pause before retrying a failed query; at most 60 s (a longer pause stalls the cap tick).")
+    window_s: Annotated[float, Field(ge=1, le=86400, allow_inf_nan=False)] | None = Field(
+        None, description="Averaging window (default: adjustment interval). 1 s to 1 day: rate() needs two scrapes "
+        "in the window, so less than a second is a unit typo (the window should span at least two scrape intervals).")
     frontend: Literal["dynamo", "vllm"] = "dynamo"
     model: str | None = Field(None, description="Value of the `model` label to filter on.")
     dynamo_namespace: str | None = Field(None, description="Value of the `dynamo_namespace` label.")
@@ -275,10 +286,15 @@ class AgentConfig(_Section):
         "node's GPUs at their original limits until the next agent starts). never: never restore.",
     )
     dry_run: bool = False
-    resync_s: PositiveFloat = 30.0
+    resync_s: Annotated[float, Field(ge=0.5, le=3600, allow_inf_nan=False)] = Field(
+        30.0, description="Full pass over the node's pods and GPUs this often, besides the watch. 0.5 s to 1 h: each "
+        "pass lists pods from the API server and the kubelet (faster mostly loads them); a watch event missed "
+        "goes unseen until the next pass, so not more than an hour.")
     state_file: str = "/var/lib/powerplanner/agent-state.json"
     kubelet_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
-    kubelet_timeout_s: PositiveFloat = 2.0
+    kubelet_timeout_s: Annotated[float, Field(ge=0.1, le=60, allow_inf_nan=False)] = Field(
+        2.0, description="Timeout of a kubelet pod-resources call. 0.1 s to 60 s: the local socket answers in "
+        "milliseconds; a longer wait stalls the agent's pass.")
     proc_root: str = "/proc"
     metrics_bind: str = "0.0.0.0:9401"
     resource_name: str = "nvidia.com/gpu"

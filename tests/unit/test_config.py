@@ -113,3 +113,45 @@ def test_agent_cli_refuses_an_unknown_section_in_one_line(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert rc != 0 and "Traceback" not in err
     assert "agnet: unknown section" in err and "the known sections are agent, budget" in err
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("budget: {watts: true}\n", "budget.watts: must be a number, not true/false (got True)"),
+    ("budget: {watts: '5000'}\n", "budget.watts: must be a number, not text (write it without quotes)"),
+    ("budget: {watts: 100}\nplanner: {cap_levels: 8.0}\n", "planner.cap_levels: must be an integer (a whole number"),
+    ("budget: {watts: 100}\nplanner: {prefill: {max_replicas: false}}\n", "must be an integer, not true/false"),
+    ("budget: {watts: 100}\nplanner: {static_caps_watts: {decode: true}}\n", "static_caps_watts.decode: must be"),
+    ("budget: {watts: 100}\nagent: {dry_run: 1}\n", "agent.dry_run"),
+])
+def test_booleans_are_never_numbers_and_numbers_never_booleans(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert len(info.value.lines) == 1 and expected in info.value.lines[0], info.value.lines
+
+
+def test_yaml_1_2_exponents_are_numbers(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "budget: {watts: 1.6e4}\n")).budget.watts == 16000.0
+
+
+@pytest.mark.parametrize(("section", "field", "low", "high"), [
+    ("planner", "cap_interval_s", 0.1, 3600),
+    ("planner", "adjustment_interval_s", 1, 86400),
+    ("prometheus", "timeout_s", 0.1, 300),
+    ("prometheus", "backoff_s", 0, 60),
+    ("prometheus", "window_s", 1, 86400),
+    ("agent", "resync_s", 0.5, 3600),
+    ("agent", "kubelet_timeout_s", 0.1, 60),
+])
+def test_intervals_have_a_floor_and_a_ceiling(tmp_path: Path, section: str, field: str, low: float,
+                                              high: float) -> None:
+    def load(value: float) -> object:
+        extra = {("planner", "cap_interval_s"): ", adjustment_interval_s: 86400",
+                 ("planner", "adjustment_interval_s"): ", cap_interval_s: 0.1"}.get((section, field), "")
+        return load_config(write(tmp_path, f"budget: {{watts: 100}}\n{section}: {{{field}: {value!r}{extra}}}\n"))
+
+    load(low)
+    load(high)
+    for bad in (low * 0.99 if low else -0.001, high * 1.01, 1e-9 if low else -1e-9):
+        with pytest.raises(ConfigError) as info:
+            load(bad)
+        assert len(info.value.lines) == 1 and f"{section}.{field}" in info.value.lines[0]
