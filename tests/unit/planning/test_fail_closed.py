@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, Observation, Reason, RoleState, StepKind
 from powerplanner.planning.fail_closed import cut_only_targets
-from powerplanner.planning.planner import POLICY_NAMES, make_planner
+from powerplanner.planning.planner import make_planner
+from powerplanner.planning.registry import policy_names
 from powerplanner.planning.transitions import current_provisioned_watts
 from tests.unit.planning.conftest import make_config, obs
 from tests.unit.planning.fake_profile import FakeProfile
@@ -148,7 +149,7 @@ mismatch_states = st.builds(
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    policy=st.sampled_from(POLICY_NAMES),
+    policy=st.sampled_from(policy_names()),
     ticks=st.lists(st.tuples(mismatch_states, mismatch_states, st.floats(1_000, 60_000),
                              st.one_of(st.none(), st.just(0.0), st.floats(0.1, 80.0)), st.sampled_from([5.0, 60.0])),
                    min_size=1, max_size=4),

@@ -19,7 +19,8 @@ from powerplanner.config import config_from_mapping
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Observation, Reason, RoleState, StepKind
-from powerplanner.planning.planner import POLICY_NAMES, make_planner
+from powerplanner.planning.planner import make_planner
+from powerplanner.planning.registry import policy_names
 from tests.unit.planning.test_properties import profiles
 
 # (request rate, ISL, OSL, source_ok): each says nothing about how much traffic there is
@@ -45,7 +46,7 @@ def _obs(time_s: float, load: tuple[Any, ...], prefill: RoleState, decode: RoleS
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     profile=profiles,
-    policy=st.sampled_from(POLICY_NAMES),
+    policy=st.sampled_from(policy_names()),
     idle_ticks=st.integers(1, 3),
     warm_rate=st.floats(0.5, 60.0),
     budget=st.floats(10_000.0, 300_000.0),
