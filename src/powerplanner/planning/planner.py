@@ -28,7 +28,6 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
-from powerplanner.config import Config
 from powerplanner.errors import UserError
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES, Role
@@ -38,6 +37,7 @@ from powerplanner.planning.optimizer import Allocation, evaluate
 from powerplanner.planning.policy import Choice, PlanContext, Policy, Toolkit
 from powerplanner.planning.predictors import LoadPredictor
 from powerplanner.planning.registry import policy_entry
+from powerplanner.planning.settings import PlannerSettings
 from powerplanner.planning.sizing import Corrections, SizingRules, dynamo_corrections, observed_corrections
 from powerplanner.planning.transitions import current_provisioned_watts, plan_transition
 
@@ -51,16 +51,16 @@ def _finite(x: float | None) -> bool:
 class Planner:
     """Keeps the predictor state, the last adjustment time and the replica target between ticks."""
 
-    def __init__(self, config: Config, profile: PowerProfile, policy: Policy, kit: Toolkit,
+    def __init__(self, settings: PlannerSettings, profile: PowerProfile, policy: Policy, kit: Toolkit,
                  sizing_rules: SizingRules, receives_oracle_load: bool = False) -> None:
         self.policy_name = policy.name
         self.receives_oracle_load = receives_oracle_load  # planning/registry.py: the oracle's entry says so
-        self._config = config
+        self._settings = settings
         self._policy = policy
         self._kit = kit
         self._rules = sizing_rules
         self._profile = profile
-        self._predictor = LoadPredictor(config.planner.predictor)
+        self._predictor = LoadPredictor(settings.predictor)
         self._last_adjust_s: float | None = None
         self._targets: dict[Role, RoleTarget] | None = None
         self._forecast: LoadForecast | None = None
@@ -95,7 +95,7 @@ class Planner:
         adjust = first or (
             _finite(obs.time_s)
             and self._last_adjust_s is not None
-            and clean.time_s - self._last_adjust_s >= self._config.planner.adjustment_interval_s - _EPS_S
+            and clean.time_s - self._last_adjust_s >= self._settings.adjustment_interval_s - _EPS_S
         )
         current_desired = {role: clean.role(role).desired_replicas for role in ROLES}
         held_replicas = (
@@ -170,11 +170,11 @@ class Planner:
         current_prov = current_provisioned_watts(current_states, deployed, self._kit.max_cap_watts)
         limit: float | None = budget if choice.power_safe else None
         projected = sum(targets[r].replicas * deployed[r] * targets[r].cap_watts for r in ROLES)
-        if limit is not None and self._config.budget.mode == "measured" and not mismatch:
+        if limit is not None and self._settings.measured_budget and not mismatch:
             limit = max(budget, projected, current_prov)
         steps = plan_transition(
             current_states, targets, deployed, limit,
-            self._config.planner.gpu_pool if choice.power_safe else None, self._kit.max_cap_watts,
+            self._settings.gpu_pool if choice.power_safe else None, self._kit.max_cap_watts,
         )
         if current_prov > budget + 1e-6 and choice.power_safe and Reason.BUDGET_CUT not in reasons:
             reasons.append(Reason.BUDGET_CUT)
@@ -263,7 +263,7 @@ class Planner:
 
     def _remember_rate(self, rate_per_s: float | None, predicted: LoadForecast | None) -> None:
         """Keep the observed rate and the predictor's error on it (observed - predicted) for the burst window."""
-        window = self._config.planner.burst_window_intervals
+        window = self._settings.burst_window_intervals
         if rate_per_s is None or window == 0:
             return
         self._recent_rates.append(rate_per_s)
@@ -287,7 +287,7 @@ class Planner:
         """
         if forecast is None or not self._recent_errors:
             return None
-        planner = self._config.planner
+        planner = self._settings
         under = sum(max(0.0, e) for e in self._recent_errors) / len(self._recent_errors)
         upper = (forecast.request_rate_per_s + planner.burst_error_multiple * under) * planner.target_utilization
         peak = min(max(self._recent_rates), upper)
@@ -326,7 +326,7 @@ class Planner:
                 reasons: list[Reason], notes: list[str]) -> Choice:
         if adjust and (state == "ok" or oracle) and ctx.forecast is not None:
             return self._policy.adjust(ctx)
-        if adjust and state == "idle" and self._idle_ticks >= self._config.planner.idle_ticks_to_min:
+        if adjust and state == "idle" and self._idle_ticks >= self._settings.idle_ticks_to_min:
             reasons.append(Reason.IDLE_SCALE_TO_MIN)
             self._predictor.reset()
             self._recent_rates.clear()
@@ -382,7 +382,7 @@ class Planner:
         changes: dict[str, object] = {}
         budget = obs.budget_watts
         if not (_finite(budget) and budget > 0):
-            fallback = self._last_budget_watts if self._last_budget_watts is not None else self._config.budget.watts
+            fallback = self._last_budget_watts if self._last_budget_watts is not None else self._settings.budget_watts
             problems.append(f"budget_watts={budget!r} is not a positive number; using {fallback:g} W")
             changes["budget_watts"] = fallback
         else:
@@ -453,7 +453,7 @@ class Planner:
             caps[role] = self._kit.profile.gpu.clamp(applied if applied is not None else held)
         self._corrections = observed_corrections(
             self._profile, obs, caps[Role.PREFILL], caps[Role.DECODE], self._corrections,
-            ttft_target_s=self._kit.sla_ttft_s, drain_interval_s=self._config.planner.adjustment_interval_s,
+            ttft_target_s=self._kit.sla_ttft_s, drain_interval_s=self._settings.adjustment_interval_s,
         )
         if dynamo:  # Dynamo computes its factors once per adjustment interval
             tdp = self._kit.tdp_watts
@@ -478,18 +478,19 @@ def _ms(value: float | None) -> str:
 
 
 def make_planner(
-    config: Config,
+    settings: PlannerSettings,
     profile: PowerProfile,
     policy: str | None = None,
     static_caps_watts: Mapping[Role, float] | None = None,
 ) -> Planner:
-    """Build the Planner for ``policy`` (default ``config.planner.policy``).
+    """Build the Planner for ``policy`` (default ``settings.policy``). The edges build ``settings`` from the
+    config (``powerplanner.core_settings.build_planner`` does both).
 
     ``static_caps_watts`` fixes per-role caps for ``dynamo-power``/``proportional`` (default: TDP or
-    ``config.planner.static_caps_watts``); ours also considers them, so it can always do at least as
+    ``settings.static_caps_watts``); ours also considers them, so it can always do at least as
     well as a static allocation.
     """
-    entry = policy_entry(policy or config.planner.policy)
-    kit = Toolkit(config, profile, static_caps_watts)
-    rules = entry.sizing(config.planner.target_utilization)
-    return Planner(config, profile, entry.build(kit, entry.name), kit, rules, entry.receives_oracle_load)
+    entry = policy_entry(policy or settings.policy)
+    kit = Toolkit(settings, profile, static_caps_watts)
+    rules = entry.sizing(settings.target_utilization)
+    return Planner(settings, profile, entry.build(kit, entry.name), kit, rules, entry.receives_oracle_load)
