@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -33,7 +33,6 @@ class PlanContext:
     corrections: Corrections  # expected latency at the applied caps (ours)
     profile_corrections: Corrections  # expected latency at TDP, as Dynamo's cap-less profile sees it
     adjust: bool  # replicas may change on this tick
-    first: bool
     held: Mapping[Role, RoleTarget] | None  # the targets in force (previous decision), if any
     current_replicas: Mapping[Role, int]  # desired replicas (ready + starting) observed now
     # Adjustment ticks: the forecast with its rate raised to the recent peak (what ours sizes replicas for);
@@ -53,7 +52,6 @@ class Choice:
     allocation: Allocation | None = None  # the policy's own prediction, if it made one
     notes: tuple[str, ...] = ()
     replicas_changed_on_cap_tick: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Policy(Protocol):
