@@ -23,9 +23,9 @@ import time
 import numpy as np
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import build_planner
 from powerplanner.model.profiles import load_profile
 from powerplanner.model.values import Observation, RoleState
-from powerplanner.planning.planner import make_planner
 
 
 def _observation(i: int, rng: np.random.Generator, budget: float, step_s: float = 60.0) -> Observation:
@@ -76,13 +76,13 @@ def main() -> None:
 
     cold_ms: list[float] = []
     for i in range(20):
-        fresh = make_planner(config, profile, "ours")
+        fresh = build_planner(config, profile, "ours")
         o = _observation(i, rng, budget)
         t0 = time.perf_counter()
         fresh.tick(o)
         cold_ms.append((time.perf_counter() - t0) * 1e3)
 
-    planner = make_planner(config, profile, "ours")
+    planner = build_planner(config, profile, "ours")
     for i in range(args.warmup):
         planner.tick(_observation(i, rng, budget))
     samples: list[float] = []
@@ -97,7 +97,7 @@ def main() -> None:
         cpu.append((time.thread_time() - c0) * 1e3)
         limited += int(d.budget_limited)
     # the steady state in production: cap ticks every 5 s, an adjustment every 60 s
-    mixed = make_planner(config, profile, "ours")
+    mixed = build_planner(config, profile, "ours")
     cap_ms: list[float] = []
     cap_cpu: list[float] = []
     for i in range(args.ticks):

@@ -54,17 +54,17 @@ def main(argv: list[str] | None = None) -> int:
                                   "planner": {"policy": args.policy}})
     profile = load_profile(name=args.profile)
     try:
-        from powerplanner.planning.planner import make_planner
+        from powerplanner.core_settings import build_planner, engine_settings
     except ImportError:
         print("planning.planner is not available; cannot run a policy", file=sys.stderr)
         return 2
-    planner = make_planner(config, profile, args.policy)
+    planner = build_planner(config, profile, args.policy)
     settings = SimSettings(initial_prefill_replicas=args.prefill_replicas,
                            initial_decode_replicas=args.decode_replicas)
 
     def run() -> SimResult:
-        return simulate(trace, profile, planner, config, settings, args.budget_watts,
-                        oracle=args.policy == "oracle")
+        return simulate(trace, profile, planner, engine_settings(config), settings, args.budget_watts,
+                        oracle=planner.receives_oracle_load)
 
     t1 = time.perf_counter()
     if args.profile_out:

@@ -7,7 +7,6 @@ gives one line per problem, each naming the field path and what is allowed
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -397,8 +396,3 @@ def agent_config_from_mapping(data: Any, source: str = "config") -> AgentFileCon
 def load_agent_config(path: str | Path) -> AgentFileConfig:
     """Read and validate the agent's part of a YAML config file."""
     return agent_config_from_mapping(_read_yaml(path), str(path))
-
-
-def is_finite(value: float | None) -> bool:
-    """True for a real, finite number (metrics may be NaN or missing)."""
-    return value is not None and math.isfinite(value)

@@ -33,14 +33,14 @@ def test_the_docs_show_the_tables_as_generated() -> None:
 
 def test_every_policy_builds_and_only_the_oracle_sees_the_true_load() -> None:
     from powerplanner.config import config_from_mapping
+    from powerplanner.core_settings import build_planner
     from powerplanner.model.profiles import load_profile
-    from powerplanner.planning.planner import make_planner
     from powerplanner.planning.registry import policy_entry, policy_names, policy_registry
 
     config = config_from_mapping({"budget": {"watts": 20_000}}, "test")
     profile = load_profile(name=config.profile.name)
     for entry in policy_registry():
-        planner = make_planner(config, profile, entry.name)
+        planner = build_planner(config, profile, entry.name)
         assert planner.policy_name == entry.name
         assert planner.receives_oracle_load == entry.receives_oracle_load
         assert entry.description

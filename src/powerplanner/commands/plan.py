@@ -52,10 +52,9 @@ def register(app: typer.Typer) -> None:
         import json
 
         from powerplanner.config import config_from_mapping, load_config
+        from powerplanner.core_settings import build_planner, profile_from_config
         from powerplanner.errors import ConfigError, ObservationError
-        from powerplanner.model.profiles import profile_from_config
         from powerplanner.observation_schema import load_observation
-        from powerplanner.planning.planner import make_planner
 
         if policy is not None and policy not in policy_names():
             raise ConfigError(f"--policy {policy!r} is not a policy; use one of: {', '.join(policy_names())}")
@@ -70,7 +69,7 @@ def register(app: typer.Typer) -> None:
             config = config_from_mapping({"budget": {"watts": doc.budget_watts}}, "default config")
         obs = doc.to_value(config.budget.watts)
         profile = profile_from_config(config.profile)
-        decision = make_planner(config, profile, policy).tick(obs)
+        decision = build_planner(config, profile, policy).tick(obs)
         if as_json:
             typer.echo(json.dumps(decision_to_dict(decision), indent=2))
             return

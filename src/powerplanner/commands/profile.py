@@ -79,7 +79,7 @@ def _role_rows(profile: CappedProfile, caps: tuple[float, ...], isl: float, cont
 
 
 def _summary_lines(profile: CappedProfile, isl: float, context: float) -> list[str]:
-    """The figures the model promises (DESIGN.md section 4), on a fine grid of caps: where prefill energy per
+    """The figures the model promises (docs/profile-format.md), on a fine grid of caps: where prefill energy per
     token is least, and how flat decode throughput stays above decode's natural draw."""
     from powerplanner.model.roles import Role
 

@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes.client
 
 from powerplanner.config import Config, load_config
+from powerplanner.core_settings import metrics_window_s
 from powerplanner.errors import EndpointError, UserError
 from powerplanner.live.admin import AdminServer, AdminSettings, parse_bind
 from powerplanner.live.budget import (
@@ -65,11 +66,10 @@ def default_planner(cfg: Config) -> PlannerLike:
     """The configured policy on the configured profile. A DGD whose GPUs per replica differ from the profile's
     TP size is handled on every tick (the planner only cuts power, the loop says why; docs/planner.md)."""
     try:
-        from powerplanner.model.profiles import profile_from_config
-        from powerplanner.planning.planner import make_planner
+        from powerplanner.core_settings import build_planner, profile_from_config
     except ImportError as exc:  # pragma: no cover - only in a partial build
         raise UserError(f"the planner core is not available in this build ({exc}); reinstall powerplanner") from None
-    return make_planner(cfg, profile_from_config(cfg.profile))
+    return build_planner(cfg, profile_from_config(cfg.profile))
 
 
 def build_budget(cfg: Config, config_path: Path | None, prom: PrometheusClient,
@@ -167,7 +167,7 @@ def build_service(
     telemetry = LoopTelemetry()
     settings = LoopSettings(
         cap_interval_s=cfg.planner.cap_interval_s,
-        window_s=cfg.prometheus.window_s or cfg.planner.adjustment_interval_s,
+        window_s=metrics_window_s(cfg),
         dry_run=dry_run,
         emit_events=cfg.kubernetes.emit_events,
         blind_ticks=cfg.planner.blind_ticks,

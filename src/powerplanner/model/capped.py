@@ -95,11 +95,6 @@ class CappedProfile:
             rho = (2.0 * ratio - 2.0) / (2.0 * ratio - 1.0)
         return rho * tokens / service_s / self.prefill_tp
 
-    def max_prefill_requests_per_s(self, isl_tokens: float, cap_watts: float, ttft_target_s: float) -> float:
-        """Highest prompt rate one replica takes while its TTFT stays within ``ttft_target_s``."""
-        per_gpu = self.prefill_throughput_tokens_per_s_per_gpu(isl_tokens, cap_watts, ttft_target_s)
-        return per_gpu * self.prefill_tp / max(1.0, isl_tokens)
-
     # decode
     def decode_itl_s(self, batch: float, context_tokens: float, cap_watts: float) -> float:
         _check_finite("batch", batch)

@@ -1,4 +1,4 @@
-"""The power-performance profile interface (DESIGN.md section 4).
+"""The power-performance profile interface (docs/profile-format.md, "The model behind every profile").
 
 This module fixes the contract every other part codes against; the concrete model
 (:class:`~powerplanner.model.capped.CappedProfile`), the built-in profiles and the loaders live

@@ -1,16 +1,12 @@
-"""Finding a profile by name, by file, or from the config: the one entry point the rest of the code uses."""
+"""Finding a profile by name or by file: the one entry point the rest of the code uses (the config's
+``profile:`` section goes through ``powerplanner.core_settings.profile_from_config``)."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from powerplanner.errors import ProfileError
 from powerplanner.model.builtin import builtin_profiles
 from powerplanner.model.gpu import gpu_by_name
 from powerplanner.model.profile import PowerProfile
-
-if TYPE_CHECKING:
-    from powerplanner.config import ProfileConfig
 
 DEFAULT_PROFILE_NAME = "llama2-70b-h100-tp4"
 
@@ -40,8 +36,3 @@ def load_profile(name: str | None = None, path: str | None = None, gpu: str | No
             "or pick a profile for that GPU"
         )
     return profile
-
-
-def profile_from_config(cfg: ProfileConfig) -> PowerProfile:
-    """The profile a :class:`~powerplanner.config.ProfileConfig` names."""
-    return load_profile(name=cfg.name, path=cfg.path, gpu=cfg.gpu)

@@ -70,12 +70,12 @@ def _dynamo_sizing(kit: Toolkit, ctx: PlanContext) -> dict[Role, int]:
     n_p = min(bp.max_replicas, dynamo_replicas(p, bp.min_replicas))
     n_d = min(bd.max_replicas, dynamo_replicas(d, bd.min_replicas))
     n_p, n_d = gpu_ceiling_clamp(n_p, n_d, kit.gpus_per_replica[Role.PREFILL], kit.gpus_per_replica[Role.DECODE],
-                                 kit.config.planner.gpu_pool, bp.min_replicas, bd.min_replicas)
+                                 kit.settings.gpu_pool, bp.min_replicas, bd.min_replicas)
     return {Role.PREFILL: n_p, Role.DECODE: n_d}
 
 
 def _minimums_exceed_pool(kit: Toolkit) -> bool:
-    pool = kit.config.planner.gpu_pool
+    pool = kit.settings.gpu_pool
     need = sum(kit.bounds[role].min_replicas * kit.gpus_per_replica[role] for role in ROLES)
     return pool is not None and need > pool
 

@@ -12,17 +12,23 @@ cuts, counting the GPUs actually deployed, until provisioned power is within the
 3. below the minimum only when the minimum at the lowest caps does not fit either (``infeasible``): the budget
    comes before the replica bounds, as everywhere else in the planner.
 
+:func:`mismatch_choice` is that rule as the Planner's choice for the tick. :func:`without_cap_raise` is its
+sibling for missing or failed load data (docs/planner.md, "Missing data"): the policy still chooses, but no
+cap rises above the one held.
+
 Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from powerplanner.model.roles import ROLES, Role
-from powerplanner.model.values import RoleState, RoleTarget
+from powerplanner.model.values import Reason, RoleState, RoleTarget
+from powerplanner.planning.policy import Choice, Toolkit
 
 _EPS_W = 1e-6
 
@@ -105,3 +111,42 @@ def _highest_balanced_caps(
         if best is None or key > best:
             best, chosen = key, {Role.PREFILL: cp, Role.DECODE: cd}
     return chosen
+
+
+def mismatch_choice(kit: Toolkit, current: Mapping[Role, RoleState], deployed: Mapping[Role, int],
+                    mismatch: Mapping[Role, int], budget_watts: float) -> Choice:
+    """Fail closed on a GPU-count mismatch: the policy, sized on the profile's TP, is not asked; the targets
+    only cut (:func:`cut_only_targets`), counted with the deployed GPUs."""
+    fc = cut_only_targets(
+        current, deployed, kit.cap_levels, {role: kit.bounds[role].min_replicas for role in ROLES},
+        budget_watts, kit.max_cap_watts,
+    )
+    said = "; ".join(
+        f"{role.value}: the deployment has {gpus} GPU(s) per replica, profile {kit.profile.name} assumes "
+        f"{kit.gpus_per_replica[role]}" for role, gpus in mismatch.items()
+    )
+    notes = [f"{said}; only cutting power (no scale-up, no cap raise), counted with the deployed GPUs, until "
+             "a profile with the deployment's TP size is given"]
+    reasons = [Reason.GPU_COUNT_MISMATCH]
+    if not fc.fits:
+        notes.append(f"even every replica removal allowed leaves {fc.provisioned_watts:,.0f} W over the "
+                     f"{budget_watts:,.0f} W budget")
+    if fc.infeasible:
+        reasons.append(Reason.INFEASIBLE_MIN_REPLICAS)
+    return Choice(targets=fc.targets, reasons=tuple(reasons), infeasible=fc.infeasible,
+                  budget_limited=fc.infeasible, notes=tuple(notes), replicas_changed_on_cap_tick=True)
+
+
+def without_cap_raise(choice: Choice, ceiling_watts: Mapping[Role, float | None]) -> Choice:
+    """``choice`` with no cap above ``ceiling_watts`` (the held targets' caps; before the first decision the caps
+    in force, where known: ``None`` leaves that role's cap alone). Missing or failed data is no reason to add
+    power. A choice that is not power-safe (it does not plan against the budget) is left as it is."""
+    if not choice.power_safe:
+        return choice
+    targets = {}
+    for role, t in choice.targets.items():
+        top = ceiling_watts[role]
+        targets[role] = t if top is None or t.cap_watts <= top else dataclasses.replace(t, cap_watts=top)
+    if targets == dict(choice.targets):
+        return choice
+    return dataclasses.replace(choice, targets=targets, allocation=None)

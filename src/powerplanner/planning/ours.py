@@ -30,7 +30,7 @@ class OursPolicy:
     def __init__(self, kit: Toolkit, name: str = "ours") -> None:
         self.name = name
         self._kit = kit
-        self._rules = ours_sizing_rules(kit.config.planner.target_utilization)
+        self._rules = ours_sizing_rules(kit.settings.target_utilization)
 
     def adjust(self, ctx: PlanContext) -> Choice:
         assert ctx.forecast is not None
@@ -87,7 +87,7 @@ class OursPolicy:
                 caps = kit.highest_caps_that_fit(replicas, ctx.budget_watts)
                 targets = {role: RoleTarget(replicas[role], caps[role]) for role in replicas}
             fits = _provisioned(kit, targets) <= ctx.budget_watts + 1e-6
-            if fits or kit.config.budget.mode == "measured":
+            if fits or kit.settings.measured_budget:
                 return Choice(targets=targets, reasons=(Reason.CAP_TICK_ONLY,))
             return self._shrink_without_forecast(ctx, replicas)
         constraints = kit.constraints(ctx.budget_watts)
@@ -121,7 +121,7 @@ class OursPolicy:
         scaled = list(capacities)  # ``capacities``: the forecast's own, kept for a role that needs no scaling
         for index, role in enumerate((Role.PREFILL, Role.DECODE)):
             ready = ctx.obs.role(role).ready_replicas
-            scale = replicas[role] / ready * kit.config.planner.target_utilization if ready > 0 else 1.0
+            scale = replicas[role] / ready * kit.settings.target_utilization if ready > 0 else 1.0
             if scale > 1.0:
                 load = dataclasses.replace(forecast, request_rate_per_s=forecast.request_rate_per_s * scale)
                 scaled[index] = kit.capacities(load, ctx.corrections, self._rules)[index]

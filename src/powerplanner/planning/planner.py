@@ -20,59 +20,78 @@ comes from ``Observation.time_s``). It owns what every policy shares:
 - the power-safe transition plan from the observed state to the targets, re-planned every tick, so a
   scale-up deferred because draining replicas still hold power proceeds on a later cap tick;
 - the explanation: reasons, projected provisioned power, predicted draw and attainment per role.
+
+``Planner.tick`` runs these as stages that return values, each in the module named after what it holds:
+sanitise (:mod:`~powerplanner.planning.sanitise`), classify (:mod:`~powerplanner.planning.data_state`), forecast
+(:mod:`~powerplanner.planning.forecaster`), choose (the policy, or :mod:`~powerplanner.planning.fail_closed`),
+transition (:mod:`~powerplanner.planning.transitions`) and explain. docs/planner.md ("One tick") walks through
+them. Its settings are plain values (:mod:`~powerplanner.planning.settings`), built from the config at the edge.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from powerplanner.config import Config
 from powerplanner.errors import UserError
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES, Role
-from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleState, RoleTarget
-from powerplanner.planning.fail_closed import cut_only_targets
+from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleState, RoleTarget, Step
+from powerplanner.planning.data_state import DataState, classify, holds_without_data, state_explanation
+from powerplanner.planning.fail_closed import mismatch_choice, without_cap_raise
+from powerplanner.planning.forecaster import Forecaster
 from powerplanner.planning.optimizer import Allocation, evaluate
 from powerplanner.planning.policy import Choice, PlanContext, Policy, Toolkit
-from powerplanner.planning.predictors import LoadPredictor
 from powerplanner.planning.registry import policy_entry
+from powerplanner.planning.sanitise import Sanitised, finite, sanitise
+from powerplanner.planning.settings import PlannerSettings
 from powerplanner.planning.sizing import Corrections, SizingRules, dynamo_corrections, observed_corrections
 from powerplanner.planning.transitions import current_provisioned_watts, plan_transition
 
 _EPS_S = 1e-9
+_EPS_W = 1e-6
 
 
-def _finite(x: float | None) -> bool:
-    return x is not None and isinstance(x, int | float) and math.isfinite(x)
+@dataclass(frozen=True)
+class _Chosen:
+    """The choose stage's result: the targets, the context they were chosen in, and the planner's own reasons
+    and notes (before the choice's)."""
+
+    choice: Choice
+    ctx: PlanContext  # its forecast is None when the policy could not plan for this load
+    reasons: tuple[Reason, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Transition:
+    """The transition stage's result: the ordered steps and what they add to the explanation."""
+
+    steps: tuple[Step, ...]
+    projected_watts: float  # provisioned power at the targets, with the deployed GPUs
+    reasons: tuple[Reason, ...]
+    notes: tuple[str, ...]
 
 
 class Planner:
     """Keeps the predictor state, the last adjustment time and the replica target between ticks."""
 
-    def __init__(self, config: Config, profile: PowerProfile, policy: Policy, kit: Toolkit,
+    def __init__(self, settings: PlannerSettings, profile: PowerProfile, policy: Policy, kit: Toolkit,
                  sizing_rules: SizingRules, receives_oracle_load: bool = False) -> None:
         self.policy_name = policy.name
         self.receives_oracle_load = receives_oracle_load  # planning/registry.py: the oracle's entry says so
-        self._config = config
+        self._settings = settings
         self._policy = policy
         self._kit = kit
         self._rules = sizing_rules
         self._profile = profile
-        self._predictor = LoadPredictor(config.planner.predictor)
+        self._forecaster = Forecaster(settings)
         self._last_adjust_s: float | None = None
         self._targets: dict[Role, RoleTarget] | None = None
-        self._forecast: LoadForecast | None = None
         self._corrections = Corrections()
         self._profile_corrections = Corrections()
-        self._idle_ticks = 0
-        self._last_budget_watts: float | None = None
-        self._last_isl: float | None = None
-        self._last_osl: float | None = None
-        # observed rate and its one-step prediction error over the last burst_window_intervals adjustments
-        self._recent_rates: list[float] = []
-        self._recent_errors: list[float] = []
+        self._budget_fallback_watts = settings.budget_watts  # the last good budget, else the configured one
 
     @property
     def targets(self) -> Mapping[Role, RoleTarget] | None:
@@ -80,137 +99,182 @@ class Planner:
         return self._targets
 
     def tick(self, obs: Observation, oracle_load: LoadForecast | None = None) -> Decision:
-        """Plan one tick. ``oracle_load`` (the true next-interval load) is used only by ``oracle``."""
-        clean, problems = self._sanitise(obs)
-        reasons: list[Reason] = []
-        notes: list[str] = list(problems)
-        if problems:
-            reasons.append(Reason.BAD_OBSERVATION)
-        budget = clean.budget_watts
-        if self._last_adjust_s is not None and _finite(obs.time_s) and clean.time_s < self._last_adjust_s:
-            notes.append(f"time went backwards ({clean.time_s:g} s < {self._last_adjust_s:g} s); restarting the "
-                         "adjustment clock")
-            self._last_adjust_s = None
-        first = self._last_adjust_s is None
-        adjust = first or (
-            _finite(obs.time_s)
-            and self._last_adjust_s is not None
-            and clean.time_s - self._last_adjust_s >= self._config.planner.adjustment_interval_s - _EPS_S
-        )
-        current_desired = {role: clean.role(role).desired_replicas for role in ROLES}
-        held_replicas = (
-            {role: t.replicas for role, t in self._targets.items()}
-            if self._targets is not None
-            else {role: self._kit.clamp_replicas(role, current_desired[role]) for role in ROLES}
-        )
-        state = self._data_state(obs, clean)
-        if state == "source_error":
-            reasons.append(Reason.SOURCE_ERROR_HOLD)
-            notes.append(f"metrics source failed: {obs.source_error or 'unknown error'}; holding targets")
-        elif state == "missing":
-            reasons.append(Reason.METRICS_MISSING)
-            notes.append("no load data this window (request rate absent or NaN, or no ISL/OSL while requests "
-                         "arrive): holding the replica target, caps not raised; only a requests counter present "
-                         "with zero increase counts as idle")
-        deployed = self._deployed_gpus(clean)
-        mismatch = {role: deployed[role] for role in ROLES if deployed[role] != self._kit.gpus_per_replica[role]}
-        oracle = self.receives_oracle_load and oracle_load is not None
-
-        if adjust:
-            if _finite(obs.time_s):
-                self._last_adjust_s = clean.time_s
-            predicted = self._predictor.forecast()
-            if state == "ok":
-                self._idle_ticks = 0
-                self._update_corrections(clean)
-                self._predictor.observe(clean.request_rate_per_s, clean.isl_tokens, clean.osl_tokens)
-                self._last_isl, self._last_osl = clean.isl_tokens, clean.osl_tokens
-                self._remember_rate(clean.request_rate_per_s, predicted)
-            elif state == "idle":
-                self._idle_ticks += 1
-                self._remember_rate(0.0, predicted)
-            else:  # backlog, missing or failed data: no evidence of idleness, the idle count restarts
-                self._idle_ticks = 0
-            self._forecast = oracle_load if oracle else self._predictor.forecast()
-        forecast = self._forecast
-        if not adjust:
-            forecast = self._cap_tick_forecast(clean, state, oracle_load if oracle else None)
-
+        """Plan one tick, stage by stage (docs/planner.md, "One tick"): sanitise, classify, forecast, choose,
+        transition, explain. ``oracle_load`` (the true next-interval load) is used only by ``oracle``."""
+        sane = self._sanitise(obs)
+        clean = sane.obs
+        adjust, clock_notes = self._timescale(obs, clean)
+        state = classify(obs, clean, self._kit.sla_ttft_s, self._kit.sla_itl_s)
+        state_reasons, state_notes = state_explanation(state, obs.source_error)
+        oracle = oracle_load if self.receives_oracle_load else None
+        forecast = self._forecast(clean, state, adjust, oracle)
         ctx = PlanContext(
             obs=clean,
-            budget_watts=budget,
+            budget_watts=clean.budget_watts,
             forecast=forecast,
-            peak_forecast=self._peak_forecast(forecast) if adjust else None,
+            peak_forecast=self._forecaster.peak(forecast) if adjust else None,
             corrections=self._corrections,
             profile_corrections=self._profile_corrections,
             adjust=adjust,
-            first=first,
             held=self._targets,
-            current_replicas=current_desired,
+            current_replicas={role: clean.role(role).desired_replicas for role in ROLES},
         )
-        current_states = {role: clean.role(role) for role in ROLES}
-        if mismatch:
-            choice = self._cut_only(current_states, deployed, mismatch, budget)
-        else:
-            try:
-                choice = self._choose(ctx, adjust, state, oracle, held_replicas, reasons, notes)
-            except UserError as exc:
-                # A profile that refuses this load (e.g. a measured table that ends before this ISL) must not
-                # stop the planner: hold the replicas, caps that fit the budget, and say why.
-                notes.append(f"planning failed for this load ({'; '.join(exc.lines)}); holding the replica target")
-                reasons.append(Reason.BAD_OBSERVATION)
-                ctx = dataclasses.replace(ctx, forecast=None)
-                choice = self._policy.hold(ctx, held_replicas)
-            if state in ("missing", "source_error"):
-                choice = self._no_cap_raise(choice, current_states)
-        targets = dict(choice.targets)
-        reasons.extend(r for r in choice.reasons if r not in reasons)
-        notes.extend(choice.notes)
+        current = {role: clean.role(role) for role in ROLES}
+        deployed = self._deployed_gpus(clean)
+        mismatch = {role: deployed[role] for role in ROLES if deployed[role] != self._kit.gpus_per_replica[role]}
+        chosen = self._choose(ctx, state, oracle is not None, current, deployed, mismatch)
+        reasons = [*((Reason.BAD_OBSERVATION,) if sane.problems else ()), *state_reasons, *chosen.reasons]
+        for reason in chosen.choice.reasons:
+            if reason not in reasons:
+                reasons.append(reason)
+        notes = [*sane.problems, *clock_notes, *state_notes, *chosen.notes, *chosen.choice.notes]
+        targets = dict(chosen.choice.targets)
+        moves = self._transition(current, targets, deployed, clean.budget_watts, chosen.choice, bool(mismatch),
+                                 tuple(reasons))
+        self._targets = targets
+        return self._explain(chosen, moves, targets, bool(mismatch), (*reasons, *moves.reasons),
+                             (*notes, *moves.notes))
 
-        current_prov = current_provisioned_watts(current_states, deployed, self._kit.max_cap_watts)
-        limit: float | None = budget if choice.power_safe else None
-        projected = sum(targets[r].replicas * deployed[r] * targets[r].cap_watts for r in ROLES)
-        if limit is not None and self._config.budget.mode == "measured" and not mismatch:
-            limit = max(budget, projected, current_prov)
-        steps = plan_transition(
-            current_states, targets, deployed, limit,
-            self._config.planner.gpu_pool if choice.power_safe else None, self._kit.max_cap_watts,
+    # -- stages ---------------------------------------------------------------------------------
+
+    def _sanitise(self, obs: Observation) -> Sanitised:
+        """Stage 1: unusable values become explicit "no data" (:mod:`powerplanner.planning.sanitise`)."""
+        previous_s = self._last_adjust_s if self._last_adjust_s is not None else 0.0
+        sane = sanitise(obs, self._budget_fallback_watts, previous_s)
+        self._budget_fallback_watts = sane.obs.budget_watts
+        return sane
+
+    def _timescale(self, raw: Observation, clean: Observation) -> tuple[bool, tuple[str, ...]]:
+        """Whether replicas may change on this tick: the first tick, and once per adjustment interval. A clock
+        that went backwards restarts the interval (and says so)."""
+        notes: tuple[str, ...] = ()
+        if self._last_adjust_s is not None and finite(raw.time_s) and clean.time_s < self._last_adjust_s:
+            notes = (f"time went backwards ({clean.time_s:g} s < {self._last_adjust_s:g} s); restarting the "
+                     "adjustment clock",)
+            self._last_adjust_s = None
+        adjust = self._last_adjust_s is None or (
+            finite(raw.time_s)
+            and clean.time_s - self._last_adjust_s >= self._settings.adjustment_interval_s - _EPS_S
         )
-        if current_prov > budget + 1e-6 and choice.power_safe and Reason.BUDGET_CUT not in reasons:
+        if adjust and finite(raw.time_s):
+            self._last_adjust_s = clean.time_s
+        return adjust, notes
+
+    def _forecast(self, obs: Observation, state: DataState, adjust: bool,
+                  oracle_load: LoadForecast | None) -> LoadForecast | None:
+        """Stage 3: the load this tick plans for. Correction factors follow the observed latency on every tick
+        with good data (the profile's, as Dynamo computes them, once per adjustment interval); the oracle's
+        cap ticks use the true load and learn nothing."""
+        if adjust:
+            if state is DataState.OK:
+                self._update_corrections(obs)
+            return self._forecaster.adjust(obs, state, oracle_load)
+        if state is DataState.OK and oracle_load is None:
+            self._update_corrections(obs, dynamo=False)
+        return self._forecaster.cap_tick(obs, state, oracle_load)
+
+    def _choose(self, ctx: PlanContext, state: DataState, oracle: bool, current: dict[Role, RoleState],
+                deployed: dict[Role, int], mismatch: dict[Role, int]) -> _Chosen:
+        """Stage 4: the targets. A GPU-count mismatch fails closed without asking the policy; a profile that
+        refuses this load (e.g. a measured table that ends before this ISL) must not stop the planner: it
+        holds the replicas at caps that fit the budget, and says why."""
+        if mismatch:
+            return _Chosen(mismatch_choice(self._kit, current, deployed, mismatch, ctx.budget_watts), ctx)
+        held = (
+            {role: t.replicas for role, t in self._targets.items()} if self._targets is not None
+            else {role: self._kit.clamp_replicas(role, ctx.current_replicas[role]) for role in ROLES}
+        )
+        reasons, notes, ask = self._policy_call(ctx, state, oracle, held)
+        try:
+            choice = ask()
+        except UserError as exc:
+            notes += (f"planning failed for this load ({'; '.join(exc.lines)}); holding the replica target",)
+            reasons += (Reason.BAD_OBSERVATION,)
+            ctx = dataclasses.replace(ctx, forecast=None)
+            choice = self._policy.hold(ctx, held)
+        if holds_without_data(state):
+            ceiling: dict[Role, float | None] = (
+                {role: t.cap_watts for role, t in self._targets.items()} if self._targets is not None
+                else {role: current[role].applied_cap_watts for role in ROLES}
+            )
+            choice = without_cap_raise(choice, ceiling)
+        return _Chosen(choice, ctx, reasons, notes)
+
+    def _policy_call(self, ctx: PlanContext, state: DataState, oracle: bool, held: Mapping[Role, int]
+                     ) -> tuple[tuple[Reason, ...], tuple[str, ...], Callable[[], Choice]]:
+        """Which question the policy is asked this tick, with the planner's reasons and notes for it."""
+        if ctx.adjust and (state is DataState.OK or oracle) and ctx.forecast is not None:
+            return (), (), lambda: self._policy.adjust(ctx)
+        if ctx.adjust and state is DataState.IDLE and self._forecaster.idle_ticks >= self._settings.idle_ticks_to_min:
+            idle_ctx = dataclasses.replace(ctx, forecast=self._forecaster.restart_for_idle())
+            minimum = {role: self._kit.bounds[role].min_replicas for role in ROLES}
+            return (Reason.IDLE_SCALE_TO_MIN,), (), lambda: self._policy.hold(idle_ctx, minimum)
+        notes: tuple[str, ...] = ()
+        if ctx.adjust and state is DataState.BACKLOG:
+            notes = (f"no arrivals this interval but latency above target (TTFT {_ms(ctx.obs.ttft_ms)}, ITL "
+                     f"{_ms(ctx.obs.itl_ms)}): a backlog is still being served, so not idle; holding the replica "
+                     "target",)
+        elif ctx.adjust and state in (DataState.IDLE, DataState.OK):
+            notes = ("no usable traffic data this interval; holding the replica target",)
+        hold_reasons = (Reason.HOLD_NO_DATA,) if ctx.adjust and state is not DataState.SOURCE_ERROR else ()
+        return hold_reasons, notes, lambda: self._policy.hold(ctx, held)
+
+    def _transition(self, current: dict[Role, RoleState], targets: dict[Role, RoleTarget], deployed: dict[Role, int],
+                    budget: float, choice: Choice, mismatch: bool, reasons_so_far: tuple[Reason, ...]) -> _Transition:
+        """Stage 5: the power-safe steps from the observed state to the targets, re-planned every tick. In
+        measured mode the limit is the higher of the budget and the provisioned power now and at the target
+        (the draw, not the caps, is held to the budget), except under a GPU-count mismatch."""
+        kit = self._kit
+        current_prov = current_provisioned_watts(current, deployed, kit.max_cap_watts)
+        projected = sum(targets[r].replicas * deployed[r] * targets[r].cap_watts for r in ROLES)
+        limit: float | None = budget if choice.power_safe else None
+        if limit is not None and self._settings.measured_budget and not mismatch:
+            limit = max(budget, projected, current_prov)
+        steps = plan_transition(current, targets, deployed, limit,
+                                self._settings.gpu_pool if choice.power_safe else None, kit.max_cap_watts)
+        reasons: list[Reason] = []
+        if current_prov > budget + _EPS_W and choice.power_safe and Reason.BUDGET_CUT not in reasons_so_far:
             reasons.append(Reason.BUDGET_CUT)
         if any(s.wait_for_drain for s in steps):
             reasons.append(Reason.WAIT_FOR_DRAIN)
+        notes: tuple[str, ...] = ()
         settled = [s.provisioned_after_watts for s in steps if not s.wait_for_drain]
-        if choice.power_safe and settled and settled[-1] > budget + 1e-6:
-            notes.append(
-                f"provisioned {settled[-1]:,.0f} W stays above the {budget:,.0f} W budget until draining "
-                "replicas release their GPUs (worst case counted)"
-            )
-        # Under a GPU-count mismatch the profile describes another deployment: no prediction, the worst case.
+        if choice.power_safe and settled and settled[-1] > budget + _EPS_W:
+            notes = (f"provisioned {settled[-1]:,.0f} W stays above the {budget:,.0f} W budget until draining "
+                     "replicas release their GPUs (worst case counted)",)
+        return _Transition(steps, projected, tuple(reasons), notes)
+
+    def _explain(self, chosen: _Chosen, moves: _Transition, targets: dict[Role, RoleTarget], mismatch: bool,
+                 reasons: tuple[Reason, ...], notes: tuple[str, ...]) -> Decision:
+        """Stage 6: the decision, with what the targets are predicted to draw and attain. Under a GPU-count
+        mismatch the profile describes another deployment: no prediction, the worst case (the caps)."""
+        choice, ctx = chosen.choice, chosen.ctx
         alloc = None if mismatch else (choice.allocation or self._evaluate(targets, ctx))
-        self._targets = targets
-        draw = alloc.predicted_draw_watts if alloc is not None else self._idle_draw(targets)
         if mismatch:
-            draw = projected
+            draw = moves.projected_watts
+        else:
+            draw = alloc.predicted_draw_watts if alloc is not None else self._idle_draw(targets)
         return Decision(
-            time_s=clean.time_s,
+            time_s=ctx.obs.time_s,
             policy=self.policy_name,
             prefill=targets[Role.PREFILL],
             decode=targets[Role.DECODE],
-            budget_watts=budget,
-            reasons=tuple(reasons),
-            projected_provisioned_watts=projected,
+            budget_watts=ctx.budget_watts,
+            reasons=reasons,
+            projected_provisioned_watts=moves.projected_watts,
             predicted_draw_watts=draw,
             predicted_attainment=(
                 {"prefill": alloc.attainment_prefill, "decode": alloc.attainment_decode} if alloc is not None else {}
             ),
             forecast=ctx.forecast,
-            steps=steps,
-            replicas_may_change=adjust or choice.replicas_changed_on_cap_tick,
+            steps=moves.steps,
+            replicas_may_change=ctx.adjust or choice.replicas_changed_on_cap_tick,
             budget_limited=choice.budget_limited,
             infeasible=choice.infeasible,
-            notes=tuple(notes),
+            notes=notes,
         )
+
+    # -- helpers --------------------------------------------------------------------------------
 
     def _deployed_gpus(self, obs: Observation) -> dict[Role, int]:
         """GPUs per replica as deployed; the profile's where the observation does not say."""
@@ -220,231 +284,6 @@ class Planner:
             out[role] = stated if stated is not None else self._kit.gpus_per_replica[role]
         return out
 
-    def _cut_only(self, current: Mapping[Role, RoleState], deployed: Mapping[Role, int],
-                  mismatch: Mapping[Role, int], budget_watts: float) -> Choice:
-        """Fail closed on a GPU-count mismatch (:mod:`powerplanner.planning.fail_closed`): the policy, sized on
-        the profile's TP, is not asked; the targets only cut, counted with the deployed GPUs."""
-        kit = self._kit
-        fc = cut_only_targets(
-            current, deployed, kit.cap_levels, {role: kit.bounds[role].min_replicas for role in ROLES},
-            budget_watts, kit.max_cap_watts,
-        )
-        said = "; ".join(
-            f"{role.value}: the deployment has {gpus} GPU(s) per replica, profile {self._profile.name} assumes "
-            f"{kit.gpus_per_replica[role]}" for role, gpus in mismatch.items()
-        )
-        notes = [f"{said}; only cutting power (no scale-up, no cap raise), counted with the deployed GPUs, until "
-                 "a profile with the deployment's TP size is given"]
-        reasons = [Reason.GPU_COUNT_MISMATCH]
-        if not fc.fits:
-            notes.append(f"even every replica removal allowed leaves {fc.provisioned_watts:,.0f} W over the "
-                         f"{budget_watts:,.0f} W budget")
-        if fc.infeasible:
-            reasons.append(Reason.INFEASIBLE_MIN_REPLICAS)
-        return Choice(targets=fc.targets, reasons=tuple(reasons), infeasible=fc.infeasible,
-                      budget_limited=fc.infeasible, notes=tuple(notes), replicas_changed_on_cap_tick=True)
-
-    def _no_cap_raise(self, choice: Choice, current: Mapping[Role, RoleState]) -> Choice:
-        """Missing or failed data is no reason to add power: caps stay at or below the held targets' (before
-        the first decision: the caps in force, where known)."""
-        if not choice.power_safe:
-            return choice
-        ceiling: dict[Role, float | None] = (
-            {role: t.cap_watts for role, t in self._targets.items()} if self._targets is not None
-            else {role: current[role].applied_cap_watts for role in ROLES}
-        )
-        targets = {}
-        for role, t in choice.targets.items():
-            top = ceiling[role]
-            targets[role] = t if top is None or t.cap_watts <= top else dataclasses.replace(t, cap_watts=top)
-        if targets == dict(choice.targets):
-            return choice
-        return dataclasses.replace(choice, targets=targets, allocation=None)
-
-    def _remember_rate(self, rate_per_s: float | None, predicted: LoadForecast | None) -> None:
-        """Keep the observed rate and the predictor's error on it (observed - predicted) for the burst window."""
-        window = self._config.planner.burst_window_intervals
-        if rate_per_s is None or window == 0:
-            return
-        self._recent_rates.append(rate_per_s)
-        del self._recent_rates[:-window]
-        if predicted is not None:
-            self._recent_errors.append(rate_per_s - predicted.request_rate_per_s)
-            del self._recent_errors[:-window]
-
-    def _peak_forecast(self, forecast: LoadForecast | None) -> LoadForecast | None:
-        """The load ours sizes replicas for: the forecast with burst headroom; ``None`` when there is none.
-
-        Why: a replica takes minutes to start, a cap seconds to change. Sized for the forecast (a mean that
-        lags bursts), a bursty deployment sheds replicas in every lull and meets the next burst with too few
-        for an interval plus a start-up. The headroom is ``planner.burst_error_multiple`` times the mean
-        under-forecast (``max(0, observed - predicted)``) over the last ``planner.burst_window_intervals``
-        adjustments, so it appears only where the predictor has recently been caught out, and it grows with
-        how badly. The rate ``forecast + headroom`` is sized at full SLA capacity (the target utilisation's
-        own headroom is not added on top of it) and capped at the window's peak observed rate (sized like any
-        forecast), so a steady or smoothly changing load (small errors) keeps its mean sizing and its energy.
-        Caps still follow the current load on every cap tick; replicas kept for a burst draw idle power.
-        """
-        if forecast is None or not self._recent_errors:
-            return None
-        planner = self._config.planner
-        under = sum(max(0.0, e) for e in self._recent_errors) / len(self._recent_errors)
-        upper = (forecast.request_rate_per_s + planner.burst_error_multiple * under) * planner.target_utilization
-        peak = min(max(self._recent_rates), upper)
-        if peak <= forecast.request_rate_per_s:
-            return None
-        return dataclasses.replace(forecast, request_rate_per_s=peak)
-
-    def _cap_tick_forecast(self, obs: Observation, state: str, oracle_load: LoadForecast | None) -> LoadForecast | None:
-        """The load caps are sized for between adjustments.
-
-        Caps change within seconds, so a cap tick reacts to what is happening now: the interval's forecast,
-        raised to the currently observed rate if that is higher (a surge mid-interval is met with higher
-        caps on the replicas already there), with the latency corrections refreshed from this window (the
-        TTFT backlog term among them). The oracle sees the true load of the coming interval instead.
-        Nothing here feeds the predictors, which stay on the adjustment timescale.
-        """
-        if oracle_load is not None:
-            return oracle_load
-        forecast = self._forecast
-        if state != "ok" or obs.request_rate_per_s is None:
-            return forecast
-        if forecast is None:
-            # No interval forecast yet (warm-up, or traffic resuming after an idle reset): size the caps for
-            # the load observed now rather than holding caps chosen for no load.
-            assert obs.isl_tokens is not None and obs.osl_tokens is not None  # state "ok" guarantees them
-            self._update_corrections(obs, dynamo=False)
-            return LoadForecast(obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens)
-        self._update_corrections(obs, dynamo=False)
-        if obs.request_rate_per_s <= forecast.request_rate_per_s:
-            return forecast
-        return dataclasses.replace(forecast, request_rate_per_s=obs.request_rate_per_s)
-
-    # -- the shared decision flow -------------------------------------------------------------------
-
-    def _choose(self, ctx: PlanContext, adjust: bool, state: str, oracle: bool, held: dict[Role, int],
-                reasons: list[Reason], notes: list[str]) -> Choice:
-        if adjust and (state == "ok" or oracle) and ctx.forecast is not None:
-            return self._policy.adjust(ctx)
-        if adjust and state == "idle" and self._idle_ticks >= self._config.planner.idle_ticks_to_min:
-            reasons.append(Reason.IDLE_SCALE_TO_MIN)
-            self._predictor.reset()
-            self._recent_rates.clear()
-            self._recent_errors.clear()
-            self._forecast = None
-            minimum = {role: self._kit.bounds[role].min_replicas for role in ROLES}
-            idle_ctx = dataclasses.replace(
-                ctx, forecast=LoadForecast(0.0, self._last_isl or 1.0, self._last_osl or 1.0)
-            )
-            return self._policy.hold(idle_ctx, minimum)
-        if adjust and state == "backlog":
-            reasons.append(Reason.HOLD_NO_DATA)
-            notes.append(
-                f"no arrivals this interval but latency above target (TTFT {_ms(ctx.obs.ttft_ms)}, ITL "
-                f"{_ms(ctx.obs.itl_ms)}): a backlog is still being served, so not idle; holding the replica target"
-            )
-        elif adjust and state in ("idle", "ok", "missing"):
-            reasons.append(Reason.HOLD_NO_DATA)
-            if state != "missing":  # missing data has its own note
-                notes.append("no usable traffic data this interval; holding the replica target")
-        return self._policy.hold(ctx, held)
-
-    def _data_state(self, raw: Observation, clean: Observation) -> str:
-        """ok / idle / backlog / missing / source_error for the load fields of this observation.
-
-        ``idle`` needs positive evidence: a rate of exactly 0 (the requests counter is there and did not grow).
-        No rate at all (``None``: absent series, NaN), a bad one, or requests without ISL/OSL is ``missing``:
-        it says nothing about traffic, so it never moves replicas toward the minimum.
-        ``backlog``: nothing arrived in the window, yet requests finished in it (TTFT or ITL samples exist)
-        with latency above the target. Those requests queued behind earlier work; scaling to the minimum
-        now would strand them, so it is not idle.
-        """
-        if not raw.source_ok:
-            return "source_error"
-        rate = raw.request_rate_per_s
-        if rate is None or not (_finite(rate) and rate >= 0):
-            return "missing"
-        if rate == 0:
-            ttft_s = clean.ttft_ms / 1000.0 if clean.ttft_ms is not None else None
-            itl_s = clean.itl_ms / 1000.0 if clean.itl_ms is not None else None
-            if (ttft_s is not None and ttft_s > self._kit.sla_ttft_s) or (
-                itl_s is not None and itl_s > self._kit.sla_itl_s
-            ):
-                return "backlog"
-            return "idle"
-        if clean.isl_tokens is None or clean.osl_tokens is None:
-            return "missing"
-        return "ok"
-
-    def _sanitise(self, obs: Observation) -> tuple[Observation, list[str]]:
-        """Replace unusable values with explicit ``None``/0 and say what was wrong."""
-        problems: list[str] = []
-        changes: dict[str, object] = {}
-        budget = obs.budget_watts
-        if not (_finite(budget) and budget > 0):
-            fallback = self._last_budget_watts if self._last_budget_watts is not None else self._config.budget.watts
-            problems.append(f"budget_watts={budget!r} is not a positive number; using {fallback:g} W")
-            changes["budget_watts"] = fallback
-        else:
-            self._last_budget_watts = budget
-        if not _finite(obs.time_s):
-            previous = self._last_adjust_s if self._last_adjust_s is not None else 0.0
-            problems.append(f"time_s={obs.time_s!r} is not a number; treated as a cap tick")
-            changes["time_s"] = previous
-        rate = obs.request_rate_per_s
-        if rate is not None and not (_finite(rate) and rate >= 0):
-            problems.append(f"request_rate_per_s={rate!r} is not a non-negative number; holding")
-            changes["request_rate_per_s"] = None
-        for name in ("isl_tokens", "osl_tokens"):
-            value = getattr(obs, name)
-            if value is not None and not (_finite(value) and value > 0):
-                problems.append(f"{name}={value!r} is not a positive number; ignored")
-                changes[name] = None
-        if obs.source_ok and _finite(rate) and rate is not None and rate > 0:
-            for name in ("isl_tokens", "osl_tokens"):
-                if getattr(obs, name) is None:
-                    problems.append(f"{name} is missing while requests arrive; holding")
-        for name in ("ttft_ms", "itl_ms", "measured_power_watts"):
-            value = getattr(obs, name)
-            if value is not None and not (_finite(value) and value >= 0):
-                problems.append(f"{name}={value!r} is not a non-negative number; ignored")
-                changes[name] = None
-        for role in ROLES:
-            rs = obs.role(role)
-            fixed = self._sanitise_role(role, rs, problems)
-            if fixed is not rs:
-                changes[role.value] = fixed
-        return (dataclasses.replace(obs, **changes) if changes else obs), problems  # type: ignore[arg-type]
-
-    @staticmethod
-    def _sanitise_role(role: Role, rs: RoleState, problems: list[str]) -> RoleState:
-        counts = {}
-        for name in ("ready_replicas", "starting_replicas", "draining_replicas"):
-            value = getattr(rs, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                try:
-                    fixed = max(0, int(value)) if _finite(float(value)) else 0
-                except (TypeError, ValueError):
-                    fixed = 0
-                problems.append(f"{role.value}.{name}={value!r} is not a count >= 0; using {fixed}")
-                counts[name] = fixed
-        cap = rs.applied_cap_watts
-        cap_fix: dict[str, float | None] = {}
-        if cap is not None and not (_finite(cap) and cap > 0):
-            problems.append(f"{role.value}.applied_cap_watts={cap!r} is not a positive number; treated as unknown")
-            cap_fix["applied_cap_watts"] = None
-        draw = rs.measured_draw_watts
-        if draw is not None and not (_finite(draw) and draw >= 0):
-            problems.append(f"{role.value}.measured_draw_watts={draw!r} is not a number >= 0; ignored")
-            cap_fix["measured_draw_watts"] = None
-        gpus = rs.gpus_per_replica
-        if gpus is not None and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1):
-            problems.append(f"{role.value}.gpus_per_replica={gpus!r} is not a count >= 1; the profile's is assumed")
-            cap_fix["gpus_per_replica"] = None
-        if not counts and not cap_fix:
-            return rs
-        return dataclasses.replace(rs, **counts, **cap_fix)  # type: ignore[arg-type]
-
     def _update_corrections(self, obs: Observation, dynamo: bool = True) -> None:
         caps = {}
         for role in ROLES:
@@ -453,7 +292,7 @@ class Planner:
             caps[role] = self._kit.profile.gpu.clamp(applied if applied is not None else held)
         self._corrections = observed_corrections(
             self._profile, obs, caps[Role.PREFILL], caps[Role.DECODE], self._corrections,
-            ttft_target_s=self._kit.sla_ttft_s, drain_interval_s=self._config.planner.adjustment_interval_s,
+            ttft_target_s=self._kit.sla_ttft_s, drain_interval_s=self._settings.adjustment_interval_s,
         )
         if dynamo:  # Dynamo computes its factors once per adjustment interval
             tdp = self._kit.tdp_watts
@@ -478,18 +317,19 @@ def _ms(value: float | None) -> str:
 
 
 def make_planner(
-    config: Config,
+    settings: PlannerSettings,
     profile: PowerProfile,
     policy: str | None = None,
     static_caps_watts: Mapping[Role, float] | None = None,
 ) -> Planner:
-    """Build the Planner for ``policy`` (default ``config.planner.policy``).
+    """Build the Planner for ``policy`` (default ``settings.policy``). The edges build ``settings`` from the
+    config (``powerplanner.core_settings.build_planner`` does both).
 
     ``static_caps_watts`` fixes per-role caps for ``dynamo-power``/``proportional`` (default: TDP or
-    ``config.planner.static_caps_watts``); ours also considers them, so it can always do at least as
+    ``settings.static_caps_watts``); ours also considers them, so it can always do at least as
     well as a static allocation.
     """
-    entry = policy_entry(policy or config.planner.policy)
-    kit = Toolkit(config, profile, static_caps_watts)
-    rules = entry.sizing(config.planner.target_utilization)
-    return Planner(config, profile, entry.build(kit, entry.name), kit, rules, entry.receives_oracle_load)
+    entry = policy_entry(policy or settings.policy)
+    kit = Toolkit(settings, profile, static_caps_watts)
+    rules = entry.sizing(settings.target_utilization)
+    return Planner(settings, profile, entry.build(kit, entry.name), kit, rules, entry.receives_oracle_load)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from powerplanner.config import Config
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import LoadForecast, Observation, Reason, RoleTarget
 from powerplanner.planning.optimizer import Allocation, Bounds, Constraints
+from powerplanner.planning.settings import PlannerSettings
 from powerplanner.planning.sizing import Corrections, ProfileCache, RoleCapacity, SizingRules, size_role
 
 
@@ -33,7 +33,6 @@ class PlanContext:
     corrections: Corrections  # expected latency at the applied caps (ours)
     profile_corrections: Corrections  # expected latency at TDP, as Dynamo's cap-less profile sees it
     adjust: bool  # replicas may change on this tick
-    first: bool
     held: Mapping[Role, RoleTarget] | None  # the targets in force (previous decision), if any
     current_replicas: Mapping[Role, int]  # desired replicas (ready + starting) observed now
     # Adjustment ticks: the forecast with its rate raised to the recent peak (what ours sizes replicas for);
@@ -53,7 +52,6 @@ class Choice:
     allocation: Allocation | None = None  # the policy's own prediction, if it made one
     notes: tuple[str, ...] = ()
     replicas_changed_on_cap_tick: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Policy(Protocol):
@@ -79,8 +77,9 @@ def _floor_cap(watts: float, lo: float, hi: float) -> float:
 class Toolkit:
     """Shared, per-planner helpers: candidate caps, bounds, sizing, constraints."""
 
-    def __init__(self, config: Config, profile: PowerProfile, static_caps_watts: Mapping[Role, float] | None) -> None:
-        self.config = config
+    def __init__(self, settings: PlannerSettings, profile: PowerProfile,
+                 static_caps_watts: Mapping[Role, float] | None) -> None:
+        self.settings = settings
         self.profile = profile
         self.cache = ProfileCache(profile)
         gpu = profile.gpu
@@ -92,8 +91,8 @@ class Toolkit:
             given = None
             if static_caps_watts is not None and role in static_caps_watts:
                 given = static_caps_watts[role]
-            elif role.value in config.planner.static_caps_watts:
-                given = config.planner.static_caps_watts[role.value]
+            elif role in settings.static_caps_watts:
+                given = settings.static_caps_watts[role]
             static[role] = (
                 self.tdp_watts if given is None else _floor_cap(given, self.min_cap_watts, self.max_cap_watts)
             )
@@ -102,23 +101,20 @@ class Toolkit:
         levels: dict[Role, tuple[float, ...]] = {}
         for role in ROLES:
             raw = [_floor_cap(c, self.min_cap_watts, self.max_cap_watts)
-                   for c in profile.cap_levels(role, config.planner.cap_levels)]
+                   for c in profile.cap_levels(role, settings.cap_levels)]
             raw += [self.tdp_watts, static[role], self.min_cap_watts]
             levels[role] = tuple(sorted(set(raw)))
         self.cap_levels = levels
-        self.bounds = {
-            Role.PREFILL: Bounds(config.planner.prefill.min_replicas, config.planner.prefill.max_replicas),
-            Role.DECODE: Bounds(config.planner.decode.min_replicas, config.planner.decode.max_replicas),
-        }
-        self.sla_ttft_s = config.sla.ttft_ms / 1000.0
-        self.sla_itl_s = config.sla.itl_ms / 1000.0
+        self.bounds: dict[Role, Bounds] = dict(settings.replica_bounds)
+        self.sla_ttft_s = settings.sla_ttft_s
+        self.sla_itl_s = settings.sla_itl_s
 
     def constraints(self, budget_watts: float) -> Constraints:
         return Constraints(
             budget_watts=budget_watts,
-            gpu_pool=self.config.planner.gpu_pool,
-            measured=self.config.budget.mode == "measured",
-            headroom=self.config.budget.headroom,
+            gpu_pool=self.settings.gpu_pool,
+            measured=self.settings.measured_budget,
+            headroom=self.settings.budget_headroom,
         )
 
     def capacities(

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from powerplanner.config import PredictorConfig
 from powerplanner.model.values import LoadForecast
+from powerplanner.planning.settings import PredictorSettings
 
 
 class Predictor(Protocol):
@@ -193,24 +193,26 @@ class KalmanPredictor(_Smoother):
         return 0.0 if self._level is None else self._level + self._trend
 
 
-def make_predictor(config: PredictorConfig) -> Predictor:
-    """Build one predictor from ``config.planner.predictor``."""
-    if config.kind == "constant":
-        return ConstantPredictor(config.warmup_ticks, config.log1p)
-    if config.kind == "ewma":
-        return EwmaPredictor(config.alpha, config.warmup_ticks, config.log1p)
-    if config.kind == "holt":
-        return HoltPredictor(config.alpha, config.beta, config.warmup_ticks, config.log1p)
-    return KalmanPredictor(config.alpha, config.beta, config.warmup_ticks, config.log1p)
+def make_predictor(settings: PredictorSettings) -> Predictor:
+    """Build one predictor of ``settings.kind`` (``planner.predictor`` in the config)."""
+    if settings.kind == "constant":
+        return ConstantPredictor(settings.warmup_ticks, settings.log1p)
+    if settings.kind == "ewma":
+        return EwmaPredictor(settings.alpha, settings.warmup_ticks, settings.log1p)
+    if settings.kind == "holt":
+        return HoltPredictor(settings.alpha, settings.beta, settings.warmup_ticks, settings.log1p)
+    if settings.kind == "kalman":
+        return KalmanPredictor(settings.alpha, settings.beta, settings.warmup_ticks, settings.log1p)
+    raise ValueError(f"unknown predictor kind {settings.kind!r}; use constant, ewma, holt or kalman")
 
 
 class LoadPredictor:
     """Rate, ISL and OSL, each with its own predictor of the configured kind."""
 
-    def __init__(self, config: PredictorConfig) -> None:
-        self._rate = make_predictor(config)
-        self._isl = make_predictor(config)
-        self._osl = make_predictor(config)
+    def __init__(self, settings: PredictorSettings) -> None:
+        self._rate = make_predictor(settings)
+        self._isl = make_predictor(settings)
+        self._osl = make_predictor(settings)
 
     def observe(self, rate_per_s: float | None, isl_tokens: float | None, osl_tokens: float | None) -> None:
         """Feed one interval; ``None`` leaves that series untouched (no data is not zero)."""

@@ -59,7 +59,7 @@ class ProfileCache:
         self._memo: dict[tuple[object, ...], float] = {}
         top = profile.gpu.max_limit_watts
         # A cap at or above the role's natural draw never binds, so the role performs as at the top cap
-        # (DESIGN section 4: "a decode cap above its draw saves nothing"). Looking such caps up once at the
+        # (docs/profile-format.md: "a cap at or above it changes nothing"). Looking such caps up once at the
         # top limit cuts the decode lookups per tick by about two thirds on an H100.
         self._natural = {role: min(top, profile.natural_draw_watts(role)) for role in (Role.PREFILL, Role.DECODE)}
         self._top = top

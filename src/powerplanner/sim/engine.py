@@ -3,9 +3,10 @@
 Usage (what ``sim/runner.py`` does for each policy)::
 
     from powerplanner.sim.engine import simulate
+    from powerplanner.core_settings import engine_settings
     from powerplanner.sim.settings import SimSettings
-    result = simulate(trace, profile, planner, config, SimSettings(initial_prefill_replicas=4,
-                      initial_decode_replicas=6), budget_watts=20_000.0, oracle=(policy == "oracle"),
+    result = simulate(trace, profile, planner, engine_settings(config), SimSettings(initial_prefill_replicas=4,
+                      initial_decode_replicas=6), budget_watts=20_000.0, oracle=planner.receives_oracle_load,
                       progress=lambda fraction: bar.update(fraction))
 
 The run is deterministic (no randomness, no clock reads except ``wall_s``). It imports nothing from
@@ -23,7 +24,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from powerplanner.config import Config
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import Role
 from powerplanner.sim.cluster import (
@@ -38,7 +38,7 @@ from powerplanner.sim.cluster import (
     Cluster,
 )
 from powerplanner.sim.loop import ClosedLoop, TickingPlanner
-from powerplanner.sim.settings import SimSettings
+from powerplanner.sim.settings import EngineSettings, SimSettings
 from powerplanner.sim.types import SimResult, TimeSeries, Trace
 
 
@@ -46,7 +46,7 @@ def simulate(
     trace: Trace,
     profile: PowerProfile,
     planner: TickingPlanner,
-    config: Config,
+    engine: EngineSettings,
     settings: SimSettings | None = None,
     budget_watts: float | Callable[[float], float] | None = None,
     oracle: bool = False,
@@ -55,18 +55,18 @@ def simulate(
     """Replay ``trace`` through a simulated prefill/decode cluster with ``planner`` in the loop.
 
     - ``budget_watts``: a constant, or a function of simulated time (seconds since the first arrival) that is
-      read at every cap tick, the way the live loop reads its budget sources. None: ``config.budget.watts``.
+      read at every cap tick, the way the live loop reads its budget sources. None: ``engine.budget_watts``.
     - ``oracle``: pass the true load of the next adjustment interval to ``planner.tick`` as ``oracle_load``.
     - ``progress``: called after every planner tick with the fraction of the trace's duration simulated so far
       (0..1; the drain after the last arrival reports 1.0).
 
-    The planner is ticked at t=0 and every ``config.planner.cap_interval_s``. The run ends when every request
+    The planner is ticked at t=0 and every ``engine.cap_interval_s``. The run ends when every request
     has completed, or ``settings.drain_limit_s`` after the last arrival; ``SimResult.completed < requests``
     then says how many did not finish (their latencies are not in the per-request arrays).
     """
     wall_start = time.perf_counter()
     settings = settings if settings is not None else SimSettings()
-    budget_at = _budget_function(budget_watts if budget_watts is not None else config.budget.watts)
+    budget_at = _budget_function(budget_watts if budget_watts is not None else engine.budget_watts)
 
     arrival = trace.arrival_s.astype(np.float64).tolist()
     isl = trace.isl_tokens.astype(np.int64).tolist()
@@ -75,19 +75,31 @@ def simulate(
     prefix_isl = [0.0, *np.cumsum(trace.isl_tokens, dtype=np.float64).tolist()]
     prefix_osl = [0.0, *np.cumsum(trace.osl_tokens, dtype=np.float64).tolist()]
 
-    replicas = _initial_replicas(trace, profile, config, settings, float(budget_at(0.0)))
+    replicas = _initial_replicas(trace, profile, engine, settings, float(budget_at(0.0)))
     caps = _initial_caps(profile, settings, replicas, budget_at(0.0))
-    pool = settings.gpu_pool if settings.gpu_pool is not None else config.planner.gpu_pool
+    pool = settings.gpu_pool if settings.gpu_pool is not None else engine.gpu_pool
     cluster = Cluster(profile, settings, arrival, isl, osl, caps, pool)
-    loop = ClosedLoop(cluster, planner, config, settings, budget_at, oracle, prefix_isl, prefix_osl)
+    loop = ClosedLoop(cluster, planner, engine, settings, budget_at, oracle, prefix_isl, prefix_osl)
     cluster.set_budget(0.0, float(budget_at(0.0)), 0.0)
     for role in (PREFILL, DECODE):
         for _ in range(replicas[role]):
             cluster.add_ready(role, 0.0)
 
-    duration_s = trace.duration_s
     horizon_s = (arrival[-1] if n else 0.0) + settings.drain_limit_s
-    cap_interval_s = config.planner.cap_interval_s
+    end_s = _run_events(cluster, loop, arrival, horizon_s, engine.cap_interval_s, trace.duration_s, progress)
+    cluster.accumulate(end_s)
+    loop.sample(end_s)
+    if progress is not None:
+        progress(1.0)
+    return _result(planner.policy_name, trace, cluster, loop, end_s, time.perf_counter() - wall_start)
+
+
+def _run_events(cluster: Cluster, loop: ClosedLoop, arrival: list[float], horizon_s: float, cap_interval_s: float,
+                duration_s: float, progress: Callable[[float], None] | None) -> float:
+    """The event loop: arrivals in trace order, interleaved with the cluster's events and the planner's ticks,
+    until every request has completed or ``horizon_s``. Returns the simulated end time. The hot path of a run
+    (bench/sim_speed.py): names it calls per event are bound to locals."""
+    n = len(arrival)
     heap = cluster.heap
     heappop = heapq.heappop
     i = 0
@@ -129,12 +141,7 @@ def simulate(
             end_s = t
         else:  # pragma: no cover - the tick keeps the heap non-empty
             break
-
-    cluster.accumulate(end_s)
-    loop.sample(end_s)
-    if progress is not None:
-        progress(1.0)
-    return _result(planner.policy_name, trace, cluster, loop, end_s, time.perf_counter() - wall_start)
+    return end_s
 
 
 def _budget_function(budget: float | Callable[[float], float]) -> Callable[[float], float]:
@@ -145,7 +152,7 @@ def _budget_function(budget: float | Callable[[float], float]) -> Callable[[floa
 
 
 def _initial_replicas(
-    trace: Trace, profile: PowerProfile, config: Config, settings: SimSettings, budget_watts: float
+    trace: Trace, profile: PowerProfile, engine: EngineSettings, settings: SimSettings, budget_watts: float
 ) -> tuple[int, int]:
     """The deployment as it stands when the trace starts. Explicit settings win; otherwise each role is sized
     with Dynamo's rule at TDP (``ceil(demand / (SLA-bound throughput per GPU x GPUs x target utilisation))``) for
@@ -153,17 +160,17 @@ def _initial_replicas(
     adjustment + replica start time), as an operator would have provisioned it: the same start for every
     policy, instead of a cold start at the minimum that every policy must first dig out of. Bounded by the
     replica bounds, the GPU pool and (at the lowest caps) the budget."""
-    bounds = (config.planner.prefill, config.planner.decode)
     explicit = (settings.initial_prefill_replicas, settings.initial_decode_replicas)
     gpus = (profile.gpus_per_replica(Role.PREFILL), profile.gpus_per_replica(Role.DECODE))
-    window_s = config.prometheus.window_s or config.planner.adjustment_interval_s
-    sized = [bounds[0].min_replicas, bounds[1].min_replicas]
+    window_s = engine.window_s
+    lowest, highest = engine.min_replicas, engine.max_replicas
+    sized = list(lowest)
     if len(trace) and (explicit[0] is None or explicit[1] is None):
         tdp = profile.gpu.default_limit_watts
-        util = config.planner.target_utilization
+        util = engine.target_utilization
         # No policy can have a new replica serving before its first adjustment plus the start time, so size
         # for the busiest window that begins within that horizon.
-        horizon_s = config.planner.adjustment_interval_s + settings.replica_start_s
+        horizon_s = engine.adjustment_interval_s + settings.replica_start_s
         arrival = trace.arrival_s
         start_s = 0.0
         while True:
@@ -174,9 +181,8 @@ def _initial_replicas(
                 rate = (hi - lo) / max(span_s, 1e-9)
                 isl = float(trace.isl_tokens[lo:hi].mean())
                 osl = float(trace.osl_tokens[lo:hi].mean())
-                p_tput = profile.prefill_throughput_tokens_per_s_per_gpu(isl, tdp, config.sla.ttft_ms / 1000.0)
-                d_tput = profile.decode_throughput_tokens_per_s_per_gpu(isl + osl / 2.0, tdp,
-                                                                        config.sla.itl_ms / 1000.0)
+                p_tput = profile.prefill_throughput_tokens_per_s_per_gpu(isl, tdp, engine.sla_ttft_s)
+                d_tput = profile.decode_throughput_tokens_per_s_per_gpu(isl + osl / 2.0, tdp, engine.sla_itl_s)
                 if p_tput > 0:
                     sized[0] = max(sized[0], math.ceil(rate * isl / (p_tput * gpus[0] * util)))
                 if d_tput > 0:
@@ -187,9 +193,8 @@ def _initial_replicas(
     replicas: list[int] = []
     for k in (0, 1):
         given = explicit[k]
-        replicas.append(given if given is not None else min(max(sized[k], bounds[k].min_replicas),
-                                                            bounds[k].max_replicas))
-    pool = settings.gpu_pool if settings.gpu_pool is not None else config.planner.gpu_pool
+        replicas.append(given if given is not None else min(max(sized[k], lowest[k]), highest[k]))
+    pool = settings.gpu_pool if settings.gpu_pool is not None else engine.gpu_pool
     floor_w = profile.gpu.min_limit_watts
 
     def too_big() -> bool:
@@ -198,7 +203,7 @@ def _initial_replicas(
 
     adjustable = [k for k in (0, 1) if explicit[k] is None]
     while too_big():
-        shrinkable = [k for k in adjustable if replicas[k] > bounds[k].min_replicas]
+        shrinkable = [k for k in adjustable if replicas[k] > lowest[k]]
         if not shrinkable:
             break
         replicas[max(shrinkable, key=lambda j: replicas[j])] -= 1

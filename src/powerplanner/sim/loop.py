@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from powerplanner.config import Config
 from powerplanner.model.roles import Role
 from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState, Step, StepKind
 from powerplanner.sim.cluster import (
@@ -38,7 +37,7 @@ from powerplanner.sim.cluster import (
     STARTING,
     Cluster,
 )
-from powerplanner.sim.settings import SimSettings
+from powerplanner.sim.settings import EngineSettings, SimSettings
 
 
 class TickingPlanner(Protocol):
@@ -59,7 +58,7 @@ class ClosedLoop:
         self,
         cluster: Cluster,
         planner: TickingPlanner,
-        config: Config,
+        engine: EngineSettings,
         settings: SimSettings,
         budget_at: Callable[[float], float],
         oracle: bool,
@@ -71,10 +70,9 @@ class ClosedLoop:
         self.settings = settings
         self.budget_at = budget_at
         self.oracle = oracle
-        self.cap_interval_s = config.planner.cap_interval_s
-        self.adjustment_interval_s = config.planner.adjustment_interval_s
-        window_s = config.prometheus.window_s or config.planner.adjustment_interval_s
-        self.window_ticks = max(1, round(window_s / self.cap_interval_s))
+        self.cap_interval_s = engine.cap_interval_s
+        self.adjustment_interval_s = engine.adjustment_interval_s
+        self.window_ticks = max(1, round(engine.window_s / self.cap_interval_s))
         self.grace_s = settings.budget_cut_grace_s if settings.budget_cut_grace_s is not None else self.cap_interval_s
         self.prefix_isl = prefix_isl
         self.prefix_osl = prefix_osl

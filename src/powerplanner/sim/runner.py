@@ -101,22 +101,18 @@ def sim_settings(scenario: Scenario) -> Any:
 
 def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
     """Build profile, planner and settings for one job and run the simulator (in this process)."""
-    from powerplanner.model.profiles import load_profile
+    from powerplanner.core_settings import build_planner, engine_settings, profile_from_config
     from powerplanner.model.roles import Role
-    from powerplanner.planning.planner import make_planner
     from powerplanner.sim.engine import simulate
 
     scenario = job.scenario
     config = scenario.config(job.budget_watts)
-    if config.profile.path:
-        profile = load_profile(path=config.profile.path, gpu=config.profile.gpu)
-    else:
-        profile = load_profile(name=config.profile.name, gpu=config.profile.gpu)
+    profile = profile_from_config(config.profile)
     caps = {Role(k): float(v) for k, v in job.static_caps_watts.items()} if job.static_caps_watts else None
-    planner = make_planner(config, profile, job.policy, caps)
+    planner = build_planner(config, profile, job.policy, caps)
     started = time.perf_counter()
     result = simulate(
-        job.trace, profile, planner, config, sim_settings(scenario), job.budget_watts,
+        job.trace, profile, planner, engine_settings(config), sim_settings(scenario), job.budget_watts,
         oracle=planner.receives_oracle_load, progress=progress,
     )
     wall = time.perf_counter() - started

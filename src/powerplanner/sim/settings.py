@@ -113,3 +113,21 @@ class SimSettings:
                 problems.append(f"sim settings: {name} must be a positive number of watts (got {value!r}); fix it")
         if problems:
             raise ConfigError(*problems)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine and its closed loop take from the planner's configuration (built from it at the edge,
+    ``powerplanner.core_settings.engine_settings``): when the planner ticks, the window its observations average
+    over, the default budget and what the opening deployment is sized with. Pairs are (prefill, decode)."""
+
+    budget_watts: float  # used when the run is given no budget of its own
+    cap_interval_s: float  # the planner is ticked this often
+    adjustment_interval_s: float  # replicas may change this often (sizes the opening deployment's horizon)
+    window_s: float  # observations average over this window, as the live metrics source does
+    gpu_pool: int | None  # unless SimSettings.gpu_pool says otherwise
+    target_utilization: float
+    sla_ttft_s: float
+    sla_itl_s: float
+    min_replicas: tuple[int, int]
+    max_replicas: tuple[int, int]

@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import build_planner
 from powerplanner.live.budget import CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
 from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.loop import LiveLoop, LoopSettings
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import ROLES, Role
-from powerplanner.planning.planner import make_planner
 from tests.unit.planning.fake_profile import FakeProfile
 
 TICK_S = 5.0
@@ -176,7 +176,7 @@ def test_limits_in_force_never_exceed_the_budget_whatever_the_agents_lag(
                              {Role.PREFILL: (2, start_cap), Role.DECODE: (2, start_cap)})
     metrics = ScrapedMetrics(cluster)
     metrics.scrape()
-    loop = LiveLoop(make_planner(config, profile, "ours"), metrics, cluster,
+    loop = LiveLoop(build_planner(config, profile, "ours"), metrics, cluster,
                     CompositeBudget([StaticBudget(budget_watts)]), clock,
                     LoopSettings(cap_interval_s=TICK_S, window_s=30.0))
     ticks = 48

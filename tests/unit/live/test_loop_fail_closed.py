@@ -9,13 +9,13 @@ import pytest
 from prometheus_client import generate_latest
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import build_planner
 from powerplanner.live.budget import CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
 from powerplanner.live.loop import LiveLoop, LoopSettings, build_observation
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Reason, StepKind
-from powerplanner.planning.planner import make_planner
 from tests.unit.live.fakes import FakeActuator, FakeMetrics
 from tests.unit.planning.fake_profile import FakeProfile
 
@@ -27,7 +27,7 @@ def make_loop(actuator: FakeActuator, metrics: FakeMetrics, missing_ticks: int =
     config = config_from_mapping({"budget": {"watts": BUDGET_WATTS},
                                   "planner": {"adjustment_interval_s": 30, "cap_interval_s": 5}})
     clock = FakeClock()
-    loop = LiveLoop(make_planner(config, FakeProfile()), metrics, actuator,
+    loop = LiveLoop(build_planner(config, FakeProfile()), metrics, actuator,
                     CompositeBudget([StaticBudget(BUDGET_WATTS)]), clock,
                     LoopSettings(cap_interval_s=5.0, window_s=30.0, metrics_missing_ticks=missing_ticks))
     return loop, clock

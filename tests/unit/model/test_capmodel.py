@@ -1,4 +1,4 @@
-"""Properties of the cap model and the capped profiles (DESIGN.md section 4)."""
+"""Properties of the cap model and the capped profiles (docs/profile-format.md, "The model behind every profile")."""
 
 from __future__ import annotations
 

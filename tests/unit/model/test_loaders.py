@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from powerplanner.config import ProfileConfig
+from powerplanner.core_settings import profile_from_config
 from powerplanner.errors import ProfileError
 from powerplanner.model.capped import CappedProfile
 from powerplanner.model.loaders import document_from_profile, load_profile_path
 from powerplanner.model.profile import PowerProfile
-from powerplanner.model.profiles import builtin_profile_names, load_profile, profile_from_config
+from powerplanner.model.profiles import builtin_profile_names, load_profile
 from powerplanner.model.roles import Role
 from tests.unit.model import dynamo_data
 

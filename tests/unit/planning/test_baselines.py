@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from powerplanner.config import Config
+from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import Role
 from powerplanner.model.values import Reason, RoleState
 from powerplanner.planning.dynamo_budget import (
@@ -14,7 +15,6 @@ from powerplanner.planning.dynamo_budget import (
     minimum_power_footprint_fits,
     shrink_pair,
 )
-from powerplanner.planning.planner import make_planner
 from tests.unit.planning.conftest import make_config, obs
 from tests.unit.planning.fake_profile import FakeProfile
 
@@ -75,7 +75,7 @@ def test_dynamo_gpu_ceiling_clamp() -> None:
 
 
 def _required(config: Config, profile: FakeProfile, **kw: object) -> tuple[int, int]:
-    d = make_planner(config, profile, "dynamo-sla").tick(obs(**kw))  # type: ignore[arg-type]
+    d = build_planner(config, profile, "dynamo-sla").tick(obs(**kw))  # type: ignore[arg-type]
     return d.prefill.replicas, d.decode.replicas
 
 
@@ -89,7 +89,7 @@ def test_proportional_truncates_a_role_to_zero(profile: FakeProfile) -> None:
     # choose a budget whose scale factor leaves less than one replica of the smaller role
     small = min(p, d)
     budget = required_power * 0.9 / small
-    decision = make_planner(make_config(budget_watts=budget), profile, "proportional").tick(obs(budget=budget, **load))
+    decision = build_planner(make_config(budget_watts=budget), profile, "proportional").tick(obs(budget=budget, **load))
     scale = budget / required_power
     assert (decision.prefill.replicas, decision.decode.replicas) == (int(p * scale), int(d * scale))
     assert min(decision.prefill.replicas, decision.decode.replicas) == 0
@@ -101,7 +101,7 @@ def test_proportional_truncates_a_role_to_zero(profile: FakeProfile) -> None:
 def test_proportional_keeps_sla_replicas_when_they_fit(profile: FakeProfile) -> None:
     load: dict[str, Any] = dict(rate=20.0, isl=2000.0, osl=300.0)
     p, d = _required(make_config(budget_watts=1e6), profile, budget=1e6, **load)
-    decision = make_planner(make_config(budget_watts=1e6), profile, "proportional").tick(obs(budget=1e6, **load))
+    decision = build_planner(make_config(budget_watts=1e6), profile, "proportional").tick(obs(budget=1e6, **load))
     assert (decision.prefill.replicas, decision.decode.replicas) == (p, d)
 
 
@@ -115,7 +115,7 @@ def test_dynamo_power_stages_through_the_planner(profile: FakeProfile) -> None:
     budget = max(p + d, 1 + 4) * per_replica  # target and current fit, the parallel peak does not
     assert max(p, 1) + max(d, 4) > budget / per_replica
     current = dict(prefill=RoleState(1, applied_cap_watts=700.0), decode=RoleState(4, applied_cap_watts=700.0))
-    planner = make_planner(make_config(budget_watts=budget), profile, "dynamo-power")
+    planner = build_planner(make_config(budget_watts=budget), profile, "dynamo-power")
     first = planner.tick(obs(budget=budget, **current, **load))  # type: ignore[arg-type]
     assert Reason.STAGED in first.reasons
     assert (first.prefill.replicas, first.decode.replicas) == (1, d)
@@ -129,7 +129,7 @@ def test_dynamo_power_stages_through_the_planner(profile: FakeProfile) -> None:
 
 def test_dynamo_power_fails_closed_when_the_minimum_does_not_fit(profile: FakeProfile) -> None:
     budget = 2 * 4 * 700.0 - 1  # one replica per role at 700 W caps does not fit
-    d = make_planner(make_config(budget_watts=budget), profile, "dynamo-power").tick(obs(budget=budget))
+    d = build_planner(make_config(budget_watts=budget), profile, "dynamo-power").tick(obs(budget=budget))
     assert d.infeasible
     assert Reason.STARTUP_GATE in d.reasons and Reason.INFEASIBLE_MIN_REPLICAS in d.reasons
 
@@ -138,13 +138,13 @@ def test_dynamo_power_is_infeasible_when_the_minimum_needs_more_gpus_than_the_po
     """Dynamo's GPU ceiling returns (0, 0) when the minimums overshoot the pool (hypothesis found a TP8 prefill
     with min_replicas 2 and gpu_pool 8): the decision must say infeasible, not quietly go below the minimum."""
     config = make_config(gpu_pool=8, prefill={"min_replicas": 2})
-    d = make_planner(config, profile, "dynamo-power").tick(obs())
+    d = build_planner(config, profile, "dynamo-power").tick(obs())
     assert d.infeasible and Reason.INFEASIBLE_MIN_REPLICAS in d.reasons
     assert "gpu_pool" in " ".join(d.notes)
 
 
 def test_dynamo_power_uses_the_static_caps(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(), profile, "dynamo-power", static_caps_watts={Role.PREFILL: 450.0,
+    planner = build_planner(make_config(), profile, "dynamo-power", static_caps_watts={Role.PREFILL: 450.0,
                                                                                        Role.DECODE: 300.0})
     d = planner.tick(obs())
     assert (d.prefill.cap_watts, d.decode.cap_watts) == (450.0, 300.0)
@@ -152,12 +152,12 @@ def test_dynamo_power_uses_the_static_caps(profile: FakeProfile) -> None:
 
 def test_static_caps_come_from_config_too(profile: FakeProfile) -> None:
     config = make_config(static_caps_watts={"prefill": 500.0, "decode": 333.3})
-    d = make_planner(config, profile, "proportional").tick(obs())
+    d = build_planner(config, profile, "proportional").tick(obs())
     assert (d.prefill.cap_watts, d.decode.cap_watts) == (500.0, 333.0)
 
 
 def test_static_holds_initial_replicas_at_tdp(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(), profile, "static")
+    planner = build_planner(make_config(), profile, "static")
     start = dict(prefill=RoleState(3, applied_cap_watts=400.0), decode=RoleState(5, applied_cap_watts=400.0))
     for t, rate in ((0.0, 1.0), (60.0, 30.0), (120.0, 0.5)):
         d = planner.tick(obs(time_s=t, rate=rate, **start))  # type: ignore[arg-type]
@@ -169,7 +169,7 @@ def test_static_holds_initial_replicas_at_tdp(profile: FakeProfile) -> None:
 def test_dynamo_sla_ignores_the_budget(profile: FakeProfile) -> None:
     load: dict[str, Any] = dict(rate=20.0)
     want = _required(make_config(budget_watts=1e6), profile, budget=1e6, **load)
-    d = make_planner(make_config(budget_watts=3000.0), profile, "dynamo-sla").tick(obs(budget=3000.0, **load))
+    d = build_planner(make_config(budget_watts=3000.0), profile, "dynamo-sla").tick(obs(budget=3000.0, **load))
     assert (d.prefill.replicas, d.decode.replicas) == want
     assert d.projected_provisioned_watts > 3000.0
 

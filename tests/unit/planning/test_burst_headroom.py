@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from powerplanner.config import Config
+from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Decision, Reason, RoleState
-from powerplanner.planning.planner import Planner, make_planner
+from powerplanner.planning.planner import Planner
 from tests.unit.planning.conftest import make_config, obs
 from tests.unit.planning.fake_profile import FakeProfile
 
@@ -24,7 +25,7 @@ _NO_HEADROOM = {"burst_window_intervals": 0}
 
 def _planner(profile: FakeProfile, budget_watts: float = 20_000.0, **planner: Any) -> Planner:
     config = make_config(budget_watts, adjustment_interval_s=60, cap_interval_s=5, **planner)
-    return make_planner(config, profile, "ours")
+    return build_planner(config, profile, "ours")
 
 
 def _state(replicas: int, cap_watts: float = 400.0, starting: int = 0) -> RoleState:
@@ -172,7 +173,7 @@ def test_baselines_ignore_the_headroom(profile: FakeProfile) -> None:
         runs = []
         for planner_cfg in ({}, _NO_HEADROOM):
             config: Config = make_config(adjustment_interval_s=60, cap_interval_s=5, **planner_cfg)
-            planner = make_planner(config, profile, policy)
+            planner = build_planner(config, profile, policy)
             runs.append([(_adjust(planner, 60.0 * k, r).prefill, _adjust(planner, 60.0 * k + 5, r).decode)
                          for k, r in enumerate(rates)])
         assert runs[0] == runs[1], policy

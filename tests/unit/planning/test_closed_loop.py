@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, Observation, RoleState, StepKind
-from powerplanner.planning.planner import make_planner
 from tests.unit.planning.fake_profile import FakeProfile
 
 START_S = 60.0
@@ -90,7 +90,7 @@ def test_closed_loop_never_exceeds_the_budget(policy: str, rates: list[float], b
                     "prefill": {"min_replicas": 1, "max_replicas": 12},
                     "decode": {"min_replicas": 1, "max_replicas": 12}},
     })
-    planner = make_planner(config, profile, policy)
+    planner = build_planner(config, profile, policy)
     cluster = ToyCluster(profile)
     ticks = 120
     previous_budget = None

@@ -23,6 +23,7 @@ import math
 import pytest
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import planner_settings
 from powerplanner.model.capped import CappedProfile
 from powerplanner.model.profiles import load_profile
 from powerplanner.model.roles import Role
@@ -68,7 +69,7 @@ def test_ttft_expectation_has_no_queueing() -> None:
 def test_dynamo_sizing_worked_example() -> None:
     profile = load_profile("llama2-70b-h100-tp4")
     config = config_from_mapping({"budget": {"watts": 1e6}, "sla": {"ttft_ms": 500.0, "itl_ms": 50.0}})
-    kit = Toolkit(config, profile, None)
+    kit = Toolkit(planner_settings(config), profile, None)
     corrections = Corrections(prefill=2.016, decode=1.068)
     forecast = LoadForecast(10.0, 2000.0, 200.0)
     tdp = (TDP,)
@@ -92,7 +93,7 @@ def test_unreachable_itl_falls_back_to_the_lowest_load_point() -> None:
     corrected ITL: decode is then sized at the throughput of a batch of one, not at the raw maximum."""
     profile = load_profile("llama2-70b-h100-tp4")
     config = config_from_mapping({"budget": {"watts": 1e6}, "sla": {"ttft_ms": 500.0, "itl_ms": 50.0}})
-    kit = Toolkit(config, profile, None)
+    kit = Toolkit(planner_settings(config), profile, None)
     tdp = (TDP,)
     corrections = Corrections(prefill=1.0, decode=2.0)  # corrected ITL 25 ms < batch-1 ITL (29.6 ms at 2100)
     _, d = kit.capacities(LoadForecast(10.0, 2000.0, 200.0), corrections, _DYNAMO_RULES,

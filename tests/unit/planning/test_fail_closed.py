@@ -9,10 +9,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, Observation, Reason, RoleState, StepKind
 from powerplanner.planning.fail_closed import cut_only_targets
-from powerplanner.planning.planner import make_planner
 from powerplanner.planning.registry import policy_names
 from powerplanner.planning.transitions import current_provisioned_watts
 from tests.unit.planning.conftest import make_config, obs
@@ -105,7 +105,7 @@ def test_planner_with_an_8_gpu_deployment_and_a_tp4_profile_only_cuts(profile: F
     """Path 3 of issue 11: a DGD with 8 GPUs per replica ran at 1.93x the budget under a TP4 profile."""
     assert profile.gpus_per_replica(Role.PREFILL) == profile.gpus_per_replica(Role.DECODE) == 4
     budget = 16_000.0
-    planner = make_planner(make_config(budget_watts=budget, adjustment_interval_s=60, cap_interval_s=5), profile)
+    planner = build_planner(make_config(budget_watts=budget, adjustment_interval_s=60, cap_interval_s=5), profile)
     prefill, decode = _state(3, None), _state(2, None)  # caps unknown: counted at 700 W, 28,000 W
     for t in range(0, 600, 5):
         o = obs(time_s=float(t), rate=40.0, budget=budget, prefill=prefill, decode=decode)
@@ -125,14 +125,14 @@ def test_planner_with_an_8_gpu_deployment_and_a_tp4_profile_only_cuts(profile: F
 
 
 def test_matching_gpu_count_plans_normally(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(), profile)
+    planner = build_planner(make_config(), profile)
     d = planner.tick(obs(prefill=_state(1, 700.0, gpus=4), decode=_state(1, 700.0, gpus=4), rate=20.0))
     assert Reason.GPU_COUNT_MISMATCH not in d.reasons
     assert d.prefill.replicas + d.decode.replicas > 2  # the normal sizing scales up
 
 
 def test_bad_gpu_count_is_named_and_the_profile_assumed(profile: FakeProfile) -> None:
-    d = make_planner(make_config(), profile).tick(obs(prefill=_state(1, 700.0, gpus=0)))
+    d = build_planner(make_config(), profile).tick(obs(prefill=_state(1, 700.0, gpus=0)))
     assert Reason.BAD_OBSERVATION in d.reasons and Reason.GPU_COUNT_MISMATCH not in d.reasons
     assert any("gpus_per_replica=0" in n for n in d.notes)
 
@@ -157,7 +157,7 @@ mismatch_states = st.builds(
 def test_mismatch_never_adds_power_under_any_policy(
     policy: str, ticks: list[tuple[RoleState, RoleState, float, float | None, float]]
 ) -> None:
-    planner = make_planner(make_config(), FakeProfile(), policy)
+    planner = build_planner(make_config(), FakeProfile(), policy)
     time_s = 0.0
     for prefill, decode, budget, rate, step_s in ticks:
         o = obs(time_s=time_s, rate=rate, budget=budget, prefill=prefill, decode=decode)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import Role
 from powerplanner.model.values import Reason, RoleState
-from powerplanner.planning.planner import make_planner
 from powerplanner.planning.registry import policy_names
 from tests.unit.planning.conftest import make_config, obs
 from tests.unit.planning.fake_profile import FakeProfile
@@ -21,7 +21,7 @@ def test_ours_holds_caps_on_idle_cap_ticks_after_scaling_to_minimum(profile: Fak
     keep those caps (they used to jump to the highest caps that fit, i.e. 200 <-> 700 W every few seconds)."""
     config = make_config(idle_ticks_to_min=1, adjustment_interval_s=60, cap_interval_s=5,
                          prefill={"min_replicas": 1}, decode={"min_replicas": 1})
-    planner = make_planner(config, profile, "ours")
+    planner = build_planner(config, profile, "ours")
     planner.tick(obs(time_s=0, rate=5.0))
     caps: list[tuple[float, float]] = []
     for t in range(60, 301, 5):  # adjustment ticks see zero traffic; every other cap tick sees no data at all
@@ -35,7 +35,7 @@ def test_ours_holds_caps_on_idle_cap_ticks_after_scaling_to_minimum(profile: Fak
 
 def test_ours_sizes_caps_for_observed_load_when_traffic_resumes_before_a_forecast(profile: FakeProfile) -> None:
     config = make_config(idle_ticks_to_min=1, adjustment_interval_s=60, cap_interval_s=5)
-    planner = make_planner(config, profile, "ours")
+    planner = build_planner(config, profile, "ours")
     planner.tick(obs(time_s=0, rate=5.0))
     idle = planner.tick(obs(time_s=60, rate=0.0, isl=None, osl=None))
     assert Reason.IDLE_SCALE_TO_MIN in idle.reasons
@@ -51,7 +51,7 @@ def test_no_arrivals_with_latency_above_target_is_a_backlog_not_idle(
 ) -> None:
     config = make_config(idle_ticks_to_min=1, adjustment_interval_s=60, cap_interval_s=5,
                          prefill={"min_replicas": 1}, decode={"min_replicas": 1})
-    planner = make_planner(config, profile, policy)
+    planner = build_planner(config, profile, policy)
     busy = planner.tick(obs(time_s=0, rate=20.0, prefill=_state(4, 700.0), decode=_state(4, 700.0)),
                         oracle_load=None)
     backlog = planner.tick(obs(time_s=60, rate=0.0, isl=None, osl=300.0, ttft_ms=ttft_ms, itl_ms=itl_ms,
@@ -71,7 +71,7 @@ def test_no_arrivals_with_latency_above_target_is_a_backlog_not_idle(
 
 def test_no_arrivals_with_latency_within_target_is_still_idle(profile: FakeProfile) -> None:
     config = make_config(idle_ticks_to_min=1, adjustment_interval_s=60, cap_interval_s=5)
-    planner = make_planner(config, profile, "ours")
+    planner = build_planner(config, profile, "ours")
     planner.tick(obs(time_s=0, rate=5.0))
     d = planner.tick(obs(time_s=60, rate=0.0, isl=None, osl=300.0, ttft_ms=200.0, itl_ms=20.0))
     assert Reason.IDLE_SCALE_TO_MIN in d.reasons

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import build_planner
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Observation, Reason, RoleState, StepKind
-from powerplanner.planning.planner import make_planner
 from powerplanner.planning.registry import policy_names
 from tests.unit.planning.test_properties import profiles
 
@@ -67,7 +67,7 @@ def test_missing_load_data_never_reduces_replicas_nor_raises_caps(
                     "prefill": {"min_replicas": 1, "max_replicas": 40},
                     "decode": {"min_replicas": 1, "max_replicas": 40}},
     })
-    planner = make_planner(config, profile, policy)
+    planner = build_planner(config, profile, policy)
     start = {r: RoleState(2, applied_cap_watts=profile.gpu.max_limit_watts) for r in ROLES}
     d = planner.tick(_obs(0.0, (warm_rate, 2000.0, 300.0, True), start[ROLES[0]], start[ROLES[1]], None, None,
                           budget))

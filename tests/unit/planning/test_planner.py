@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from powerplanner.config import Config
+from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import Role
 from powerplanner.model.values import Decision, LoadForecast, Reason, RoleState, StepKind
-from powerplanner.planning.planner import Planner, make_planner
+from powerplanner.planning.planner import Planner
 from powerplanner.planning.registry import policy_names
 from tests.unit.planning.conftest import make_config, obs
 from tests.unit.planning.fake_profile import FakeProfile
@@ -28,7 +29,7 @@ def test_policy_names_are_the_public_set() -> None:
 
 @pytest.mark.parametrize("policy", policy_names())
 def test_every_policy_builds_and_ticks(policy: str, config: Config, profile: FakeProfile) -> None:
-    planner = make_planner(config, profile, policy)
+    planner = build_planner(config, profile, policy)
     assert isinstance(planner, Planner)
     assert planner.policy_name == policy
     d = planner.tick(obs(), oracle_load=LoadForecast(5.0, 2000.0, 300.0))
@@ -39,15 +40,15 @@ def test_every_policy_builds_and_ticks(policy: str, config: Config, profile: Fak
 
 def test_unknown_policy_is_rejected(config: Config, profile: FakeProfile) -> None:
     with pytest.raises(ValueError, match="unknown policy"):
-        make_planner(config, profile, "nope")
+        build_planner(config, profile, "nope")
 
 
 def test_default_policy_comes_from_config(profile: FakeProfile) -> None:
-    assert make_planner(make_config(policy="dynamo-power"), profile).policy_name == "dynamo-power"
+    assert build_planner(make_config(policy="dynamo-power"), profile).policy_name == "dynamo-power"
 
 
 def test_ours_meets_sla_within_budget_and_explains(config: Config, profile: FakeProfile) -> None:
-    d = make_planner(config, profile).tick(obs())
+    d = build_planner(config, profile).tick(obs())
     assert d.projected_provisioned_watts <= d.budget_watts
     assert math.isclose(d.projected_provisioned_watts, provisioned(d, profile))
     assert d.predicted_attainment == {"prefill": 1.0, "decode": 1.0}
@@ -57,7 +58,7 @@ def test_ours_meets_sla_within_budget_and_explains(config: Config, profile: Fake
 
 
 def test_replicas_change_only_on_adjustment_ticks(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(adjustment_interval_s=60, cap_interval_s=5), profile)
+    planner = build_planner(make_config(adjustment_interval_s=60, cap_interval_s=5), profile)
     first = planner.tick(obs(time_s=0, rate=2.0))
     assert first.replicas_may_change
     # load jumps 5x on a cap tick: replicas hold, only caps may move
@@ -70,7 +71,7 @@ def test_replicas_change_only_on_adjustment_ticks(profile: FakeProfile) -> None:
 
 
 def test_budget_cut_is_honoured_on_the_next_cap_tick_by_caps_first(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(), profile)
+    planner = build_planner(make_config(), profile)
     d0 = planner.tick(obs(time_s=0, rate=16.0))
     state: dict[str, Any] = dict(
         prefill=RoleState(d0.prefill.replicas, applied_cap_watts=d0.prefill.cap_watts),
@@ -88,7 +89,7 @@ def test_budget_cut_is_honoured_on_the_next_cap_tick_by_caps_first(profile: Fake
 
 
 def test_deep_budget_cut_removes_replicas_on_a_cap_tick(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(), profile)
+    planner = build_planner(make_config(), profile)
     d0 = planner.tick(obs(time_s=0, rate=12.0))
     n = d0.prefill.replicas + d0.decode.replicas
     assert n > 2
@@ -104,7 +105,7 @@ def test_deep_budget_cut_removes_replicas_on_a_cap_tick(profile: FakeProfile) ->
 
 def test_minimum_that_does_not_fit_is_reported_infeasible(profile: FakeProfile) -> None:
     config = make_config(budget_watts=1000.0, prefill={"min_replicas": 1}, decode={"min_replicas": 1})
-    d = make_planner(config, profile).tick(obs(budget=1000.0))
+    d = build_planner(config, profile).tick(obs(budget=1000.0))
     assert d.infeasible
     assert Reason.INFEASIBLE_MIN_REPLICAS in d.reasons
     assert d.projected_provisioned_watts <= 1000.0
@@ -112,7 +113,7 @@ def test_minimum_that_does_not_fit_is_reported_infeasible(profile: FakeProfile) 
 
 def test_idle_scales_to_minimum_after_configured_ticks(profile: FakeProfile) -> None:
     config = make_config(idle_ticks_to_min=2, prefill={"min_replicas": 1}, decode={"min_replicas": 1})
-    planner = make_planner(config, profile)
+    planner = build_planner(config, profile)
     busy = planner.tick(obs(time_s=0, rate=12.0))
     assert busy.prefill.replicas + busy.decode.replicas > 2
     first_idle = planner.tick(obs(time_s=60, rate=0.0, isl=None, osl=None))
@@ -127,7 +128,7 @@ def test_missing_rate_is_not_idle_and_restarts_the_idle_count(profile: FakeProfi
     """``None`` (absent or NaN series) is no evidence of zero traffic: it holds, and zero-traffic windows must
     follow one another for ``idle_ticks_to_min`` adjustment ticks."""
     config = make_config(idle_ticks_to_min=2, prefill={"min_replicas": 1}, decode={"min_replicas": 1})
-    planner = make_planner(config, profile)
+    planner = build_planner(config, profile)
     busy = planner.tick(obs(time_s=0, rate=12.0))
     held = (busy.prefill.replicas, busy.decode.replicas)
     for i, rate in enumerate((None, None, 0.0, None, 0.0, None, None)):
@@ -160,7 +161,7 @@ def test_missing_rate_is_not_idle_and_restarts_the_idle_count(profile: FakeProfi
 )
 @pytest.mark.parametrize("policy", policy_names())
 def test_bad_observations_never_crash_and_hold(policy: str, bad: dict[str, object], profile: FakeProfile) -> None:
-    planner = make_planner(make_config(), profile, policy)
+    planner = build_planner(make_config(), profile, policy)
     d0 = planner.tick(obs(time_s=0))
     kwargs: dict[str, object] = dict(time_s=60.0)
     kwargs.update(bad)
@@ -178,7 +179,7 @@ def test_bad_observations_never_crash_and_hold(policy: str, bad: dict[str, objec
 
 
 def test_bad_first_observation_holds_current_replicas(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(), profile)
+    planner = build_planner(make_config(), profile)
     d = planner.tick(obs(rate=math.nan, prefill=RoleState(3, applied_cap_watts=None),
                          decode=RoleState(2, applied_cap_watts=None)))
     assert (d.prefill.replicas, d.decode.replicas) == (3, 2)
@@ -187,15 +188,15 @@ def test_bad_first_observation_holds_current_replicas(profile: FakeProfile) -> N
 
 
 def test_oracle_uses_the_true_load(config: Config, profile: FakeProfile) -> None:
-    planner = make_planner(config, profile, "oracle")
+    planner = build_planner(config, profile, "oracle")
     d = planner.tick(obs(rate=1.0), oracle_load=LoadForecast(12.0, 2000.0, 300.0))
-    ours = make_planner(config, profile).tick(obs(rate=12.0))
+    ours = build_planner(config, profile).tick(obs(rate=12.0))
     assert (d.prefill, d.decode) == (ours.prefill, ours.decode)
     assert d.forecast == LoadForecast(12.0, 2000.0, 300.0)
 
 
 def test_a_surge_between_adjustments_raises_caps_on_the_replicas_already_there(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(adjustment_interval_s=60, cap_interval_s=5), profile)
+    planner = build_planner(make_config(adjustment_interval_s=60, cap_interval_s=5), profile)
     d0 = planner.tick(obs(time_s=0, rate=4.0))
     state: dict[str, Any] = dict(prefill=RoleState(d0.prefill.replicas, applied_cap_watts=d0.prefill.cap_watts),
                  decode=RoleState(d0.decode.replicas, applied_cap_watts=d0.decode.cap_watts))
@@ -208,7 +209,7 @@ def test_a_surge_between_adjustments_raises_caps_on_the_replicas_already_there(p
 
 
 def test_time_going_backwards_restarts_the_adjustment_clock(profile: FakeProfile) -> None:
-    planner = make_planner(make_config(), profile)
+    planner = build_planner(make_config(), profile)
     planner.tick(obs(time_s=1000.0))
     d = planner.tick(obs(time_s=10.0, rate=12.0))
     assert d.replicas_may_change
@@ -229,7 +230,7 @@ class _PickyProfile(FakeProfile):
 
 @pytest.mark.parametrize("policy", ["ours", "dynamo-power"])
 def test_a_profile_error_holds_instead_of_crashing(policy: str) -> None:
-    planner = make_planner(make_config(), _PickyProfile(), policy)
+    planner = build_planner(make_config(), _PickyProfile(), policy)
     d0 = planner.tick(obs(time_s=0))
     d1 = planner.tick(obs(time_s=60, isl=50_000.0))
     assert (d1.prefill.replicas, d1.decode.replicas) == (d0.prefill.replicas, d0.decode.replicas)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from powerplanner.config import PredictorConfig
+from powerplanner.core_settings import predictor_settings
 from powerplanner.planning.predictors import (
     ConstantPredictor,
     EwmaPredictor,
@@ -17,13 +19,24 @@ from powerplanner.planning.predictors import (
     LoadPredictor,
     make_predictor,
 )
+from powerplanner.planning.settings import PredictorSettings
 
 KINDS = ("constant", "ewma", "holt", "kalman")
 
 
+def _settings(**fields: object) -> PredictorSettings:
+    """``planner.predictor`` with these fields (the rest at the config's defaults), as the planner receives it."""
+    return predictor_settings(PredictorConfig.model_validate(fields))
+
+
+def test_an_unknown_kind_is_refused_not_taken_for_another() -> None:
+    with pytest.raises(ValueError, match="unknown predictor kind 'arima'"):
+        make_predictor(dataclasses.replace(_settings(), kind="arima"))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_nothing_before_data_and_after_reset(kind: str) -> None:
-    p = make_predictor(PredictorConfig(kind=kind))
+    p = make_predictor(_settings(kind=kind))
     assert p.predict() is None
     p.observe(3.0)
     assert p.predict() is not None
@@ -33,7 +46,7 @@ def test_nothing_before_data_and_after_reset(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_warmup_predicts_the_plain_mean(kind: str) -> None:
-    p = make_predictor(PredictorConfig(kind=kind, warmup_ticks=3))
+    p = make_predictor(_settings(kind=kind, warmup_ticks=3))
     for value in (2.0, 4.0, 9.0):
         p.observe(value)
     assert p.predict() == pytest.approx(5.0)
@@ -80,7 +93,7 @@ def test_log1p_tames_a_spike() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bad_points_are_ignored(kind: str) -> None:
-    p = make_predictor(PredictorConfig(kind=kind))
+    p = make_predictor(_settings(kind=kind))
     p.observe(5.0)
     p.observe(math.nan)
     p.observe(-1.0)
@@ -89,7 +102,7 @@ def test_bad_points_are_ignored(kind: str) -> None:
 
 
 def test_load_predictor_needs_all_three_series() -> None:
-    lp = LoadPredictor(PredictorConfig(kind="constant"))
+    lp = LoadPredictor(_settings(kind="constant"))
     lp.observe(3.0, None, None)
     assert lp.forecast() is None
     lp.observe(None, 1000.0, 200.0)
@@ -104,7 +117,7 @@ def test_load_predictor_needs_all_three_series() -> None:
     series=st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=40),
 )
 def test_predictions_are_finite_and_non_negative(kind: str, log1p: bool, series: list[float]) -> None:
-    p = make_predictor(PredictorConfig(kind=kind, log1p=log1p))
+    p = make_predictor(_settings(kind=kind, log1p=log1p))
     for value in series:
         p.observe(value)
         out = p.predict()
@@ -114,7 +127,7 @@ def test_predictions_are_finite_and_non_negative(kind: str, log1p: bool, series:
 @settings(max_examples=40, deadline=None)
 @given(kind=st.sampled_from(KINDS), value=st.floats(min_value=0, max_value=1e5), n=st.integers(1, 30))
 def test_a_constant_series_is_predicted_exactly(kind: str, value: float, n: int) -> None:
-    p = make_predictor(PredictorConfig(kind=kind))
+    p = make_predictor(_settings(kind=kind))
     for _ in range(n):
         p.observe(value)
     assert p.predict() == pytest.approx(value, rel=1e-6, abs=1e-6)

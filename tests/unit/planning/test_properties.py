@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from powerplanner.config import Config, config_from_mapping
+from powerplanner.core_settings import build_planner
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState
-from powerplanner.planning.planner import make_planner
 from powerplanner.planning.registry import policy_names
 from powerplanner.planning.transitions import current_provisioned_watts
 from tests.unit.planning.fake_profile import FakeProfile
@@ -154,7 +154,7 @@ SETTINGS = settings(
 @given(scenario=scenarios(), policy=st.sampled_from(policy_names()))
 def test_every_step_within_budget_and_minimum_kept(scenario: dict[str, Any], policy: str) -> None:
     profile, config = scenario["profile"], scenario["config"]
-    planner = make_planner(config, profile, policy)
+    planner = build_planner(config, profile, policy)
     seen: list[Observation] = []
     for t in scenario["ticks"]:
         o = _obs(t)
@@ -189,8 +189,8 @@ def test_ours_never_predicts_more_energy_than_dynamo_power_for_the_same_load(
     t["ttft_ms"] = t["itl_ms"] = None
     t["rate"] = t["rate"] or 1.0
     o = _obs(t)
-    dp = make_planner(config, profile, "dynamo-power").tick(o)
-    ours = make_planner(config, profile, "ours").tick(o)
+    dp = build_planner(config, profile, "dynamo-power").tick(o)
+    ours = build_planner(config, profile, "ours").tick(o)
     assume(not dp.infeasible and not ours.infeasible)
     fits = dp.projected_provisioned_watts <= o.budget_watts
     pool = config.planner.gpu_pool
@@ -211,8 +211,8 @@ def test_energy_comparison_worked_example() -> None:
     config = config_from_mapping({"budget": {"watts": 40_000.0}, "planner": {"target_utilization": 1.0}})
     o = _obs(dict(time_s=0.0, rate=8.0, isl=2000.0, osl=300.0, ttft_ms=None, itl_ms=None, budget=40_000.0,
                   prefill=RoleState(2, applied_cap_watts=700.0), decode=RoleState(2, applied_cap_watts=700.0)))
-    dp = make_planner(config, profile, "dynamo-power").tick(o)
-    ours = make_planner(config, profile, "ours").tick(o)
+    dp = build_planner(config, profile, "dynamo-power").tick(o)
+    ours = build_planner(config, profile, "ours").tick(o)
     assert dp.predicted_attainment == ours.predicted_attainment == {"prefill": 1.0, "decode": 1.0}
     assert ours.predicted_draw_watts < dp.predicted_draw_watts
     assert ours.projected_provisioned_watts < dp.projected_provisioned_watts
@@ -223,10 +223,10 @@ def test_measured_mode_keeps_predicted_draw_under_budget_minus_headroom() -> Non
     config = config_from_mapping({"budget": {"watts": 9000.0, "mode": "measured", "headroom": 0.1}})
     o = _obs(dict(time_s=0.0, rate=6.0, isl=2000.0, osl=300.0, ttft_ms=None, itl_ms=None, budget=9000.0,
                   prefill=RoleState(1, applied_cap_watts=700.0), decode=RoleState(1, applied_cap_watts=700.0)))
-    d = make_planner(config, profile, "ours").tick(o)
+    d = build_planner(config, profile, "ours").tick(o)
     assert d.predicted_draw_watts <= 9000.0 * 0.9 + 1e-6
     provisioned_cfg = config.model_copy(update={"budget": config.budget.model_copy(update={"mode": "provisioned"})})
-    provisioned_mode = make_planner(provisioned_cfg, profile, "ours").tick(o)
+    provisioned_mode = build_planner(provisioned_cfg, profile, "ours").tick(o)
     # measured mode may provision more than the budget (caps as a backstop), provisioned mode never does
     assert provisioned_mode.projected_provisioned_watts <= 9000.0
     assert d.projected_provisioned_watts >= provisioned_mode.projected_provisioned_watts - 1e-6
@@ -241,7 +241,7 @@ def test_measured_mode_keeps_predicted_draw_within_budget_minus_headroom(
     base = scenario["config"]
     config = base.model_copy(update={"budget": base.budget.model_copy(update={"mode": "measured",
                                                                              "headroom": headroom})})
-    planner = make_planner(config, profile, "ours")
+    planner = build_planner(config, profile, "ours")
     for t in scenario["ticks"]:
         d = planner.tick(_obs(t))
         if d.infeasible or not d.predicted_attainment:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from powerplanner.config import Config, config_from_mapping
+from powerplanner.core_settings import build_planner, engine_settings
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.profiles import load_profile
-from powerplanner.planning.planner import make_planner
 from powerplanner.planning.registry import policy_names
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
@@ -32,9 +32,10 @@ def _trace(rate_per_s: float, duration_s: float, seed: int = 0) -> Trace:
 
 def _run(profile: PowerProfile, policy: str, trace: Trace, budget: float | object, config: Config,
          replicas: tuple[int, int] = (1, 1)) -> SimResult:
-    planner = make_planner(config, profile, policy)
+    planner = build_planner(config, profile, policy)
     settings = SimSettings(initial_prefill_replicas=replicas[0], initial_decode_replicas=replicas[1])
-    return simulate(trace, profile, planner, config, settings, budget, oracle=policy == "oracle")  # type: ignore[arg-type]
+    return simulate(trace, profile, planner, engine_settings(config), settings, budget,  # type: ignore[arg-type]
+                    oracle=planner.receives_oracle_load)
 
 
 def test_ours_meets_the_sla_with_a_huge_budget(profile: PowerProfile) -> None:

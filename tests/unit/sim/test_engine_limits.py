@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import engine_settings
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
 from powerplanner.sim.types import Trace
@@ -17,9 +18,9 @@ def _burst(n: int) -> Trace:
 
 
 def _peak_decoding(settings: SimSettings) -> int:
-    config = config_from_mapping({"budget": {"watts": 1e6}, "planner": {}})
+    engine = engine_settings(config_from_mapping({"budget": {"watts": 1e6}, "planner": {}}))
     profile = FakeProfile(kv_tokens=1e7)  # KV room for thousands of sequences: only the engine limit binds
-    result = simulate(_burst(400), profile, ScriptedPlanner(), config, settings, 1e6)
+    result = simulate(_burst(400), profile, ScriptedPlanner(), engine, settings, 1e6)
     assert result.completed == 400
     return int(result.series.decoding_requests.max())
 

@@ -7,13 +7,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import engine_settings
 from powerplanner.model.profiles import load_profile
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
 from powerplanner.sim.types import Trace
 from tests.unit.sim.test_engine_fakes import FakeProfile, ScriptedPlanner
 
-_CONFIG = config_from_mapping({"budget": {"watts": 1e6}})
+_ENGINE = engine_settings(config_from_mapping({"budget": {"watts": 1e6}}))
 
 _actions = st.dictionaries(
     keys=st.sampled_from([0.0, 15.0, 30.0, 45.0, 70.0, 100.0]),
@@ -42,7 +43,7 @@ def test_conservation_under_random_actuation(seed: int, n: int, rate: float, scr
     sim_settings = SimSettings(initial_prefill_replicas=1, initial_decode_replicas=1, replica_start_s=start_s,
                                drain_limit_s=300.0, **extra)  # type: ignore[arg-type]
     planner = ScriptedPlanner(script=dict(script))
-    result = simulate(trace, FakeProfile(), planner, _CONFIG, sim_settings, 1e6)
+    result = simulate(trace, FakeProfile(), planner, _ENGINE, sim_settings, 1e6)
 
     # every request completes or is reported unfinished; per-request arrays line up
     assert 0 <= result.completed <= result.requests == n
@@ -70,7 +71,7 @@ def test_real_profile_low_load_latencies_and_cap_slowdown() -> None:
         sim_settings = SimSettings(initial_prefill_replicas=1, initial_decode_replicas=1, kv_transfer_base_s=0.0,
                                    kv_transfer_s_per_token=0.0, initial_prefill_cap_watts=cap,
                                    initial_decode_cap_watts=cap)
-        result = simulate(trace, profile, ScriptedPlanner(), _CONFIG, sim_settings, 1e6)
+        result = simulate(trace, profile, ScriptedPlanner(), _ENGINE, sim_settings, 1e6)
         for k in range(3):
             assert abs(result.ttft_ms[k] - 1000 * profile.prefill_time_s(isl[k], cap)) < 1e-6
             expected_itl = profile.decode_itl_s(1, isl[k] + (osl[k] - 1) / 2, cap)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from powerplanner.config import config_from_mapping
+from powerplanner.core_settings import engine_settings
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
 from powerplanner.sim.types import Trace
@@ -55,8 +56,8 @@ def test_event_jumping_decode_matches_iteration_stepping() -> None:
     trace = Trace("ref", arrival, isl, osl)
     settings = SimSettings(initial_prefill_replicas=4, initial_decode_replicas=1, kv_transfer_base_s=0.0,
                            kv_transfer_s_per_token=0.0)
-    config = config_from_mapping({"budget": {"watts": 1e6}})
-    result = simulate(trace, profile, ScriptedPlanner(), config, settings, 1e6)
+    engine = engine_settings(config_from_mapping({"budget": {"watts": 1e6}}))
+    result = simulate(trace, profile, ScriptedPlanner(), engine, settings, 1e6)
     assert result.completed == n
     join_s = arrival + result.ttft_ms / 1000.0  # decode admission (no KV wait: KV room is ample)
     engine_decode_s = result.itl_ms / 1000.0 * (osl - 1)
