@@ -16,8 +16,8 @@ from powerplanner.config import Config
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Decision, Reason, RoleState
 from powerplanner.planning.planner import Planner, make_planner
-from tests.unit.planning.conftest import make_config, obs
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.planner_inputs import make_config, obs
+from tests.support.profiles import FakeProfile
 
 _NO_HEADROOM = {"burst_window_intervals": 0}
 
