@@ -50,14 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from tests.fixtures.k8s import EmulatedCluster
     from tests.fixtures.kubelet import FakeKubelet, PodDevices, short_socket_dir
     from tests.fixtures.nvml import build_fake_nvml, default_gpus, new_fake_nvml
-    from tests.integration.agent.harness import (
-        NODE,
-        AgentProcess,
-        free_port,
-        metric_value,
-        pod_body,
-        write_agent_config,
-    )
+    from tests.integration.agent.harness import NODE, AgentProcess, metric_value, pod_body, write_agent_config
+    from tests.support.network import free_port
 
     work = Path(tempfile.mkdtemp(prefix="agent-restart-"))
     socket_dir = short_socket_dir()

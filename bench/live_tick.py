@@ -38,7 +38,7 @@ def main() -> int:
 
     from tests.fixtures.k8s import EmulatedCluster
     from tests.fixtures.prometheus import serve_registry, start_prometheus
-    from tests.integration.live.conftest import DynamoFrontend
+    from tests.support.dynamo_frontend import DynamoFrontend
 
     from powerplanner.config import config_from_mapping
     from powerplanner.live.clock import FakeClock

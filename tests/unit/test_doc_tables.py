@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -12,17 +10,11 @@ from powerplanner.errors import ProfileError
 from powerplanner.model.builtin import default_cap_model
 from powerplanner.model.gpu import gpu_by_name, gpu_catalog, gpu_record, gpu_records
 from powerplanner.model.roles import ROLES
+from tests.support.repo import load_script
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "gen_doc_tables.py"
 
-
-def _tool():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("gen_doc_tables", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gen_doc_tables", module)
-    spec.loader.exec_module(module)
-    return module
+def _tool() -> ModuleType:
+    return load_script("tools/gen_doc_tables.py")
 
 
 def test_the_docs_show_the_tables_as_generated() -> None:

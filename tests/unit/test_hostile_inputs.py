@@ -31,7 +31,7 @@ from powerplanner.model.profiles import load_profile
 from powerplanner.observation_schema import load_observation
 from powerplanner.sim.scenarios import Scenario, TraceSpec, load_scenario
 from powerplanner.sim.traces import MAX_TRACE_BYTES
-from tests.unit.model import dynamo_data
+from tests.support import dynamo_data
 
 CONFIG: dict[str, Any] = {
     "budget": {"watts": 16000, "schedule": [{"start": "08:00", "watts": 12000}], "headroom": 0.05},

@@ -2,14 +2,15 @@
 
 Shared by the agent's integration tests and ``bench/agent_latency.py``. The agent loads the fake NVML
 through ``LD_LIBRARY_PATH`` (set in :meth:`FakeNvml.env`), talks to the emulated Kubernetes API through a
-kubeconfig file, and to the fake kubelet through its unix socket.
+kubeconfig file, and to the fake kubelet through its unix socket. :class:`Env` is one node of those peers
+(the ``env`` fixture in conftest.py builds it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,34 +24,15 @@ import httpx
 import yaml
 
 from powerplanner.contract import DGD_LABEL, POWER_LIMIT_ANNOTATION
+from tests.fixtures.k8s import EmulatedCluster
+from tests.fixtures.kubelet import FakeKubelet, PodDevices
 from tests.fixtures.nvml import FakeNvml
+from tests.support.kubeconfig import write_kubeconfig
+from tests.support.network import free_port
 
 NODE = "gpu-node-1"
 ANNOTATION = POWER_LIMIT_ANNOTATION
 NAMESPACE = "llm"  # where pod_body puts pods, and the namespace the agent configs allow unless told otherwise
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_kubeconfig(path: Path, server_url: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emu", "cluster": {"server": server_url}}],
-                "users": [{"name": "emu", "user": {"token": "test"}}],
-                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
-                "current-context": "emu",
-            }
-        ),
-        encoding="utf-8",
-    )
-    return path
 
 
 def write_agent_config(
@@ -174,3 +156,59 @@ def metric_value(text: str, name: str, **labels: str) -> float | None:
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
             return float(value)
     return None
+
+
+@dataclass
+class Env:
+    """One agent test's node: the emulated cluster (and a client of it), the fake NVML and kubelet, a work
+    directory, and the agents started on it (killed when the test ends)."""
+
+    cluster: EmulatedCluster
+    api: Any
+    nvml: FakeNvml
+    kubelet: FakeKubelet
+    workdir: Path
+    agents: list[AgentProcess]
+
+    def uuid(self, index: int) -> str:
+        return self.nvml.read().gpus[index].uuid
+
+    def add_pod(self, name: str, gpus: list[int], watts: str | None, namespace: str = "llm",
+                uid: str | None = None, dgd: str | None = "llm", device_ids: tuple[str, ...] = ()) -> None:
+        """A pod holding ``gpus`` (or the kubelet's ``device_ids``); a Dynamo worker unless ``dgd`` is None."""
+        self.api.create_namespaced_pod(namespace, pod_body(name, namespace, watts, uid=uid, dgd=dgd))
+        devices = device_ids or tuple(self.uuid(i) for i in gpus)
+        self.kubelet.set_pods(
+            [p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)]
+            + ([PodDevices(namespace, name, "main", devices)] if devices else [])
+        )
+
+    def annotate(self, name: str, watts: str, namespace: str = "llm") -> None:
+        self.api.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": {ANNOTATION: watts}}})
+
+    def delete_pod(self, name: str, namespace: str = "llm") -> None:
+        self.kubelet.set_pods([p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)])
+        self.api.delete_namespaced_pod(name, namespace)
+
+    def agent(self, *args: str, environ: dict[str, str] | None = None, **agent_config: Any) -> AgentProcess:
+        port = free_port()
+        socket_path = agent_config.pop("kubelet_socket", self.kubelet.socket_path)
+        config = write_agent_config(self.workdir, self.cluster.url, socket_path, port, **agent_config)
+        process = AgentProcess(config, self.nvml, port, self.workdir / f"agent-{len(self.agents)}.log",
+                               extra_env=environ)
+        self.agents.append(process)
+        process.start(*args)
+        process.wait_ready()
+        return process
+
+    def limits(self) -> list[float]:
+        return self.nvml.limits_watts()
+
+    def until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        if not wait_for(predicate, timeout_s):
+            logs = "\n".join(a.log() for a in self.agents)
+            raise AssertionError(f"condition not met in {timeout_s} s; limits {self.limits()}\n{logs}")
+
+    def state_file(self) -> dict[str, float]:
+        path = self.workdir / "agent-state.json"
+        return json.loads(path.read_text())["originals"] if path.exists() else {}

@@ -16,15 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 from kmock import ResourceInfo
 
-from tests.fixtures.k8s import EmulatedCluster
-from tests.fixtures.kubelet import FakeKubelet
-from tests.fixtures.nvml import FakeNvml
-from tests.integration.agent.harness import NODE, AgentProcess, metric_value
-from tests.integration.agent.test_agent_process import Env
+from tests.integration.agent.harness import NODE, AgentProcess, Env, metric_value
 
 pytestmark = pytest.mark.integration
 
@@ -34,18 +29,6 @@ DAEMONSET = "pp-powerplanner-agent"
 DS_UID = "5e1f0000-0000-4000-8000-000000000001"
 DAEMONSETS = "apps/v1/daemonsets"
 ENVIRON = {"POD_NAME": AGENT_POD, "POD_NAMESPACE": AGENT_NS}
-
-
-@pytest.fixture()
-def env(fake_nvml: FakeNvml, fake_kubelet: FakeKubelet, tmp_path: Path) -> Iterator[Env]:
-    with EmulatedCluster() as cluster:
-        environment = Env(cluster, kubernetes.client.CoreV1Api(cluster.api_client()), fake_nvml, fake_kubelet,
-                          tmp_path / "agent", [])
-        try:
-            yield environment
-        finally:
-            for agent in environment.agents:
-                agent.kill()
 
 
 def install(env: Env, deleting: bool = False) -> None:

@@ -7,24 +7,19 @@ Each test starts ``python -m powerplanner.cli agent`` in a subprocess, changes p
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import kubernetes
 import pytest
 
 from powerplanner.agent.policy import EMPTY_NAMESPACES_LINE
 from powerplanner.contract import AGENT_CONTAINER_LABEL, AGENT_NAMESPACE_LABEL, AGENT_POD_LABEL
 from tests.fixtures.k8s import EmulatedCluster
-from tests.fixtures.kubelet import FakeKubelet, PodDevices
+from tests.fixtures.kubelet import PodDevices
 from tests.fixtures.nvml import (
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_NO_PERMISSION,
@@ -32,81 +27,13 @@ from tests.fixtures.nvml import (
     FakeNvml,
 )
 from tests.integration.agent.harness import (
-    ANNOTATION,
-    AgentProcess,
-    free_port,
+    Env,
     metric_value,
     pod_body,
-    wait_for,
     write_agent_config,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Env:
-    cluster: EmulatedCluster
-    api: Any
-    nvml: FakeNvml
-    kubelet: FakeKubelet
-    workdir: Path
-    agents: list[AgentProcess]
-
-    def uuid(self, index: int) -> str:
-        return self.nvml.read().gpus[index].uuid
-
-    def add_pod(self, name: str, gpus: list[int], watts: str | None, namespace: str = "llm",
-                uid: str | None = None, dgd: str | None = "llm", device_ids: tuple[str, ...] = ()) -> None:
-        """A pod holding ``gpus`` (or the kubelet's ``device_ids``); a Dynamo worker unless ``dgd`` is None."""
-        self.api.create_namespaced_pod(namespace, pod_body(name, namespace, watts, uid=uid, dgd=dgd))
-        devices = device_ids or tuple(self.uuid(i) for i in gpus)
-        self.kubelet.set_pods(
-            [p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)]
-            + ([PodDevices(namespace, name, "main", devices)] if devices else [])
-        )
-
-    def annotate(self, name: str, watts: str, namespace: str = "llm") -> None:
-        self.api.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": {ANNOTATION: watts}}})
-
-    def delete_pod(self, name: str, namespace: str = "llm") -> None:
-        self.kubelet.set_pods([p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)])
-        self.api.delete_namespaced_pod(name, namespace)
-
-    def agent(self, *args: str, environ: dict[str, str] | None = None, **agent_config: Any) -> AgentProcess:
-        port = free_port()
-        socket_path = agent_config.pop("kubelet_socket", self.kubelet.socket_path)
-        config = write_agent_config(self.workdir, self.cluster.url, socket_path, port, **agent_config)
-        process = AgentProcess(config, self.nvml, port, self.workdir / f"agent-{len(self.agents)}.log",
-                               extra_env=environ)
-        self.agents.append(process)
-        process.start(*args)
-        process.wait_ready()
-        return process
-
-    def limits(self) -> list[float]:
-        return self.nvml.limits_watts()
-
-    def until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-        if not wait_for(predicate, timeout_s):
-            logs = "\n".join(a.log() for a in self.agents)
-            raise AssertionError(f"condition not met in {timeout_s} s; limits {self.limits()}\n{logs}")
-
-    def state_file(self) -> dict[str, float]:
-        path = self.workdir / "agent-state.json"
-        return json.loads(path.read_text())["originals"] if path.exists() else {}
-
-
-@pytest.fixture()
-def env(fake_nvml: FakeNvml, fake_kubelet: FakeKubelet, tmp_path: Path) -> Iterator[Env]:
-    with EmulatedCluster() as cluster:
-        api = kubernetes.client.CoreV1Api(cluster.api_client())
-        environment = Env(cluster, api, fake_nvml, fake_kubelet, tmp_path / "agent", [])
-        try:
-            yield environment
-        finally:
-            for agent in environment.agents:
-                agent.kill()
 
 
 def test_annotations_become_limits_and_sigterm_restores_every_changed_gpu(env: Env) -> None:

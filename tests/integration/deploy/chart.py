@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.support.repo import REPO_ROOT
+
 CHART_DIR = REPO_ROOT / "deploy" / "helm" / "powerplanner"
 RELEASE = "pp"
 NAMESPACE = "dynamo"

@@ -14,7 +14,6 @@ from powerplanner.config import config_from_mapping, load_agent_config
 from tests.integration.deploy.chart import (
     CHART_DIR,
     NAMESPACE,
-    REPO_ROOT,
     VALUE_SETS,
     by_kind,
     config_of,
@@ -22,6 +21,7 @@ from tests.integration.deploy.chart import (
     render_manifests,
     render_objects,
 )
+from tests.support.repo import REPO_ROOT
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 

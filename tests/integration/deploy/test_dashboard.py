@@ -9,7 +9,7 @@ import re
 
 from prometheus_client import CollectorRegistry
 
-from tests.integration.deploy.chart import REPO_ROOT
+from tests.support.repo import REPO_ROOT, load_script
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "powerplanner-dashboard.json"
 
@@ -79,12 +79,6 @@ def test_operations_guide_documents_every_exported_metric() -> None:
 
 
 def test_committed_dashboard_is_what_the_generator_prints() -> None:
-    import importlib.util
-
-    path = REPO_ROOT / "deploy" / "grafana" / "gen_dashboard.py"
-    spec = importlib.util.spec_from_file_location("gen_dashboard", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("deploy/grafana/gen_dashboard.py")
     assert DASHBOARD.read_text(encoding="utf-8") == module.render(), \
         "deploy/grafana/powerplanner-dashboard.json is stale: run `python deploy/grafana/gen_dashboard.py`"

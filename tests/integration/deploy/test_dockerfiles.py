@@ -13,7 +13,7 @@ import pytest
 import typer.main
 
 from powerplanner.cli import build_app
-from tests.integration.deploy.chart import REPO_ROOT
+from tests.support.repo import REPO_ROOT
 
 DOCKER_DIR = REPO_ROOT / "deploy" / "docker"
 IMAGES = {"Dockerfile": ("run", "65532:65532"), "Dockerfile.agent": ("agent", "0:0")}

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from types import ModuleType
 
-from tests.integration.deploy.chart import REPO_ROOT
+from tests.support.repo import REPO_ROOT, load_script
 
 
 def _generator() -> ModuleType:
-    path = REPO_ROOT / "tools" / "gen_config_docs.py"
-    spec = importlib.util.spec_from_file_location("gen_config_docs", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gen_config_docs", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/gen_config_docs.py")
 
 
 def test_committed_configuration_reference_matches_the_model() -> None:

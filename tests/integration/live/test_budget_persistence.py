@@ -19,8 +19,8 @@ from powerplanner.errors import EndpointError, UserError
 from powerplanner.live.clock import FakeClock
 from powerplanner.live.service import Service, build_service
 from tests.fixtures.k8s import EmulatedCluster
-from tests.integration.live.conftest import LivePrometheus
-from tests.integration.live.test_run_cli import config, error_lines, kubeconfig
+from tests.support.dynamo_frontend import LivePrometheus
+from tests.support.run_cli import config, error_lines, kubeconfig
 
 pytest.importorskip("powerplanner.planning.planner", reason="the planner core (issue 3) is not in this tree yet")
 

@@ -25,7 +25,7 @@ from powerplanner.live.service import Service, build_service
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Reason, StepKind
 from tests.fixtures.k8s import CAP_ANNOTATION, LABEL_DGD, PODS, EmulatedCluster
-from tests.integration.live.conftest import LivePrometheus
+from tests.support.dynamo_frontend import LivePrometheus
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from powerplanner.live.clock import FakeClock
 from powerplanner.live.service import Service, build_service
 from powerplanner.model.values import Reason, StepKind
 from tests.fixtures.k8s import CAP_ANNOTATION, LABEL_DGD, LABEL_SUBTYPE, PODS, EmulatedCluster
-from tests.integration.live.conftest import AgentEcho, FaultProxy, LivePrometheus
+from tests.support.dynamo_frontend import AgentEcho, LivePrometheus
+from tests.support.fault_proxy import FaultProxy
 
 pytest.importorskip("powerplanner.planning.planner", reason="the planner core (issue 3) is not in this tree yet")
 

@@ -8,8 +8,9 @@ import pytest
 from powerplanner.config import PrometheusConfig
 from powerplanner.live.prometheus import PrometheusClient, PrometheusMetricsSource
 from powerplanner.model.roles import Role
-from tests.fixtures.prometheus import free_port
-from tests.integration.live.conftest import FaultProxy, LivePrometheus
+from tests.support.dynamo_frontend import LivePrometheus
+from tests.support.fault_proxy import FaultProxy
+from tests.support.network import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,45 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from powerplanner.cli import main
 from tests.fixtures.k8s import CAP_ANNOTATION, EmulatedCluster
-from tests.fixtures.prometheus import free_port
-from tests.integration.live.conftest import LivePrometheus
+from tests.support.dynamo_frontend import LivePrometheus
+from tests.support.network import free_port
+from tests.support.run_cli import config, error_lines, kubeconfig
 
 pytestmark = pytest.mark.integration
-
-
-def kubeconfig(tmp_path: Path, server: str) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "emu", "cluster": {"server": server}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "emu", "user": "u"}}],
-    }))
-    return path
-
-
-def config(tmp_path: Path, prom_url: str, kube: Path, **extra: object) -> Path:
-    data: dict[str, object] = {
-        "budget": {"watts": 16000},
-        "prometheus": {"url": prom_url, "timeout_s": 0.5, "retries": 0, "model": "cli"},
-        "kubernetes": {"namespace": "default", "dgd_name": "llm", "kubeconfig": str(kube)},
-        "serve": {"metrics_bind": "127.0.0.1:0"},
-        "planner": {"adjustment_interval_s": 30, "cap_interval_s": 5},
-    }
-    data.update(extra)
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return [line for line in err.splitlines() if line.strip()]
 
 
 def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

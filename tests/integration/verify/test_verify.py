@@ -11,8 +11,7 @@ from powerplanner.contract import POWER_LIMIT_ANNOTATION
 from powerplanner.verify import CheckResult, Report, Status
 from powerplanner.verify.checks import CHECK_NAMES, planner_access
 from tests.fixtures.k8s import PODS
-from tests.integration.verify.conftest import World, as_json, only_failing, statuses
-from tests.integration.verify.world import AGENT_NS, DGD, NS, add_component_pod
+from tests.integration.verify.world import AGENT_NS, DGD, NS, World, add_component_pod, as_json, only_failing, statuses
 
 
 def check(report: Report, name: str) -> CheckResult:
@@ -47,12 +46,10 @@ def test_cli_exit_code_and_json(world: World, capsys: pytest.CaptureFixture[str]
 
 
 def test_kubernetes_api_unreachable(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.fixtures.prometheus import free_port
+    from tests.support.kubeconfig import write_kubeconfig
+    from tests.support.network import free_port
 
-    dead = tmp_path / "dead-kubeconfig"
-    dead.write_text(f"apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{{name: x, cluster: {{server: "
-                    f"'http://127.0.0.1:{free_port()}'}}}}]\nusers: [{{name: u, user: {{}}}}]\n"
-                    "contexts: [{name: x, context: {cluster: x, user: u}}]\n")
+    dead = write_kubeconfig(tmp_path / "dead-kubeconfig", f"http://127.0.0.1:{free_port()}")
     report = world.verify(kubeconfig=str(dead))
     s = statuses(report)
     assert s["kubernetes-api"] is Status.FAIL and not report.ok
@@ -97,7 +94,7 @@ def test_dgd_v1beta1_is_understood(world: World) -> None:
 
 
 def test_prometheus_unreachable(world: World) -> None:
-    from tests.fixtures.prometheus import free_port
+    from tests.support.network import free_port
 
     report = world.verify(prometheus_url=f"http://127.0.0.1:{free_port()}")
     s = statuses(report)

@@ -9,23 +9,27 @@ Kubernetes: H4's kmock emulator (tests/fixtures/k8s.py) with two additions made 
 - Nodes (cluster-scoped ``v1/nodes``) are registered so ``list_node`` works.
 Prometheus: the real server scraping one ``prometheus_client`` registry whose collector yields whatever
 families the test sets (:class:`SwitchableCollector`), so a test can remove, relabel or age a series.
+:class:`World` holds both for one test (the fixtures that build it are in conftest.py).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import attrs
-from kmock import ResourceInfo, Server
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from powerplanner.cli import main
 from powerplanner.contract import (
     AGENT_CONTAINER_LABEL,
     AGENT_LIMIT_APPLIED_WATTS,
@@ -34,14 +38,11 @@ from powerplanner.contract import (
     AGENT_NAMESPACE_LABEL,
     AGENT_POD_LABEL,
 )
-from tests.fixtures.k8s import (
-    EVENTS,
-    PODS,
-    EmulatedCluster,
-    FaultyKubernetesEmulator,
-    adapter_resource,
-    dgd_resource,
-)
+from powerplanner.verify import Report, Status
+from powerplanner.verify.setup import build_verifier
+from tests.fixtures.k8s import PODS, EmulatedCluster, FaultyKubernetesEmulator
+from tests.fixtures.prometheus import PrometheusServer
+from tests.support.kubeconfig import write_kubeconfig
 
 NODES = "v1/nodes"
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -49,6 +50,7 @@ NS = "dynamo"
 AGENT_NS = "powerplanner"
 DGD = "llm"
 MODEL = "llama-70b"
+BUDGET_WATTS = 2000.0
 
 
 @attrs.define(kw_only=True)
@@ -77,27 +79,14 @@ class AuthzCluster(EmulatedCluster):
 
     emulator: AuthzEmulator
 
-    async def _start(self) -> None:
-        self.emulator = AuthzEmulator()
-        self.emulator.write_hooks.append(self._run_write_hooks)
-        await self.emulator.__aenter__()
-        self._server = Server(self.emulator)
-        await self._server.__aenter__()
-        for resource in (PODS, EVENTS, NODES, dgd_resource("v1alpha1"), dgd_resource("v1beta1"),
-                         adapter_resource("v1alpha1"), adapter_resource("v1beta1")):
-            self.emulator.resources[resource] = ResourceInfo()
+    emulator_class = AuthzEmulator
+    extra_resources = (NODES,)
 
     def deny(self, verb: str, group: str, resource: str, subresource: str = "") -> None:
         self.call(lambda: self.emulator.denied.add((verb, group, resource, subresource)))
 
-    def write_kubeconfig(self, path: Any) -> str:
-        path.write_text(
-            "apiVersion: v1\nkind: Config\ncurrent-context: emu\n"
-            f"clusters: [{{name: emu, cluster: {{server: '{self.url}'}}}}]\n"
-            "users: [{name: tester, user: {token: test-token}}]\n"
-            "contexts: [{name: emu, context: {cluster: emu, user: tester}}]\n"
-        )
-        return str(path)
+    def write_kubeconfig(self, path: Path) -> str:
+        return str(write_kubeconfig(path, self.url))
 
 
 class SwitchableCollector(Collector):
@@ -227,3 +216,50 @@ def registry_for(collector: SwitchableCollector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     return registry
+
+
+@dataclass
+class World:
+    """One verify test's installation: the cluster, the metrics Prometheus scrapes, and how to run `verify`
+    against both (as a library call or from the command line)."""
+
+    cluster: AuthzCluster
+    state: MetricsState
+    collector: SwitchableCollector
+    prometheus: PrometheusServer
+    kubeconfig: str
+
+    def publish(self) -> None:
+        """Expose ``state`` and wait until Prometheus has scraped it (twice: one full scrape after the swap)."""
+        self.collector.set(self.state.families)
+        self.prometheus.wait_for_scrapes(2)
+        for _ in range(5):  # a scrape that timed out on a busy machine (up == 0) marks every series stale
+            if self.prometheus.query_value("min(up)") == 1.0:
+                return
+            self.prometheus.wait_for_scrapes(1)
+        raise AssertionError("Prometheus could not scrape the test exporter")
+
+    def verify(self, **overrides: Any) -> Report:
+        args: dict[str, Any] = dict(
+            namespace=NS, dgd=DGD, config_path=None, prometheus_url=self.prometheus.url,
+            kubeconfig=self.kubeconfig, context=None, as_user=None, budget_watts=BUDGET_WATTS, max_age_s=120.0,
+        )
+        args.update(overrides)
+        return build_verifier(**args).run()
+
+    def cli(self, *extra: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+        code = main(["verify", "--namespace", NS, "--dgd", DGD, "--prometheus", self.prometheus.url,
+                     "--kubeconfig", self.kubeconfig, "--budget", str(BUDGET_WATTS), *extra])
+        return code, capsys.readouterr().out
+
+
+def statuses(report: Report) -> dict[str, Status]:
+    return {c.name: c.status for c in report.checks}
+
+
+def only_failing(report: Report) -> set[str]:
+    return {c.name for c in report.checks if c.status is Status.FAIL}
+
+
+def as_json(text: str) -> dict[str, Any]:
+    return dict(json.loads(text))

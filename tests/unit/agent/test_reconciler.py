@@ -14,7 +14,7 @@ from powerplanner.agent import state as state_module
 from powerplanner.agent.gpu import InvalidArgument, NoPermission, NotSupported
 from powerplanner.agent.policy import Holding
 from powerplanner.contract import AGENT_CONTAINER_LABEL, AGENT_NAMESPACE_LABEL, AGENT_POD_LABEL
-from tests.unit.agent.conftest import World, agent_policy, make_world
+from tests.support.agent_world import World, agent_policy, make_world
 
 
 def gpu_labels(world: World, gpu: int, pod: str, namespace: str = "llm", container: str = "main") -> dict[str, str]:

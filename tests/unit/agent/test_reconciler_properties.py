@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from powerplanner.agent.gpu import GpuLost, InvalidArgument, NoPermission, NotSupported
 from powerplanner.agent.policy import AgentPolicy
-from tests.unit.agent.conftest import agent_policy, make_world
+from tests.support.agent_world import agent_policy, make_world
 
 ANNOTATIONS = st.one_of(
     st.none(),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from powerplanner.live.actuation import StepOutcome, catch_up_caps, cuts_power, execute
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Step, StepKind
-from tests.unit.live.fakes import FakeActuator
+from tests.support.live_fakes import FakeActuator
 
 steps_st = st.lists(
     st.builds(

@@ -23,7 +23,7 @@ from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.loop import LiveLoop, LoopSettings
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import Role
-from tests.unit.live.fakes import FakeActuator, FakeMetrics, StepPlanner, cap
+from tests.support.live_fakes import FakeActuator, FakeMetrics, StepPlanner, cap
 
 POD, NS = AGENT_POD_LABEL, AGENT_NAMESPACE_LABEL
 

@@ -30,7 +30,7 @@ from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.loop import LiveLoop, LoopSettings
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import ROLES, Role
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.profiles import FakeProfile
 
 TICK_S = 5.0
 START_S = 30.0

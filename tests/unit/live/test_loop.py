@@ -14,7 +14,7 @@ from powerplanner.live.kubernetes import KubernetesError
 from powerplanner.live.loop import LiveLoop, LoopSettings, build_observation
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import Role
-from tests.unit.live.fakes import FakeActuator, FakeMetrics, StepPlanner, cap, scale
+from tests.support.live_fakes import FakeActuator, FakeMetrics, StepPlanner, cap, scale
 
 
 def make_loop(planner: StepPlanner, actuator: FakeActuator, metrics: FakeMetrics | None = None,

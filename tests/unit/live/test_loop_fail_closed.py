@@ -16,8 +16,8 @@ from powerplanner.live.loop import LiveLoop, LoopSettings, build_observation
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Reason, StepKind
-from tests.unit.live.fakes import FakeActuator, FakeMetrics
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.live_fakes import FakeActuator, FakeMetrics
+from tests.support.profiles import FakeProfile
 
 BUDGET_WATTS = 16_000.0
 NO_RATE = MetricsReading(None, None, None, None, None)  # the frontend series are absent (or NaN)

@@ -18,7 +18,7 @@ from powerplanner.model.loaders import document_from_profile, load_profile_path
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.profiles import builtin_profile_names, load_profile
 from powerplanner.model.roles import Role
-from tests.unit.model import dynamo_data
+from tests.support import dynamo_data
 
 
 def _capped(profile: PowerProfile) -> CappedProfile:

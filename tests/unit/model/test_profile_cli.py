@@ -15,7 +15,7 @@ from powerplanner.cli import main
 from powerplanner.model.capped import CappedProfile
 from powerplanner.model.loaders import document_from_profile
 from powerplanner.model.profiles import builtin_profile_names, load_profile
-from tests.unit.model import dynamo_data
+from tests.support import dynamo_data
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

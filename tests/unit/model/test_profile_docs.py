@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 import yaml
 
 from powerplanner.model.loaders import profile_from_document
 from powerplanner.model.profiles import load_profile
 from powerplanner.model.roles import Role
+from tests.support.repo import DOCS, yaml_blocks
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "profile-format.md"
+DOC = DOCS / "profile-format.md"
 
 
 def _yaml_blocks() -> list[str]:
-    return re.findall(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+    return yaml_blocks(DOC)
 
 
 def test_doc_has_examples() -> None:

@@ -17,7 +17,7 @@ from powerplanner.model.latency import DecodeLatency
 from powerplanner.model.loaders import document_from_profile, load_profile_path, profile_from_document
 from powerplanner.model.profiles import builtin_profile_names, load_profile
 from powerplanner.model.roles import Role
-from tests.unit.model.test_profile_docs import _yaml_blocks
+from tests.support.repo import DOCS, yaml_blocks
 
 BATCHES = (1.0, 8.0, 63.0, 64.0, 65.0, 100.0, 128.0, 352.0, 512.0)
 CONTEXTS = (128.0, 1024.0, 4096.0)
@@ -135,7 +135,7 @@ def test_limit_that_would_make_throughput_fall_is_rejected(tmp_path: Path) -> No
 
 def test_docs_example_matches_the_builtin_beyond_the_measured_batches() -> None:
     """docs/profile-format.md's first example says it is the exported built-in: true above batch 64 as well."""
-    example = profile_from_document(yaml.safe_load(_yaml_blocks()[0]), "docs example")
+    example = profile_from_document(yaml.safe_load(yaml_blocks(DOCS / "profile-format.md")[0]), "docs example")
     builtin = load_profile("llama2-70b-h100-tp4")
     for batch in (64.0, 65.0, 128.0, 352.0):
         assert example.decode_itl_s(batch, 1024, 700.0) == pytest.approx(builtin.decode_itl_s(batch, 1024, 700.0),

@@ -15,8 +15,8 @@ from powerplanner.planning.dynamo_budget import (
     minimum_power_footprint_fits,
     shrink_pair,
 )
-from tests.unit.planning.conftest import make_config, obs
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.planner_inputs import make_config, obs
+from tests.support.profiles import FakeProfile
 
 # -- Dynamo's rules, on the numbers its own review thread uses (1000 W per replica, 5000 W budget) ----------
 

@@ -17,8 +17,8 @@ from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Decision, Reason, RoleState
 from powerplanner.planning.planner import Planner
-from tests.unit.planning.conftest import make_config, obs
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.planner_inputs import make_config, obs
+from tests.support.profiles import FakeProfile
 
 _NO_HEADROOM = {"burst_window_intervals": 0}
 

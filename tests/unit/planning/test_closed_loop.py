@@ -16,7 +16,7 @@ from powerplanner.config import config_from_mapping
 from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, Observation, RoleState, StepKind
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.profiles import FakeProfile
 
 START_S = 60.0
 DRAIN_S = 20.0

@@ -15,8 +15,8 @@ from powerplanner.model.values import Decision, Observation, Reason, RoleState, 
 from powerplanner.planning.fail_closed import cut_only_targets
 from powerplanner.planning.registry import policy_names
 from powerplanner.planning.transitions import current_provisioned_watts
-from tests.unit.planning.conftest import make_config, obs
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.planner_inputs import make_config, obs
+from tests.support.profiles import FakeProfile
 
 LEVELS = (200.0, 300.0, 400.0, 500.0, 600.0, 700.0)
 MINIMUM = {Role.PREFILL: 1, Role.DECODE: 1}

@@ -8,8 +8,8 @@ from powerplanner.core_settings import build_planner
 from powerplanner.model.roles import Role
 from powerplanner.model.values import Reason, RoleState
 from powerplanner.planning.registry import policy_names
-from tests.unit.planning.conftest import make_config, obs
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.planner_inputs import make_config, obs
+from tests.support.profiles import FakeProfile
 
 
 def _state(replicas: int, cap: float) -> RoleState:

@@ -21,7 +21,7 @@ from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Observation, Reason, RoleState, StepKind
 from powerplanner.planning.registry import policy_names
-from tests.unit.planning.test_properties import profiles
+from tests.support.profiles import profiles
 
 # (request rate, ISL, OSL, source_ok): each says nothing about how much traffic there is
 MISSING = st.sampled_from([

@@ -13,8 +13,8 @@ from powerplanner.model.roles import Role
 from powerplanner.model.values import Decision, LoadForecast, Reason, RoleState, StepKind
 from powerplanner.planning.planner import Planner
 from powerplanner.planning.registry import policy_names
-from tests.unit.planning.conftest import make_config, obs
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.planner_inputs import make_config, obs
+from tests.support.profiles import FakeProfile
 
 
 def provisioned(d: Decision, profile: FakeProfile) -> float:

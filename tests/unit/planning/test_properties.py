@@ -8,7 +8,6 @@ served load, and never serves less when dynamo-power's allocation fits.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -21,39 +20,10 @@ from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState
 from powerplanner.planning.registry import policy_names
 from powerplanner.planning.transitions import current_provisioned_watts
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.profiles import FakeProfile, builtin_profile, profiles
 
 POWER_AWARE = ("ours", "oracle", "dynamo-power", "proportional")
 KEEP_MINIMUM = ("ours", "oracle", "dynamo-power")
-
-fake_profiles = st.builds(
-    FakeProfile,
-    tp_prefill=st.sampled_from([1, 2, 4, 8]),
-    tp_decode=st.sampled_from([1, 2, 4, 8]),
-    prefill_tokens_per_s_per_gpu_at_tdp=st.floats(1500, 12000),
-    prefill_natural_watts=st.floats(450, 700),
-    prefill_exponent=st.floats(0.2, 0.9),
-    decode_natural_watts=st.floats(250, 500),
-    decode_exponent=st.floats(0.05, 0.4),
-    decode_base_s=st.floats(0.005, 0.03),
-    kv_tokens=st.floats(50_000, 800_000),
-)
-
-
-@cache
-def _builtin(name: str) -> PowerProfile:
-    from powerplanner.model.profiles import load_profile
-
-    return load_profile(name)
-
-
-def _builtin_names() -> list[str]:
-    from powerplanner.model.profiles import builtin_profile_names
-
-    return builtin_profile_names()
-
-
-profiles = st.one_of(fake_profiles, st.sampled_from(_builtin_names()).map(_builtin))
 
 
 @st.composite
@@ -207,7 +177,7 @@ def test_ours_never_predicts_more_energy_than_dynamo_power_for_the_same_load(
 
 def test_energy_comparison_worked_example() -> None:
     """The figure quoted in docs/planner.md: same load and budget, ours vs dynamo-power at TDP."""
-    profile = _builtin("llama2-70b-h100-tp4")
+    profile = builtin_profile("llama2-70b-h100-tp4")
     config = config_from_mapping({"budget": {"watts": 40_000.0}, "planner": {"target_utilization": 1.0}})
     o = _obs(dict(time_s=0.0, rate=8.0, isl=2000.0, osl=300.0, ttft_ms=None, itl_ms=None, budget=40_000.0,
                   prefill=RoleState(2, applied_cap_watts=700.0), decode=RoleState(2, applied_cap_watts=700.0)))

@@ -20,8 +20,8 @@ from powerplanner.planning.sizing import (
     observed_corrections,
     size_role,
 )
-from tests.unit.planning.conftest import obs
-from tests.unit.planning.fake_profile import FakeProfile
+from tests.support.planner_inputs import obs
+from tests.support.profiles import FakeProfile
 
 CAPS = tuple(float(c) for c in range(200, 701, 50))
 LOAD = LoadForecast(10.0, 2000.0, 300.0)

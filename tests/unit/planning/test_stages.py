@@ -14,7 +14,7 @@ from powerplanner.model.values import Observation, RoleState
 from powerplanner.planning.data_state import DataState, classify
 from powerplanner.planning.forecaster import Forecaster
 from powerplanner.planning.sanitise import finite, sanitise
-from tests.unit.planning.conftest import make_config, obs
+from tests.support.planner_inputs import make_config, obs
 
 _ANY = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5), st.booleans())
 _COUNT = st.one_of(st.integers(-3, 9), st.floats(allow_nan=True), st.booleans())

@@ -16,7 +16,8 @@ from powerplanner.model.values import Decision, LoadForecast, Observation, Step,
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import EngineSettings, SimSettings
 from powerplanner.sim.types import Trace
-from tests.unit.sim.test_engine_fakes import FakeProfile, ScriptedPlanner
+from tests.support.profiles import ClosedFormProfile
+from tests.support.scripted_planner import ScriptedPlanner
 
 
 def _engine(**planner: object) -> EngineSettings:
@@ -44,7 +45,7 @@ def _settings(**kw: object) -> SimSettings:
 
 def test_every_request_completes_under_enough_capacity() -> None:
     trace = _poisson_trace(3000, 20.0)
-    result = simulate(trace, FakeProfile(), ScriptedPlanner(), _engine(), _settings(), 1e6)
+    result = simulate(trace, ClosedFormProfile(), ScriptedPlanner(), _engine(), _settings(), 1e6)
     assert result.requests == 3000
     assert result.completed == 3000
     assert np.array_equal(result.request_index, np.arange(3000))
@@ -63,7 +64,7 @@ def test_requests_without_capacity_are_reported_unfinished_not_dropped() -> None
     trace = _poisson_trace(500, 10.0)
     planner = ScriptedPlanner(script={10.0: (0, 2, 700.0, 700.0)})  # prefill scaled to zero at t=10
     settings = _settings(drain_limit_s=60.0)
-    result = simulate(trace, FakeProfile(), planner, _engine(), settings, 1e6)
+    result = simulate(trace, ClosedFormProfile(), planner, _engine(), settings, 1e6)
     assert 0 < result.completed < result.requests
     assert result.simulated_s == pytest.approx(trace.duration_s + 60.0)
     assert len(result.ttft_ms) == len(result.itl_ms) == len(result.request_index) == result.completed
@@ -79,13 +80,13 @@ def test_requests_without_capacity_are_reported_unfinished_not_dropped() -> None
 def test_energy_equals_integral_of_drawn_power_series() -> None:
     trace = _poisson_trace(2000, 15.0)
     planner = ScriptedPlanner(script={30.0: (3, 3, 450.0, 300.0), 90.0: (1, 2, 700.0, 700.0)})
-    result = simulate(trace, FakeProfile(), planner, _engine(), _settings(), 1e6)
+    result = simulate(trace, ClosedFormProfile(), planner, _engine(), _settings(), 1e6)
     s = result.series
     integral = float(np.sum(s.drawn_watts[1:] * np.diff(s.time_s)))
     assert integral == pytest.approx(result.energy_j, rel=1e-9)
     assert s.time_s[-1] == pytest.approx(result.simulated_s)
     # bounds: at least every held GPU idling, at most every held GPU at its cap
-    idle = FakeProfile().idle_watts()
+    idle = ClosedFormProfile().idle_watts()
     assert result.energy_j >= idle * result.gpu_seconds * (1 - 1e-9)
     provisioned_integral = float(np.sum(s.provisioned_watts[:-1] * np.diff(s.time_s)))
     assert result.energy_j <= provisioned_integral * (1 + 1e-9)
@@ -94,13 +95,13 @@ def test_energy_equals_integral_of_drawn_power_series() -> None:
 
 def test_gpu_seconds_count_every_held_gpu() -> None:
     trace = _sparse_trace([500] * 3, [10] * 3, gap_s=50.0)
-    result = simulate(trace, FakeProfile(), ScriptedPlanner(), _engine(), _settings(), 1e6)
+    result = simulate(trace, ClosedFormProfile(), ScriptedPlanner(), _engine(), _settings(), 1e6)
     assert result.gpu_seconds == pytest.approx(4 * 4 * result.simulated_s)
 
 
 @pytest.mark.parametrize("cap_watts", [700.0, 500.0, 350.0, 200.0])
 def test_low_load_latencies_match_the_profile(cap_watts: float) -> None:
-    profile = FakeProfile()
+    profile = ClosedFormProfile()
     isl = [200, 1000, 3000, 50]
     osl = [100, 20, 400, 2]
     settings = _settings(initial_prefill_cap_watts=cap_watts, initial_decode_cap_watts=cap_watts)
@@ -116,7 +117,7 @@ def test_low_load_latencies_match_the_profile(cap_watts: float) -> None:
 
 
 def test_caps_slow_prefill_as_the_profile_says() -> None:
-    profile = FakeProfile()
+    profile = ClosedFormProfile()
     trace = _sparse_trace([2000] * 5, [2] * 5)
     zero_kv = {"kv_transfer_base_s": 0.0, "kv_transfer_s_per_token": 0.0}
     tdp = simulate(trace, profile, ScriptedPlanner(), _engine(), _settings(**zero_kv), 1e6)
@@ -128,7 +129,7 @@ def test_caps_slow_prefill_as_the_profile_says() -> None:
 
 
 def test_cap_change_mid_batch_rescales_remaining_prefill() -> None:
-    profile = FakeProfile(prefill_a_s=0.0, prefill_b_s=1e-3)  # 8 s for one 8000-token prompt at TDP
+    profile = ClosedFormProfile(prefill_a_s=0.0, prefill_b_s=1e-3)  # 8 s for one 8000-token prompt at TDP
     trace = _sparse_trace([8000], [2])
     planner = ScriptedPlanner(script={0.0: (2, 2, 350.0, 700.0)})  # cap cut issued at t=0, in force at t=1
     settings = _settings(kv_transfer_base_s=0.0, kv_transfer_s_per_token=0.0)
@@ -138,7 +139,7 @@ def test_cap_change_mid_batch_rescales_remaining_prefill() -> None:
 
 
 def test_decode_batching_shares_iterations() -> None:
-    profile = FakeProfile()
+    profile = ClosedFormProfile()
     # two requests arrive together: prefilled in one batch, decoded in one batch of two on one replica
     trace = Trace("pair", np.array([0.0, 0.0]), np.array([1000, 1000]), np.array([101, 201]))
     settings = _settings(initial_decode_replicas=1, kv_transfer_base_s=0.0, kv_transfer_s_per_token=0.0)
@@ -151,7 +152,7 @@ def test_decode_batching_shares_iterations() -> None:
 
 
 def test_kv_capacity_bounds_the_decode_batch() -> None:
-    profile = FakeProfile(kv_tokens=2000.0)  # room for one 1000-token context, two 900-token ones
+    profile = ClosedFormProfile(kv_tokens=2000.0)  # room for one 1000-token context, two 900-token ones
     trace = Trace("kv", np.array([0.0, 0.0]), np.array([1500, 1500]), np.array([11, 11]))
     settings = _settings(initial_decode_replicas=1, kv_transfer_base_s=0.0, kv_transfer_s_per_token=0.0)
     result = simulate(trace, profile, ScriptedPlanner(), _engine(), settings, 1e6)
@@ -164,7 +165,7 @@ def test_replica_start_holds_gpus_at_cap_before_serving() -> None:
     trace = _sparse_trace([500] * 40, [5] * 40, gap_s=10.0)
     planner = ScriptedPlanner(script={20.0: (4, 2, 700.0, 700.0)})
     settings = _settings(replica_start_s=120.0)
-    result = simulate(trace, FakeProfile(), planner, _engine(), settings, 1e6)
+    result = simulate(trace, ClosedFormProfile(), planner, _engine(), settings, 1e6)
     s = result.series
     at = {round(float(t), 6): k for k, t in enumerate(s.time_s)}
     assert s.prefill_replicas[at[15.0]] == 2
@@ -184,7 +185,7 @@ def test_cap_cut_applies_after_latency_and_later_steps_wait_for_the_next_tick() 
     planner = ScriptedPlanner(script={50.0: (3, 2, 400.0, 700.0)})  # cap down, then scale up
     budget = 2 * 4 * 700.0 + 2 * 4 * 700.0
     settings = _settings(cap_apply_s=1.0)
-    result = simulate(trace, FakeProfile(), planner, _engine(), settings, budget)
+    result = simulate(trace, ClosedFormProfile(), planner, _engine(), settings, budget)
     s = result.series
     k = int(np.searchsorted(s.time_s, 51.0))
     assert s.time_s[k] == pytest.approx(51.0)
@@ -200,7 +201,7 @@ def test_seconds_over_budget_are_measured() -> None:
     trace = _sparse_trace([500] * 20, [5] * 20, gap_s=10.0)
     planner = ScriptedPlanner(script={50.0: (3, 2, 700.0, 700.0)})  # one replica too many from t=50
     budget = 4 * 4 * 700.0
-    result = simulate(trace, FakeProfile(), planner, _engine(), _settings(), budget)
+    result = simulate(trace, ClosedFormProfile(), planner, _engine(), _settings(), budget)
     assert result.seconds_over_budget == pytest.approx(result.simulated_s - 50.0)
     assert result.seconds_over_budget_after_cut == 0.0
 
@@ -208,7 +209,7 @@ def test_seconds_over_budget_are_measured() -> None:
 def test_budget_cut_grace_is_reported_separately() -> None:
     trace = _sparse_trace([500] * 20, [5] * 20, gap_s=10.0)
     planner = ScriptedPlanner(script={100.0: (2, 2, 350.0, 350.0)})  # obeys the cut at the tick that sees it
-    result = simulate(trace, FakeProfile(), planner, _engine(), _settings(cap_apply_s=1.0),
+    result = simulate(trace, ClosedFormProfile(), planner, _engine(), _settings(cap_apply_s=1.0),
                       lambda t: 16 * 700.0 if t < 100.0 else 16 * 350.0)
     assert result.seconds_over_budget == pytest.approx(1.0)
     assert result.seconds_over_budget_after_cut == pytest.approx(1.0)
@@ -216,13 +217,13 @@ def test_budget_cut_grace_is_reported_separately() -> None:
 
 def test_initial_caps_are_lowered_to_start_within_budget() -> None:
     trace = _sparse_trace([500] * 3, [5] * 3)
-    result = simulate(trace, FakeProfile(), ScriptedPlanner(), _engine(), _settings(), 8000.0)
+    result = simulate(trace, ClosedFormProfile(), ScriptedPlanner(), _engine(), _settings(), 8000.0)
     assert result.series.provisioned_watts[0] <= 8000.0
     assert result.seconds_over_budget == 0.0
 
 
 def test_draining_replica_finishes_in_flight_requests_then_releases() -> None:
-    profile = FakeProfile()
+    profile = ClosedFormProfile()
     trace = Trace("long", np.array([0.0, 0.0]), np.array([500, 500]), np.array([2000, 2000]))
     planner = ScriptedPlanner(script={5.0: (2, 1, 700.0, 700.0)})
     settings = _settings(initial_decode_replicas=2)
@@ -239,7 +240,7 @@ def test_observation_windows_follow_the_traffic() -> None:
     trace = _poisson_trace(6000, 20.0, seed=3)
     planner = ScriptedPlanner()
     engine = _engine(adjustment_interval_s=60.0, cap_interval_s=5.0)
-    simulate(trace, FakeProfile(), planner, engine, _settings(initial_prefill_replicas=3), 1e6, oracle=True)
+    simulate(trace, ClosedFormProfile(), planner, engine, _settings(initial_prefill_replicas=3), 1e6, oracle=True)
     first = planner.observations[0]
     assert first.time_s == 0.0 and first.request_rate_per_s is None and first.ttft_ms is None
     mid = next(o for o in planner.observations if o.time_s == 120.0)
@@ -258,7 +259,7 @@ def test_observation_windows_follow_the_traffic() -> None:
 
 def test_progress_reaches_one_and_is_monotone() -> None:
     seen: list[float] = []
-    simulate(_poisson_trace(300, 10.0), FakeProfile(), ScriptedPlanner(), _engine(), _settings(), 1e6,
+    simulate(_poisson_trace(300, 10.0), ClosedFormProfile(), ScriptedPlanner(), _engine(), _settings(), 1e6,
              progress=seen.append)
     assert seen[-1] == 1.0
     assert all(b >= a for a, b in itertools.pairwise(seen))
@@ -266,13 +267,13 @@ def test_progress_reaches_one_and_is_monotone() -> None:
 
 def test_empty_trace() -> None:
     trace = Trace("empty", np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    result = simulate(trace, FakeProfile(), ScriptedPlanner(), _engine(), _settings(), 1e6)
+    result = simulate(trace, ClosedFormProfile(), ScriptedPlanner(), _engine(), _settings(), 1e6)
     assert result.requests == 0 and result.completed == 0 and result.simulated_s == 0.0
     assert math.isfinite(result.energy_j)
 
 
 def test_initial_replicas_are_sized_for_the_opening_load_when_not_given() -> None:
-    profile = FakeProfile()
+    profile = ClosedFormProfile()
     engine = _engine()
     heavy = _poisson_trace(3000, 40.0)
     light = _poisson_trace(300, 0.5)
@@ -293,7 +294,7 @@ def test_initial_replicas_are_sized_for_the_opening_load_when_not_given() -> Non
 def test_scale_up_is_bounded_by_the_gpu_pool() -> None:
     trace = _sparse_trace([500] * 10, [5] * 10, gap_s=10.0)
     planner = ScriptedPlanner(script={20.0: (5, 2, 700.0, 700.0)})
-    result = simulate(trace, FakeProfile(), planner, _engine(), _settings(gpu_pool=20), 1e6)
+    result = simulate(trace, ClosedFormProfile(), planner, _engine(), _settings(gpu_pool=20), 1e6)
     assert int(result.series.prefill_replicas.max()) == 3  # 2 + 2 replicas of 4 GPUs hold 16; room for one more
 
 
@@ -313,7 +314,7 @@ def test_wait_for_drain_steps_wait_until_draining_replicas_release() -> None:
     # two long requests: one per decode replica, so the removed replica drains for a while
     trace = Trace("long", np.array([0.0, 0.0, 200.0]), np.array([500, 500, 500]), np.array([3000, 3000, 2]))
     planner = _DrainThenAdd()
-    result = simulate(trace, FakeProfile(), planner, _engine(), _settings(replica_start_s=0.0), 1e6)
+    result = simulate(trace, ClosedFormProfile(), planner, _engine(), _settings(replica_start_s=0.0), 1e6)
     obs = planner.observations
     draining = [o for o in obs if o.decode.draining_replicas > 0]
     assert draining, "the removed replica should drain for several ticks"

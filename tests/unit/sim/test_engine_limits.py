@@ -9,7 +9,8 @@ from powerplanner.core_settings import engine_settings
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
 from powerplanner.sim.types import Trace
-from tests.unit.sim.test_engine_fakes import FakeProfile, ScriptedPlanner
+from tests.support.profiles import ClosedFormProfile
+from tests.support.scripted_planner import ScriptedPlanner
 
 
 def _burst(n: int) -> Trace:
@@ -19,7 +20,7 @@ def _burst(n: int) -> Trace:
 
 def _peak_decoding(settings: SimSettings) -> int:
     engine = engine_settings(config_from_mapping({"budget": {"watts": 1e6}, "planner": {}}))
-    profile = FakeProfile(kv_tokens=1e7)  # KV room for thousands of sequences: only the engine limit binds
+    profile = ClosedFormProfile(kv_tokens=1e7)  # KV room for thousands of sequences: only the engine limit binds
     result = simulate(_burst(400), profile, ScriptedPlanner(), engine, settings, 1e6)
     assert result.completed == 400
     return int(result.series.decoding_requests.max())

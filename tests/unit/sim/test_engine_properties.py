@@ -12,7 +12,8 @@ from powerplanner.model.profiles import load_profile
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
 from powerplanner.sim.types import Trace
-from tests.unit.sim.test_engine_fakes import FakeProfile, ScriptedPlanner
+from tests.support.profiles import ClosedFormProfile
+from tests.support.scripted_planner import ScriptedPlanner
 
 _ENGINE = engine_settings(config_from_mapping({"budget": {"watts": 1e6}}))
 
@@ -43,7 +44,7 @@ def test_conservation_under_random_actuation(seed: int, n: int, rate: float, scr
     sim_settings = SimSettings(initial_prefill_replicas=1, initial_decode_replicas=1, replica_start_s=start_s,
                                drain_limit_s=300.0, **extra)  # type: ignore[arg-type]
     planner = ScriptedPlanner(script=dict(script))
-    result = simulate(trace, FakeProfile(), planner, _ENGINE, sim_settings, 1e6)
+    result = simulate(trace, ClosedFormProfile(), planner, _ENGINE, sim_settings, 1e6)
 
     # every request completes or is reported unfinished; per-request arrays line up
     assert 0 <= result.completed <= result.requests == n
@@ -57,7 +58,7 @@ def test_conservation_under_random_actuation(seed: int, n: int, rate: float, scr
     assert np.all(np.diff(s.time_s) >= 0)
     integral = float(np.sum(s.drawn_watts[1:] * np.diff(s.time_s)))
     assert abs(integral - result.energy_j) <= 1e-6 * max(1.0, result.energy_j)
-    assert result.energy_j >= FakeProfile().idle_watts() * result.gpu_seconds * (1 - 1e-9) - 1e-6
+    assert result.energy_j >= ClosedFormProfile().idle_watts() * result.gpu_seconds * (1 - 1e-9) - 1e-6
     assert result.energy_j <= float(np.sum(s.provisioned_watts[:-1] * np.diff(s.time_s))) * (1 + 1e-9) + 1e-6
     assert np.all(s.prefill_replicas >= 0) and np.all(s.decode_replicas >= 0)
     assert result.seconds_over_budget == 0.0

@@ -15,10 +15,11 @@ from powerplanner.core_settings import engine_settings
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
 from powerplanner.sim.types import Trace
-from tests.unit.sim.test_engine_fakes import FakeProfile, ScriptedPlanner
+from tests.support.profiles import ClosedFormProfile
+from tests.support.scripted_planner import ScriptedPlanner
 
 
-def _reference_decode_s(profile: FakeProfile, join_s: np.ndarray, isl: np.ndarray, osl: np.ndarray,
+def _reference_decode_s(profile: ClosedFormProfile, join_s: np.ndarray, isl: np.ndarray, osl: np.ndarray,
                         cap_watts: float) -> np.ndarray:
     order = np.argsort(join_s, kind="stable")
     done_s = np.full(len(join_s), np.nan)
@@ -46,7 +47,7 @@ def _reference_decode_s(profile: FakeProfile, join_s: np.ndarray, isl: np.ndarra
 
 
 def test_event_jumping_decode_matches_iteration_stepping() -> None:
-    profile = FakeProfile(decode_e_s=2e-7)  # context matters: 1000 tokens add 0.2 ms per sequence
+    profile = ClosedFormProfile(decode_e_s=2e-7)  # context matters: 1000 tokens add 0.2 ms per sequence
     rng = np.random.default_rng(7)
     n = 400
     arrival = np.cumsum(rng.exponential(1.0 / 3.0, n))

@@ -1,0 +1,25 @@
+"""A kubeconfig for an emulated API server (tests/fixtures/k8s.py): one cluster, one token user, one
+context, as the planner, the agent and `verify` read it from ``--kubeconfig`` or the config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+
+def write_kubeconfig(path: Path, server_url: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emu", "cluster": {"server": server_url}}],
+                "users": [{"name": "emu", "user": {"token": "test"}}],
+                "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu"}}],
+                "current-context": "emu",
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
