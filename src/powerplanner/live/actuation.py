@@ -69,6 +69,7 @@ def execute(
 ) -> list[StepOutcome]:
     """Run ``steps`` in order, each as the shared rules allow (planning/execution.py)."""
     view = cluster_view(state, current_caps)
+    desired = {role: view.role(role).desired_replicas for role in ROLES}  # as this tick's steps leave them
 
     def act(step: Step) -> StepOutcome:
         if dry_run:
@@ -79,7 +80,8 @@ def execute(
                 return StepOutcome(step, Outcome.DONE, pods_patched=patched, changed=patched > 0)
             replicas = int(step.value)
             actuator.scale(step.role, replicas)
-            return StepOutcome(step, Outcome.DONE, changed=replicas != view.role(step.role).desired_replicas)
+            changed, desired[step.role] = replicas != desired[step.role], replicas
+            return StepOutcome(step, Outcome.DONE, changed=changed)
         except KubernetesError as exc:
             log.error("step %s %s=%g failed: %s", step.kind.value, step.role.value, step.value, exc.message)
             return _failed(step, exc)

@@ -235,9 +235,9 @@ class SimActuator:
     """Performs a decision's steps on the simulated cluster as the shared rules allow (planning/execution.py).
 
     The view it shows the rules: replicas starting + ready (desired) and draining, the caps in force (what the
-    planner observed, so what the plan counted) and the caps last commanded (the pods' annotation). A cap
-    change is in force ``cap_apply_s`` later, clamped to the GPU's settable range as NVML would; a scale-up
-    that does not fit the GPU pool starts only the replicas that fit."""
+    planner observed, so what the plan counted) and the caps last commanded (the annotation of the role's live
+    pods, when it has any). A cap change is in force ``cap_apply_s`` later, clamped to the GPU's settable range
+    as NVML would; a scale-up that does not fit the GPU pool starts only the replicas that fit."""
 
     def __init__(self, cluster: Cluster, settings: SimSettings) -> None:
         self.cluster = cluster
@@ -250,9 +250,9 @@ class SimActuator:
         roles = {}
         for role in ROLES:
             i = _ROLE_INDEX[role]
-            counts = c.counts[i]
-            roles[role] = RoleView(counts[STARTING] + counts[READY], counts[DRAINING], c.cap_watts[i],
-                                   self.commanded_cap[i])
+            desired = c.counts[i][STARTING] + c.counts[i][READY]
+            written = self.commanded_cap[i] if desired > 0 else None  # no live pod holds an annotation
+            roles[role] = RoleView(desired, c.counts[i][DRAINING], c.cap_watts[i], written)
         return ClusterView(roles)
 
     def execute(self, decision: Decision, t: float) -> list[StepOutcome]:
@@ -278,7 +278,8 @@ class SimActuator:
                 c.set_cap(role, cap, t)
             else:
                 c.push(t + self.cap_apply_s, EV_CAP_APPLY, (role, cap))
-            return StepOutcome(step, Outcome.DONE, changed=True)
+            live_pods = c.counts[role][STARTING] + c.counts[role][READY]  # what the live actuator would patch
+            return StepOutcome(step, Outcome.DONE, changed=live_pods > 0)
         target = max(0, round(step.value))
         counts = c.counts[role]
         desired = counts[STARTING] + counts[READY]
