@@ -1,16 +1,13 @@
 """Turning a Decision's ordered steps into cluster changes, safely.
 
-The planner orders steps so provisioned power never exceeds the budget if they run in order. This module
-keeps that promise when reality interferes: it stops at the first failed step (a later raise may rely on
-an earlier cut), skips a ``wait_for_drain`` step while replicas are still draining (including ones this
-very tick started draining), and on a DGD that is not Ready performs only steps that cut power.
+The rules that decide whether a step may run now (stop after a failure; on a DGD that is not Ready only power
+cuts; after a cap cut of this tick, power-adding steps wait until the agents have applied it; ``wait_for_drain``
+steps wait while replicas drain) are shared with the simulator in :mod:`powerplanner.planning.execution`. This
+module shows them the cluster as the live planner sees it and performs the steps they allow.
 
-A lower cap is only an annotation until each node's agent has set it, while a raise written after it can
-be applied first on another node. The plan credits a cap cut at once, so every step after a cut that adds
-power waits until the cut is in force: while a role's observed cap (the highest of the agents' report, the
-annotation and what the agents have not acknowledged, see ``loop.build_observation``) is above a cut step's
-value, the tick runs the cut and the other cuts, and leaves the rest to a later tick. The price is one cap
-tick or more (until Prometheus has scraped the agents) of delay on a rebalance.
+A role's counted cap is the highest of the agents' report, the annotation and what the agents have not
+acknowledged (see ``loop.build_observation``): the worst case the plan counted. The price of waiting for a cut
+is one cap tick or more (until Prometheus has scraped the agents) of delay on a rebalance.
 
 The other side of that worst case: after a cut the agents have not acknowledged, the role still counts at
 its older, higher cap, so a plan back up to that cap has no step (the planner sees it in force) while the
@@ -22,48 +19,45 @@ blind (live/feedback.py) would leave that role at the cut for good.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 from powerplanner import contract
 from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Step, StepKind
+from powerplanner.planning.execution import (
+    CATCH_UP,
+    ClusterView,
+    Outcome,
+    RoleView,
+    StepOutcome,
+    Wait,
+    catch_up_roles,
+    run_steps,
+)
+
+__all__ = ["CATCH_UP", "WAITING_FOR_CUT", "Outcome", "StepOutcome", "catch_up_caps", "cluster_view", "execute"]
 
 log = logging.getLogger(__name__)
 
-WAITING_FOR_CUT = "waiting for the agents to apply a lower cap first"
-CATCH_UP = "annotation below the cap the plan already counts: written back (no power added)"
+WAITING_FOR_CUT = Wait.CUT_PENDING.value
+_DRY_RUN = "dry run: not applied"
 
 
-@dataclass(frozen=True)
-class StepOutcome:
-    step: Step
-    outcome: str  # done, skipped, failed, dry_run, not_run
-    detail: str = ""
-    pods_patched: int = 0
-    changed: bool = False  # the cluster actually changed (the planner repeats unchanged caps every tick)
+def cluster_view(state: ClusterState, current_caps: Mapping[Role, float | None]) -> ClusterView:
+    """The rules' view of the cluster: the DGD's replica counts and readiness, the caps the plan counted
+    (``current_caps``) and the lowest cap annotated on each role's live pods."""
+    roles = {}
+    for role in ROLES:
+        rc = state.role(role)
+        written = [p.cap_watts for p in rc.pods if not p.terminating]
+        lowest = None if not written or None in written else float(min(w for w in written if w is not None))
+        roles[role] = RoleView(rc.spec_replicas, rc.draining_replicas, current_caps.get(role), lowest)
+    return ClusterView(roles, state.ready, state.ready_detail)
 
 
-def cuts_power(step: Step, state: ClusterState, current_caps: Mapping[Role, float | None]) -> bool:
-    """True when the step can only lower provisioned power: a lower cap, or fewer replicas."""
-    if step.kind is StepKind.SET_CAP:
-        current = current_caps.get(step.role)
-        return current is None or step.value < current
-    return int(step.value) < state.role(step.role).spec_replicas
-
-
-def skip_reason(step: Step, state: ClusterState, current_caps: Mapping[Role, float | None],
-                draining_now: bool, cut_pending: bool = False) -> str | None:
-    """Why a step must not run now, or None. ``cut_pending``: an earlier step lowered a cap that is not in
-    force yet."""
-    if not state.ready and not cuts_power(step, state, current_caps):
-        return f"DGD not Ready ({state.ready_detail}); only power cuts are applied"
-    if cut_pending and not cuts_power(step, state, current_caps):
-        return WAITING_FOR_CUT
-    if step.wait_for_drain and draining_now:
-        return "waiting for draining replicas to release their GPUs"
-    return None
+def _failed(step: Step, exc: KubernetesError) -> StepOutcome:
+    return StepOutcome(step, Outcome.FAILED, f"{exc.kind}: {exc.message}")
 
 
 def execute(
@@ -73,39 +67,26 @@ def execute(
     current_caps: Mapping[Role, float | None],
     dry_run: bool = False,
 ) -> list[StepOutcome]:
-    """Run ``steps`` in order; see the module docstring for the rules."""
-    outcomes: list[StepOutcome] = []
-    draining_now = any(rc.draining_replicas > 0 for rc in state.roles.values())
-    failed = False
-    cut_pending = False
-    for step in steps:
-        if failed:
-            outcomes.append(StepOutcome(step, "not_run", "an earlier step failed"))
-            continue
-        reason = skip_reason(step, state, current_caps, draining_now, cut_pending)
-        if reason is not None:
-            outcomes.append(StepOutcome(step, "skipped", reason))
-            continue
+    """Run ``steps`` in order, each as the shared rules allow (planning/execution.py)."""
+    view = cluster_view(state, current_caps)
+    desired = {role: view.role(role).desired_replicas for role in ROLES}  # as this tick's steps leave them
+
+    def act(step: Step) -> StepOutcome:
         if dry_run:
-            outcomes.append(StepOutcome(step, "dry_run", "dry run: not applied"))
-            continue
+            return StepOutcome(step, Outcome.DRY_RUN, _DRY_RUN)
         try:
             if step.kind is StepKind.SET_CAP:
                 patched = actuator.set_cap(step.role, step.value)
-                cut_pending = cut_pending or cuts_power(step, state, current_caps)
-                outcomes.append(StepOutcome(step, "done", pods_patched=patched, changed=patched > 0))
-            else:
-                replicas = int(step.value)
-                actuator.scale(step.role, replicas)
-                current = state.role(step.role).spec_replicas
-                if replicas < current:
-                    draining_now = True  # the removed replicas hold their GPUs until they are gone
-                outcomes.append(StepOutcome(step, "done", changed=replicas != current))
+                return StepOutcome(step, Outcome.DONE, pods_patched=patched, changed=patched > 0)
+            replicas = int(step.value)
+            actuator.scale(step.role, replicas)
+            changed, desired[step.role] = replicas != desired[step.role], replicas
+            return StepOutcome(step, Outcome.DONE, changed=changed)
         except KubernetesError as exc:
             log.error("step %s %s=%g failed: %s", step.kind.value, step.role.value, step.value, exc.message)
-            outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}"))
-            failed = True
-    return outcomes
+            return _failed(step, exc)
+
+    return run_steps(steps, view, act)
 
 
 def catch_up_caps(
@@ -113,37 +94,30 @@ def catch_up_caps(
     state: ClusterState,
     actuator: Actuator,
     current_caps: Mapping[Role, float | None],
-    done: list[StepOutcome],
+    done: Sequence[StepOutcome],
     provisioned_watts: float = 0.0,
     dry_run: bool = False,
 ) -> list[StepOutcome]:
-    """Write ``targets[role]`` on a role the plan gave no cap step when a live pod's annotation is below it
-    and it is no higher than the role's counted cap (``current_caps``, the worst case the plan counted). Runs
-    only on a Ready DGD and after steps that all succeeded."""
-    if not state.ready or any(o.outcome == "failed" for o in done):
-        return []
-    planned = {o.step.role for o in done if o.step.kind is StepKind.SET_CAP}
-    outcomes: list[StepOutcome] = []
-    for role in ROLES:
-        target, counted = targets.get(role), current_caps.get(role)
-        written = [p.cap_watts for p in state.role(role).pods if not p.terminating]
-        if role in planned or target is None or counted is None or not written or None in written:
-            continue
+    """Write ``targets[role]`` on the roles :func:`~powerplanner.planning.execution.catch_up_roles` names (the
+    annotation below the target, the target no higher than the role's counted cap, no cap step planned), on a
+    Ready DGD after steps that all succeeded. Stops at the first failure."""
+    written: dict[Role, float] = {}
+    for role, target in targets.items():
         try:
-            target_watts = int(contract.format_power_annotation(target))
+            written[role] = float(contract.format_power_annotation(target))  # as the annotation holds it
         except ValueError:
             continue
-        if not min(w for w in written if w is not None) < target_watts <= counted:
-            continue
-        step = Step(StepKind.SET_CAP, role, target, provisioned_watts)
+    outcomes: list[StepOutcome] = []
+    for role in catch_up_roles(written, cluster_view(state, current_caps), done):
+        step = Step(StepKind.SET_CAP, role, targets[role], provisioned_watts)
         if dry_run:
-            outcomes.append(StepOutcome(step, "dry_run", "dry run: not applied"))
+            outcomes.append(StepOutcome(step, Outcome.DRY_RUN, _DRY_RUN))
             continue
         try:
-            patched = actuator.set_cap(role, target)
+            patched = actuator.set_cap(role, targets[role])
         except KubernetesError as exc:
-            log.error("catch-up cap %s=%g failed: %s", role.value, target, exc.message)
-            outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}"))
+            log.error("catch-up cap %s=%g failed: %s", role.value, targets[role], exc.message)
+            outcomes.append(_failed(step, exc))
             break
-        outcomes.append(StepOutcome(step, "done", CATCH_UP, pods_patched=patched, changed=patched > 0))
+        outcomes.append(StepOutcome(step, Outcome.DONE, CATCH_UP, pods_patched=patched, changed=patched > 0))
     return outcomes

@@ -27,22 +27,8 @@ from powerplanner import contract
 from powerplanner.config import PrometheusConfig
 from powerplanner.errors import EndpointError
 from powerplanner.live.feedback import FeedbackDiagnosis, diagnose_agent_series, diagnosis_query
+from powerplanner.live.prometheus_error import RETRIED, PrometheusError, PrometheusErrorKind
 from powerplanner.model.roles import ROLES, Role
-
-
-class PrometheusError(Exception):
-    """A query that failed. ``kind`` is one of ``unreachable``, ``timeout``, ``http``, ``garbage``, ``query``;
-    it becomes the ``kind`` label of the planner's error counter."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-    @property
-    def transport(self) -> bool:
-        """True when Prometheus itself is unavailable (further queries this tick would fail the same way)."""
-        return self.kind in ("unreachable", "timeout")
 
 
 @dataclass(frozen=True)
@@ -97,7 +83,7 @@ class PrometheusClient:
                 return self._query_once(promql)
             except PrometheusError as exc:
                 last = exc
-                if exc.kind not in ("unreachable", "timeout", "http"):
+                if exc.kind not in RETRIED:
                     raise
         assert last is not None
         raise last
@@ -106,19 +92,23 @@ class PrometheusClient:
         try:
             resp = self._http.get("/api/v1/query", params={"query": promql})
         except httpx.TimeoutException as exc:
-            raise PrometheusError("timeout", f"Prometheus at {self.url} timed out ({type(exc).__name__})") from None
+            raise PrometheusError(PrometheusErrorKind.TIMEOUT,
+                                  f"Prometheus at {self.url} timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
-            raise PrometheusError("unreachable", f"Prometheus at {self.url} is unreachable ({exc})") from None
+            raise PrometheusError(PrometheusErrorKind.UNREACHABLE,
+                                  f"Prometheus at {self.url} is unreachable ({exc})") from None
         if resp.status_code >= 500 or resp.status_code == 429:
-            raise PrometheusError("http", f"Prometheus answered HTTP {resp.status_code}")
+            raise PrometheusError(PrometheusErrorKind.HTTP, f"Prometheus answered HTTP {resp.status_code}")
         try:
             body = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise PrometheusError("garbage", f"Prometheus answered non-JSON (HTTP {resp.status_code})") from None
+            raise PrometheusError(PrometheusErrorKind.GARBAGE,
+                                  f"Prometheus answered non-JSON (HTTP {resp.status_code})") from None
         if not isinstance(body, dict):
-            raise PrometheusError("garbage", "Prometheus answered JSON that is not an object")
+            raise PrometheusError(PrometheusErrorKind.GARBAGE, "Prometheus answered JSON that is not an object")
         if body.get("status") != "success":
-            raise PrometheusError("query", f"query failed: {body.get('errorType')}: {body.get('error')} ({promql})")
+            raise PrometheusError(PrometheusErrorKind.QUERY,
+                                  f"query failed: {body.get('errorType')}: {body.get('error')} ({promql})")
         return _parse_data(body.get("data"))
 
     def check_reachable(self) -> None:
@@ -133,7 +123,7 @@ class PrometheusClient:
 
 def _parse_data(data: Any) -> list[Sample]:
     if not isinstance(data, dict):
-        raise PrometheusError("garbage", "Prometheus answer has no data object")
+        raise PrometheusError(PrometheusErrorKind.GARBAGE, "Prometheus answer has no data object")
     kind = data.get("resultType")
     result = data.get("result")
     try:
@@ -142,8 +132,9 @@ def _parse_data(data: Any) -> list[Sample]:
         if kind == "scalar" and isinstance(result, list):
             return [Sample(labels={}, value=_finite(result[1]))]
     except (TypeError, KeyError, IndexError, AttributeError):
-        raise PrometheusError("garbage", "Prometheus answer has a malformed result") from None
-    raise PrometheusError("garbage", f"unexpected resultType {kind!r} (need an instant vector or scalar)")
+        raise PrometheusError(PrometheusErrorKind.GARBAGE, "Prometheus answer has a malformed result") from None
+    raise PrometheusError(PrometheusErrorKind.GARBAGE,
+                          f"unexpected resultType {kind!r} (need an instant vector or scalar)")
 
 
 # -- query construction (pure) ----------------------------------------------------------------------
@@ -295,7 +286,7 @@ class MetricsReading:
     series_pods: frozenset[str] | None = None
     source_ok: bool = True
     source_error: str | None = None
-    error_kind: str | None = None  # PrometheusError.kind of the first failure
+    error_kind: str | None = None  # a PrometheusErrorKind: the kind of the first failure
 
 
 class MetricsSource(Protocol):

@@ -10,13 +10,14 @@ Observations are built the way :mod:`powerplanner.live` builds them from Prometh
   histogram has one sample per inter-token gap), i.e. decode time / decode iterations;
 - per-role measured draw = mean draw over the last cap interval (the agent's per-GPU power metric).
 
-Decisions are executed step by step in order, as the live actuator (:mod:`powerplanner.live.actuation`)
-runs them. A cap change takes ``cap_apply_s`` to be in force. After a cap cut that is not in force yet
-(issued by this decision, or earlier and still within ``cap_apply_s``), the decision's later steps that
-raise power (cap raise, scale-up) are not run: a later tick re-plans them from the state then in force, so
-"lower caps first, then add replicas" stays power-safe even though the agents apply caps on their own time.
-A step with ``wait_for_drain`` is skipped while any replica is still draining (the next tick re-plans).
-Cap changes already issued still land.
+Decisions are executed by :class:`SimActuator` through the step-execution rules the live actuator uses
+(:mod:`powerplanner.planning.execution`): after a cap cut of the decision, its later steps that add power
+(cap raise, scale-up) are not run, a later tick re-plans them from the state then in force, so "lower caps
+first, then add replicas" stays power-safe even though the agents apply caps on their own time (here
+``cap_apply_s`` later); a ``wait_for_drain`` step is skipped while any replica drains, including those the
+decision's own scale-down started draining (as the live actuator, which cannot see them released, counts
+them). The simulated DGD is always Ready: the simulator models no operator whose rollout could stall, so the
+live rule "DGD not Ready: only power cuts" never applies here. Cap changes already issued still land.
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from powerplanner.model.roles import Role
+from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState, Step, StepKind
+from powerplanner.planning.execution import (
+    CATCH_UP,
+    ClusterView,
+    Outcome,
+    RoleView,
+    StepOutcome,
+    catch_up_roles,
+    run_steps,
+)
 from powerplanner.sim.cluster import (
     DECODE,
     DRAINING,
@@ -79,11 +89,9 @@ class ClosedLoop:
         self.mean_isl = prefix_isl[-1] / max(1, len(prefix_isl) - 1)
         self.mean_osl = prefix_osl[-1] / max(1, len(prefix_osl) - 1)
         self.snapshots: list[tuple[float, ...]] = []
-        self.commanded_cap = list(cluster.cap_watts)
+        self.actuator = SimActuator(cluster, settings)
         self.reasons: Counter[str] = Counter()
         self.decisions = 0
-        gpu = cluster.profile.gpu
-        self.clamp = gpu.clamp
         # time series
         self.ts_time: list[float] = []
         self.ts_budget: list[float] = []
@@ -113,7 +121,7 @@ class ClosedLoop:
         self.decisions += 1
         for reason in decision.reasons:
             self.reasons[str(reason)] += 1
-        self.execute(decision, t)
+        self.actuator.execute(decision, t)
         self.sample(t)
         return decision
 
@@ -185,51 +193,6 @@ class ClosedLoop:
 
     # ------------------------------------------------------------------ actuation
 
-    def execute(self, decision: Decision, t: float) -> None:
-        """Run the steps in order. Cap cuts and removals go at once; after a cap cut that is not in force
-        yet (issued now, or earlier and still within ``cap_apply_s``), the decision's later steps that raise
-        power (a cap raise, a scale-up) wait for a later tick's re-plan, as in the live actuator."""
-        cut_pending = False
-        counts = self.cluster.counts
-        for step in decision.steps:
-            role = _ROLE_INDEX[step.role]
-            if step.kind == StepKind.SET_CAP:
-                cap = self.clamp(step.value)
-                if cut_pending and cap > self.commanded_cap[role]:
-                    continue
-                cut_pending = cut_pending or cap < self.cluster.cap_watts[role]
-            elif cut_pending and step.value > counts[role][STARTING] + counts[role][READY]:
-                continue
-            self.run_step(step, t)
-
-    def run_step(self, step: Step, t: float) -> None:
-        c = self.cluster
-        role = _ROLE_INDEX[step.role]
-        if step.kind == StepKind.SET_CAP:
-            cap = self.clamp(step.value)
-            if cap == self.commanded_cap[role]:
-                return
-            self.commanded_cap[role] = cap
-            if self.settings.cap_apply_s == 0.0:
-                c.set_cap(role, cap, t)
-            else:
-                c.push(t + self.settings.cap_apply_s, EV_CAP_APPLY, (role, cap))
-            return
-        if step.wait_for_drain and (c.counts[PREFILL][DRAINING] + c.counts[DECODE][DRAINING]) > 0:
-            return
-        target = max(0, round(step.value))
-        counts = c.counts[role]
-        desired = counts[STARTING] + counts[READY]
-        if target > desired:
-            add = target - desired
-            free = c.free_gpus()
-            if free is not None:
-                add = min(add, max(0, free // c.gpus[role]))
-            for _ in range(add):
-                c.start_replica(role, t)
-        elif target < desired:
-            c.remove_replicas(role, desired - target, t)
-
     def cap_applied(self, payload: tuple[int, float], t: float) -> None:
         role, cap = payload
         self.cluster.set_cap(role, cap, t)
@@ -264,3 +227,67 @@ class ClosedLoop:
     def _all_series(self) -> tuple[list[float] | list[int], ...]:
         return (self.ts_time, self.ts_budget, self.ts_prov, self.ts_drawn, self.ts_prefill, self.ts_decode,
                 self.ts_prefill_cap, self.ts_decode_cap, self.ts_waiting, self.ts_decoding)
+
+
+class SimActuator:
+    """Performs a decision's steps on the simulated cluster as the shared rules allow (planning/execution.py).
+
+    The view it shows the rules: replicas starting + ready (desired) and draining, the caps in force (what the
+    planner observed, so what the plan counted) and the caps last commanded (the annotation of the role's live
+    pods, when it has any). A cap change is in force ``cap_apply_s`` later, clamped to the GPU's settable range
+    as NVML would; a scale-up that does not fit the GPU pool starts only the replicas that fit."""
+
+    def __init__(self, cluster: Cluster, settings: SimSettings) -> None:
+        self.cluster = cluster
+        self.cap_apply_s = settings.cap_apply_s
+        self.commanded_cap = list(cluster.cap_watts)
+        self.clamp = cluster.profile.gpu.clamp
+
+    def view(self) -> ClusterView:
+        c = self.cluster
+        roles = {}
+        for role in ROLES:
+            i = _ROLE_INDEX[role]
+            desired = c.counts[i][STARTING] + c.counts[i][READY]
+            written = self.commanded_cap[i] if desired > 0 else None  # no live pod holds an annotation
+            roles[role] = RoleView(desired, c.counts[i][DRAINING], c.cap_watts[i], written)
+        return ClusterView(roles)
+
+    def execute(self, decision: Decision, t: float) -> list[StepOutcome]:
+        """Run the decision's steps in order, then write back the targets the rules' catch-up names."""
+        view = self.view()
+        outcomes = run_steps(decision.steps, view, lambda step: self.run_step(step, t))
+        written = {role: self.clamp(decision.target(role).cap_watts) for role in ROLES}
+        for role in catch_up_roles(written, view, outcomes):
+            step = Step(StepKind.SET_CAP, role, decision.target(role).cap_watts, decision.projected_provisioned_watts)
+            done = self.run_step(step, t)
+            outcomes.append(StepOutcome(step, done.outcome, CATCH_UP, changed=done.changed))
+        return outcomes
+
+    def run_step(self, step: Step, t: float) -> StepOutcome:
+        c = self.cluster
+        role = _ROLE_INDEX[step.role]
+        if step.kind == StepKind.SET_CAP:
+            cap = self.clamp(step.value)
+            if cap == self.commanded_cap[role]:
+                return StepOutcome(step, Outcome.DONE)
+            self.commanded_cap[role] = cap
+            if self.cap_apply_s == 0.0:
+                c.set_cap(role, cap, t)
+            else:
+                c.push(t + self.cap_apply_s, EV_CAP_APPLY, (role, cap))
+            live_pods = c.counts[role][STARTING] + c.counts[role][READY]  # what the live actuator would patch
+            return StepOutcome(step, Outcome.DONE, changed=live_pods > 0)
+        target = max(0, round(step.value))
+        counts = c.counts[role]
+        desired = counts[STARTING] + counts[READY]
+        if target < desired:
+            c.remove_replicas(role, desired - target, t)
+            return StepOutcome(step, Outcome.DONE, changed=True)
+        add = target - desired
+        free = c.free_gpus()
+        if free is not None:
+            add = min(add, max(0, free // c.gpus[role]))
+        for _ in range(add):
+            c.start_replica(role, t)
+        return StepOutcome(step, Outcome.DONE, changed=add > 0)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from powerplanner.live.actuation import StepOutcome, catch_up_caps, cuts_power, execute
+from powerplanner.live.actuation import catch_up_caps, cluster_view, execute
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Step, StepKind
+from powerplanner.planning.execution import Outcome, StepOutcome, cuts_power
 from tests.support.live_fakes import FakeActuator
 
 steps_st = st.lists(
@@ -41,6 +42,7 @@ def test_execution_rules(steps: list[Step], ready: bool, draining: int, replicas
     state = act.read_state()
     current_caps: dict[Role, float | None] = {r: None if cap is None else float(cap) for r in ROLES}
     outcomes = execute(tuple(steps), state, act, current_caps)
+    view = cluster_view(state, current_caps)
     assert [o.step for o in outcomes] == steps
     failed_at = next((i for i, o in enumerate(outcomes) if o.outcome == "failed"), None)
     if failed_at is not None:
@@ -48,11 +50,11 @@ def test_execution_rules(steps: list[Step], ready: bool, draining: int, replicas
     cut_pending = False
     for o in outcomes:
         if o.outcome == "done" and not ready:
-            assert cuts_power(o.step, state, current_caps)
+            assert cuts_power(o.step, view)
         if o.outcome == "done" and cut_pending:
-            assert cuts_power(o.step, state, current_caps)
+            assert cuts_power(o.step, view)
         if o.outcome == "done" and o.step.kind is StepKind.SET_CAP:
-            cut_pending = cut_pending or cuts_power(o.step, state, current_caps)
+            cut_pending = cut_pending or cuts_power(o.step, view)
         if o.outcome == "done" and o.step.wait_for_drain:
             assert draining == 0
     assert len(act.calls) == sum(1 for o in outcomes if o.outcome == "done")
@@ -93,7 +95,7 @@ def test_catch_up_writes_only_up_to_the_counted_cap(annotated: int | None, count
     a DGD that is not Ready; it writes whenever an annotation is below a target the count covers."""
     act = FakeActuator(caps=dict.fromkeys(ROLES, annotated), ready=ready)
     state = act.read_state()
-    done = [StepOutcome(Step(StepKind.SET_CAP, Role.DECODE, target, 0.0), "skipped")] if planned else []
+    done = [StepOutcome(Step(StepKind.SET_CAP, Role.DECODE, target, 0.0), Outcome.SKIPPED)] if planned else []
     caps = dict.fromkeys(ROLES, counted)
     out = catch_up_caps(dict.fromkeys(ROLES, target), state, act, caps, done)
     written = {o.step.role: o.step.value for o in out if o.outcome == "done"}
@@ -108,7 +110,7 @@ def test_catch_up_writes_only_up_to_the_counted_cap(annotated: int | None, count
 def test_catch_up_stops_at_a_failure_and_after_failed_steps() -> None:
     act = FakeActuator(caps=dict.fromkeys(ROLES, 233))
     caps: dict[Role, float | None] = dict.fromkeys(ROLES, 266.0)
-    failed = [StepOutcome(Step(StepKind.SCALE, Role.PREFILL, 2.0, 0.0), "failed", "server: x")]
+    failed = [StepOutcome(Step(StepKind.SCALE, Role.PREFILL, 2.0, 0.0), Outcome.FAILED, "server: x")]
     assert catch_up_caps(dict.fromkeys(ROLES, 266.0), act.read_state(), act, caps, failed) == []
     act.fail_on.add("set_cap")
     out = catch_up_caps(dict.fromkeys(ROLES, 266.0), act.read_state(), act, caps, [])

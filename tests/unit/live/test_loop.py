@@ -12,7 +12,7 @@ from powerplanner.live.budget import AdminBudget, BudgetReading, CompositeBudget
 from powerplanner.live.clock import FakeClock
 from powerplanner.live.kubernetes import KubernetesError
 from powerplanner.live.loop import LiveLoop, LoopSettings, build_observation
-from powerplanner.live.prometheus import MetricsReading
+from powerplanner.live.prometheus import MetricsReading, PrometheusErrorKind
 from powerplanner.model.roles import Role
 from tests.support.live_fakes import FakeActuator, FakeMetrics, StepPlanner, cap, scale
 
@@ -34,6 +34,9 @@ def test_steps_run_in_order_and_events_are_emitted() -> None:
     assert act.calls == [("set_cap", Role.DECODE, 300), ("scale", Role.PREFILL, 2), ("set_cap", Role.PREFILL, 450)]
     assert [o.outcome for o in report.outcomes] == ["done"] * 3
     assert [e[0] for e in act.events] == ["PowerPlanApplied"]
+    text = generate_latest(loop.telemetry.registry).decode()  # the outcome enum's values are the label values
+    assert 'powerplanner_steps_total{kind="set_cap",outcome="done"} 2.0' in text
+    assert 'powerplanner_steps_total{kind="scale",outcome="done"} 1.0' in text
     loop.tick()  # the planner repeats the same steps: nothing changes, no new event
     assert [e[0] for e in act.events] == ["PowerPlanApplied"]
 
@@ -69,7 +72,7 @@ def test_wait_for_drain_and_stop_after_failure() -> None:
 
 def test_prometheus_fault_is_reported_and_recovery_noticed() -> None:
     bad = MetricsReading(None, None, None, None, None, source_ok=False, source_error="prometheus timeout: slow",
-                         error_kind="timeout")
+                         error_kind=PrometheusErrorKind.TIMEOUT)
     metrics = FakeMetrics(readings=[bad, bad])
     act = FakeActuator()
     planner = StepPlanner()
