@@ -108,6 +108,9 @@ def prefill_tp_from_dynamo(isl: FloatArray, ttft_ms: FloatArray, thpt_per_gpu: F
     return max(1, round(float(np.median(gpus))))
 
 
+MAX_CONTEXT_TOKENS = 100_000_000  # far above any served context (Llama 4 Scout: 10M); larger is a unit mistake
+
+
 @dataclass(frozen=True, eq=False)
 class DecodeTable:
     """Decode ITL vs (KV usage, context length), grouped by context length as the profiler sweeps it: for each
@@ -122,10 +125,11 @@ class DecodeTable:
     @classmethod
     def from_points(cls, kv_usage: FloatArray, context: FloatArray, itl_s: FloatArray, max_kv_tokens: int,
                     source: str = "") -> DecodeTable:
-        contexts = np.unique(np.round(context, 6))
+        rounded = np.round(context, 6)
+        contexts = np.unique(rounded)
         curves = []
         for ctx in contexts:
-            mask = np.isclose(context, ctx)
+            mask = rounded == ctx  # grouped by the same rounded value, so every context has its points
             order = np.argsort(kv_usage[mask], kind="stable")
             x, y = kv_usage[mask][order], itl_s[mask][order]
             keep = np.concatenate(([True], np.diff(x) > 0))  # duplicate usages: keep the first
@@ -175,6 +179,9 @@ def decode_table_problems(kv_usage: object, context: object, itl_ms: object, thp
         problems.append(f"{where}: x_kv_usage must be fractions of the KV cache in [0, 1]; fix x_kv_usage")
     if y is not None:
         _positive("y_context_length", y, problems, where)
+        if np.any(y > MAX_CONTEXT_TOKENS):
+            problems.append(f"{where}: y_context_length has values above {MAX_CONTEXT_TOKENS:,} tokens, which no "
+                            "model serves; fix y_context_length (token counts, not bytes)")
     if z is not None:
         _positive("z_itl", z, problems, where)
     if t is not None:

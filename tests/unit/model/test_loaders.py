@@ -144,3 +144,18 @@ def test_dynamo_profile_keeps_the_physics(npz_dir: Path, low: float, high: float
     caps = profile.cap_levels(Role.PREFILL, 26)
     energy = [profile.energy_per_token_j(Role.PREFILL, c) for c in caps]
     assert 0 < int(np.argmin(energy)) < len(caps) - 1
+
+
+def test_a_context_length_no_model_serves_is_one_line_and_grouping_never_loses_a_context() -> None:
+    """Hypothesis found a Dynamo JSON with a context of ~1e308 tokens: rounding overflowed and the table builder
+    raised IndexError. The loader now names the field; the builder groups by the rounded value it keys on."""
+    import numpy as np
+
+    from powerplanner.model.tables import MAX_CONTEXT_TOKENS, DecodeTable, decode_table_problems
+
+    usage, itl = np.array([0.1, 0.5]), np.array([10.0, 20.0])
+    problems = decode_table_problems(usage, np.array([1024.0, 1e308]), itl, None, 100_000, "p.json")
+    assert problems == [f"p.json: y_context_length has values above {MAX_CONTEXT_TOKENS:,} tokens, which no model "
+                        "serves; fix y_context_length (token counts, not bytes)"]
+    table = DecodeTable.from_points(usage, np.array([1024.0, 1e308]), itl / 1000, 100_000)
+    assert len(table.curves) == 2 and all(x.size == 1 for x, _ in table.curves)
