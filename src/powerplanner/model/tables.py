@@ -125,7 +125,8 @@ class DecodeTable:
     @classmethod
     def from_points(cls, kv_usage: FloatArray, context: FloatArray, itl_s: FloatArray, max_kv_tokens: int,
                     source: str = "") -> DecodeTable:
-        rounded = np.round(context, 6)
+        with np.errstate(over="ignore"):  # a huge context rounds to inf; it is refused by the loader anyway
+            rounded = np.round(context, 6)
         contexts = np.unique(rounded)
         curves = []
         for ctx in contexts:
