@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from powerplanner import contract
-from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
+from powerplanner.kube.errors import KubeErrorKind, KubernetesError
+from powerplanner.live.cluster_view import Actuator, ClusterState
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Step, StepKind
 
@@ -43,6 +44,7 @@ class StepOutcome:
     detail: str = ""
     pods_patched: int = 0
     changed: bool = False  # the cluster actually changed (the planner repeats unchanged caps every tick)
+    error_kind: KubeErrorKind | None = None  # why a failed step failed (the loop counts errors by kind)
 
 
 def cuts_power(step: Step, state: ClusterState, current_caps: Mapping[Role, float | None]) -> bool:
@@ -103,7 +105,7 @@ def execute(
                 outcomes.append(StepOutcome(step, "done", changed=replicas != current))
         except KubernetesError as exc:
             log.error("step %s %s=%g failed: %s", step.kind.value, step.role.value, step.value, exc.message)
-            outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}"))
+            outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}", error_kind=exc.kind))
             failed = True
     return outcomes
 
@@ -143,7 +145,7 @@ def catch_up_caps(
             patched = actuator.set_cap(role, target)
         except KubernetesError as exc:
             log.error("catch-up cap %s=%g failed: %s", role.value, target, exc.message)
-            outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}"))
+            outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}", error_kind=exc.kind))
             break
         outcomes.append(StepOutcome(step, "done", CATCH_UP, pods_patched=patched, changed=patched > 0))
     return outcomes

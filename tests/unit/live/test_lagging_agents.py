@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from powerplanner.config import config_from_mapping
 from powerplanner.live.budget import CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
-from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
+from powerplanner.live.cluster_view import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.loop import LiveLoop, LoopSettings
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import ROLES, Role
