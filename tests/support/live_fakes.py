@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from powerplanner.live.kubernetes import ClusterState, KubernetesError, PodInfo, RoleCluster
+from powerplanner.kube.errors import KubernetesError, ServerError
+from powerplanner.live.cluster_view import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleTarget, Step, StepKind
@@ -40,13 +41,13 @@ class FakeActuator:
 
     def scale(self, role: Role, replicas: int) -> None:
         if "scale" in self.fail_on:
-            raise KubernetesError("server", "injected")
+            raise ServerError("injected", status=503)
         self.calls.append(("scale", role, replicas))
         self.replicas[role] = replicas
 
     def set_cap(self, role: Role, cap_watts: float) -> int:
         if "set_cap" in self.fail_on:
-            raise KubernetesError("server", "injected")
+            raise ServerError("injected", status=503)
         self.calls.append(("set_cap", role, cap_watts))
         changed = self.caps[role] != int(cap_watts)
         self.caps[role] = int(cap_watts)

@@ -9,7 +9,7 @@ from kubernetes.client import V1ObjectMeta, V1Pod
 
 from powerplanner import contract
 from powerplanner.agent import policy
-from powerplanner.live import kubernetes
+from powerplanner.live import actuator
 
 
 @given(st.integers(min_value=1, max_value=contract.MAX_REQUEST_WATTS))
@@ -26,7 +26,7 @@ def test_planner_and_agent_read_an_annotation_the_same_way(raw: str) -> None:
         agent_watts = None
     assert contract.power_annotation_watts(raw) == agent_watts
     pod = V1Pod(metadata=V1ObjectMeta(name="p", annotations={contract.POWER_LIMIT_ANNOTATION: raw}))
-    assert kubernetes.pod_info(pod).cap_watts == agent_watts
+    assert actuator.pod_info(pod).cap_watts == agent_watts
 
 
 @pytest.mark.parametrize("raw", [" 350", "350 ", "+350", "3_50", "٣٥٠", "350.0", "0", "-1", "", "100001"])

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from powerplanner.agent.kubeapi import KubeApiError, NotFound
+from powerplanner.kube.errors import KubernetesError, NotFound
 
 RestoreOnExit = Literal["uninstall", "always", "never"]
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # DNS-1123 subdomain (pod and namespace names)
@@ -67,7 +67,7 @@ def decide_exit(
         return ExitDecision(False, "no Kubernetes API client")
     try:
         pod = api.get_pod(namespace, pod_name, timeout_s)
-    except KubeApiError as exc:
+    except KubernetesError as exc:
         return ExitDecision(False, f"cannot read the agent's own pod {namespace}/{pod_name} ({exc})")
     owner = _daemonset_owner(pod)
     if owner is None:
@@ -78,7 +78,7 @@ def decide_exit(
         daemonset = api.get_daemonset(namespace, ds_name, timeout_s)
     except NotFound:
         return ExitDecision(True, f"{where} is gone: uninstall")
-    except KubeApiError as exc:
+    except KubernetesError as exc:
         return ExitDecision(False, f"cannot read {where} ({exc})")
     meta = daemonset.get("metadata")
     meta = meta if isinstance(meta, dict) else {}

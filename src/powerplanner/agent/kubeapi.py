@@ -6,6 +6,10 @@ which alone would double the footprint of an agent that runs on every GPU node a
 planner keeps the official client; the agent's tests drive the API with it (create, patch, delete pods)
 against the same emulated server the agent watches.
 
+Failures are the shared hierarchy of :mod:`powerplanner.kube.errors` (which loads nothing but the standard
+library): an error status through its one status-to-class table, no answer as ``Unreachable``/``Timeout``, an
+answer that is not a JSON object as ``BadResponse``.
+
 Credentials: in a pod, the service account (token re-read on every request, since bound tokens rotate; the
 cluster CA); else a kubeconfig (``kubernetes.kubeconfig``, ``$KUBECONFIG`` or ``~/.kube/config``) with a
 bearer token or a client certificate, inline (``*-data``) or as files. Exec and auth-provider plugins are not
@@ -29,32 +33,9 @@ import httpx
 
 from powerplanner.errors import EndpointError
 from powerplanner.input_files import read_yaml
+from powerplanner.kube.errors import BadResponse, Timeout, Unreachable, error_for_status
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-class KubeApiError(Exception):
-    """A request to the API server did not give the object asked for (the subclasses say how)."""
-
-
-class ApiError(KubeApiError):
-    """The API server answered with an error status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-
-
-class NotFound(ApiError):
-    """HTTP 404: the object does not exist (or no longer does)."""
-
-
-class ApiUnreachable(KubeApiError):
-    """No answer: connection refused or reset, TLS failure, timeout."""
-
-
-class BadResponse(KubeApiError):
-    """An answer that is not the JSON object asked for."""
 
 
 @dataclass(frozen=True)
@@ -180,21 +161,22 @@ class PodApi:
                 message = str(json.loads(response.text).get("message", ""))
             except (ValueError, AttributeError):
                 message = response.text[:200]
-            if response.status_code == 404:
-                raise NotFound(404, message)
-            raise ApiError(response.status_code, message)
+            raise error_for_status(response.status_code, f"HTTP {response.status_code}: {message}")
 
     def _get_object(self, path: str, timeout_s: float | None) -> dict[str, Any]:
-        """One object by path; typed errors only (:class:`KubeApiError` subclasses), never an httpx error."""
+        """One object by path; typed errors only (:class:`~powerplanner.kube.errors.KubernetesError`), never an
+        httpx error."""
         try:
             response = self._client.get(path, headers=self._endpoint.headers(),
                                         timeout=self._timeout_s if timeout_s is None else timeout_s)
             self._check(response)
             body = response.json()
+        except httpx.TimeoutException as exc:
+            raise Timeout(f"GET {path}: {type(exc).__name__}: {exc}") from None
         except httpx.HTTPError as exc:
-            raise ApiUnreachable(f"GET {path}: {type(exc).__name__}: {exc}") from None
+            raise Unreachable(f"GET {path}: {type(exc).__name__}: {exc}") from None
         except OSError as exc:  # the service account token cannot be read
-            raise ApiUnreachable(f"GET {path}: {exc}") from None
+            raise Unreachable(f"GET {path}: {exc}") from None
         except ValueError:
             raise BadResponse(f"GET {path}: the answer is not JSON") from None
         if not isinstance(body, dict):

@@ -17,9 +17,10 @@ from typing import Any
 
 import httpx
 
-from powerplanner.agent.kubeapi import ApiError, PodApi
+from powerplanner.agent.kubeapi import PodApi
 from powerplanner.agent.policy import PodInfo
 from powerplanner.contract import DGD_LABEL, POWER_LIMIT_ANNOTATION, REVISION_ANNOTATION, parse_revision
+from powerplanner.kube.errors import ApiStatusError
 
 _LOG = logging.getLogger("powerplanner.agent.pods")
 
@@ -154,7 +155,7 @@ class PodWatcher:
                 listed = True
                 backoff_s = 0.2
                 reason = self._watch(resource_version, stop)
-            except ApiError as exc:
+            except ApiStatusError as exc:
                 reason = f"http_{exc.status}"
             except httpx.TimeoutException:
                 reason = "timeout"

@@ -22,7 +22,8 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from powerplanner import contract
-from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
+from powerplanner.kube.errors import KubernetesError
+from powerplanner.live.cluster_view import Actuator, ClusterState
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Step, StepKind
 from powerplanner.planning.execution import (
@@ -57,7 +58,7 @@ def cluster_view(state: ClusterState, current_caps: Mapping[Role, float | None])
 
 
 def _failed(step: Step, exc: KubernetesError) -> StepOutcome:
-    return StepOutcome(step, Outcome.FAILED, f"{exc.kind}: {exc.message}")
+    return StepOutcome(step, Outcome.FAILED, f"{exc.kind}: {exc.message}", error_kind=exc.kind)
 
 
 def execute(

@@ -22,8 +22,8 @@ from typing import Protocol
 
 from powerplanner.config import ScheduleEntry, load_config
 from powerplanner.errors import ConfigError
+from powerplanner.kube.errors import KubernetesError
 from powerplanner.live.budget_store import BudgetStore
-from powerplanner.live.kubernetes import KubernetesError
 from powerplanner.live.prometheus import PrometheusClient, PrometheusError
 
 log = logging.getLogger(__name__)

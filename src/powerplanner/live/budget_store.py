@@ -10,12 +10,12 @@ and ``updated_at`` (RFC 3339, UTC).
 The planner creates the object on the first write (RBAC: configmaps get, create, patch in that namespace).
 Only an absent object (404) means "no admin budget was ever set"; any other failure to read it is an error the
 caller must not paper over, because the stored value may be a cut. Failures are
-:class:`~powerplanner.live.kubernetes.KubernetesError`; kind ``shape`` when the object holds no budget.
+:class:`~powerplanner.kube.errors.KubernetesError`; :class:`~powerplanner.kube.errors.ShapeError` when the object
+holds no budget.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import time
@@ -26,12 +26,9 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import kubernetes.client
-import urllib3.exceptions
-from kubernetes.client.rest import ApiException
 
-from powerplanner.live.kubernetes import KubernetesError
-
-log = logging.getLogger(__name__)
+from powerplanner.kube.errors import Conflict, NotFound, ShapeError
+from powerplanner.live.kube_client import call_with_retries
 
 WATTS_KEY = "budget_watts"
 UPDATED_KEY = "updated_at"
@@ -118,44 +115,22 @@ class ConfigMapBudgetStore:
         self._sleep = sleep
 
     def _call(self, what: str, fn: Callable[[], T], retry: bool = True) -> T:
-        last: KubernetesError | None = None
-        for attempt in range(self._retries + 1 if retry else 1):
-            if attempt:
-                self._sleep(self._backoff_s * (2 ** (attempt - 1)))
-            try:
-                return fn()
-            except ApiException as exc:
-                status = int(exc.status or 0)
-                if status >= 500 or status == 429:
-                    last = KubernetesError("server", f"{what} {self.where}: API server answered {status} {exc.reason}")
-                    continue
-                kind = {404: "not_found", 403: "forbidden", 401: "forbidden", 409: "conflict"}.get(status, "invalid")
-                raise KubernetesError(kind, f"{what} {self.where}: HTTP {status} {exc.reason}") from None
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                reason = getattr(exc, "reason", None)
-                timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) or isinstance(
-                    reason, urllib3.exceptions.TimeoutError)
-                kind = "timeout" if timed_out else "unreachable"
-                last = KubernetesError(kind, f"{what} {self.where}: {kind} ({type(reason or exc).__name__})")
-            log.debug("%s, retrying", last.message)
-        assert last is not None
-        raise last
+        return call_with_retries(f"{what} {self.where}", fn, retries=self._retries if retry else 0,
+                                 backoff_s=self._backoff_s, sleep=self._sleep)
 
     def load(self) -> StoredBudget | None:
         try:
             obj = self._call("read", lambda: self._core.read_namespaced_config_map(
                 self.name, self.namespace, _request_timeout=self._timeout_s))
-        except KubernetesError as exc:
-            if exc.kind == "not_found":
-                return None
-            raise
+        except NotFound:
+            return None
         data: dict[str, Any] = dict(getattr(obj, "data", None) or {})
         if WATTS_KEY not in data:
-            raise KubernetesError("shape", f"{self.where} has no data.{WATTS_KEY}")
+            raise ShapeError(f"{self.where} has no data.{WATTS_KEY}")
         try:
             watts = parse_watts(data[WATTS_KEY])
         except ValueError as exc:
-            raise KubernetesError("shape", f"{self.where} data.{WATTS_KEY}: {exc}") from None
+            raise ShapeError(f"{self.where} data.{WATTS_KEY}: {exc}") from None
         return StoredBudget(watts, str(data.get(UPDATED_KEY) or ""))
 
     def save(self, watts: float | None, *, retry: bool = True) -> StoredBudget:
@@ -164,16 +139,12 @@ class ConfigMapBudgetStore:
         patch = {"data": data}
         try:
             self._patch(patch, retry)
-        except KubernetesError as exc:
-            if exc.kind != "not_found":
-                raise
+        except NotFound:
             try:
                 self._call("create", lambda: self._core.create_namespaced_config_map(
                     self.namespace, self._new_object(data),  # type: ignore[arg-type]
                     _request_timeout=self._timeout_s), retry)
-            except KubernetesError as again:
-                if again.kind != "conflict":  # created meanwhile: patch that one
-                    raise
+            except Conflict:  # created meanwhile: patch that one
                 self._patch(patch, retry)
         return stored
 

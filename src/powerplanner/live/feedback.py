@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from powerplanner import contract
-from powerplanner.live.kubernetes import ClusterState
+from powerplanner.live.cluster_view import ClusterState
 from powerplanner.model.roles import ROLES
 
 # The agent's metrics whose workload labels the planner reads, and the labels a diagnosis looks at: ours, and

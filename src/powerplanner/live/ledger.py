@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from powerplanner.live.kubernetes import ClusterState
+from powerplanner.live.cluster_view import ClusterState
 from powerplanner.model.roles import ROLES, Role
 
 

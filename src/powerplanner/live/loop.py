@@ -24,11 +24,12 @@ from enum import Enum
 from typing import Any, Protocol
 
 from powerplanner import contract
+from powerplanner.kube.errors import KubernetesError
 from powerplanner.live.actuation import StepOutcome, catch_up_caps, execute
 from powerplanner.live.budget import Budget, CompositeBudget
 from powerplanner.live.clock import Clock
+from powerplanner.live.cluster_view import Actuator, ClusterState
 from powerplanner.live.feedback import FeedbackDiagnosis, FeedbackWatch
-from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
 from powerplanner.live.ledger import CapLedger
 from powerplanner.live.prometheus import MetricsReading, MetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
@@ -266,7 +267,7 @@ class LiveLoop:
         for outcome in outcomes:
             tel.steps.labels(outcome.step.kind.value, outcome.outcome).inc()
             if outcome.outcome == "failed":
-                tel.error(f"kubernetes_{outcome.detail.split(':', 1)[0]}")
+                tel.error(f"kubernetes_{outcome.error_kind or 'unknown'}")
                 errors.append(outcome.detail)
         changed = [o for o in outcomes if o.changed]
         self._log_decision(budget, decision, outcomes, loud=bool(changed) or decision.reasons != self._last_reasons)

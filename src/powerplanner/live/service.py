@@ -18,6 +18,8 @@ import kubernetes.client
 from powerplanner.config import Config, load_config
 from powerplanner.core_settings import metrics_window_s
 from powerplanner.errors import EndpointError, UserError
+from powerplanner.kube.errors import KubeErrorKind, KubernetesError
+from powerplanner.live.actuator import KubernetesActuator, check_reachable
 from powerplanner.live.admin import AdminServer, AdminSettings, parse_bind
 from powerplanner.live.budget import (
     AdminBudget,
@@ -30,13 +32,8 @@ from powerplanner.live.budget import (
 )
 from powerplanner.live.budget_store import BudgetStore, ConfigMapBudgetStore
 from powerplanner.live.clock import Clock, RealClock
-from powerplanner.live.kubernetes import (
-    ClusterState,
-    KubernetesActuator,
-    KubernetesError,
-    build_api_client,
-    check_reachable,
-)
+from powerplanner.live.cluster_view import ClusterState
+from powerplanner.live.kube_client import build_api_client
 from powerplanner.live.loop import LiveLoop, LoopSettings, PlannerLike
 from powerplanner.live.prometheus import PrometheusClient, PrometheusMetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
@@ -90,9 +87,10 @@ def build_budget(cfg: Config, config_path: Path | None, prom: PrometheusClient,
 
 
 _STORE_FIXES = {
-    "shape": "fix data.budget_watts (a positive number of watts, or 'none'), or delete the ConfigMap to drop "
-               "the stored budget",
-    "forbidden": "grant the planner get, create and patch on configmaps in that namespace (the Helm chart's RBAC)",
+    KubeErrorKind.SHAPE: "fix data.budget_watts (a positive number of watts, or 'none'), or delete the ConfigMap to "
+                         "drop the stored budget",
+    KubeErrorKind.FORBIDDEN: "grant the planner get, create and patch on configmaps in that namespace (the Helm "
+                             "chart's RBAC)",
 }
 
 
@@ -108,7 +106,7 @@ def restore_admin_budget(store: BudgetStore, *, persist: bool = True) -> AdminBu
                                "budget possibly higher than the stored one (the agents keep the caps in force); "
                                "it reads it again when restarted")
         line = f"budget.admin.state_configmap: cannot read the stored admin budget ({exc.message}); {fix}"
-        if exc.kind in ("server", "timeout", "unreachable"):
+        if exc.transient:
             raise EndpointError(line) from None
         raise UserError(line) from None
     if stored is None:

@@ -91,6 +91,7 @@ class StepOutcome:
     pods_patched: int = 0
     changed: bool = False  # the cluster actually changed (the planner repeats unchanged caps every tick)
     wait: Wait | None = None  # why it was skipped or not run
+    error_kind: str | None = None  # why a failed step failed (a kube.errors.KubeErrorKind; the loop counts by it)
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from powerplanner import contract
+from powerplanner.kube.dgd import DGD_GROUP, DGD_PLURAL, dgd_ready, read_roles
+from powerplanner.kube.errors import KubernetesError
 from powerplanner.live.feedback import diagnose_agent_series, diagnosis_query
 from powerplanner.live.prometheus import DYNAMO_FRONTEND, VLLM_FRONTEND, PrometheusClient, PrometheusError, Sample
-from powerplanner.verify.cluster import DGD_GROUP, DGD_PLURAL, ClusterError, ClusterReader
+from powerplanner.model.roles import Role
+from powerplanner.verify.cluster import ClusterReader
 from powerplanner.verify.result import CheckResult, Report, failed, passed, skipped
 from powerplanner.verify.workloads import (
     CAP_ANNOTATION,
     LABEL_DGD,
     LABEL_SUBTYPE,
     cap_annotation,
-    dgd_is_ready,
-    dgd_roles,
     is_gpu_node,
     labels,
     name_of,
@@ -105,7 +106,7 @@ def _probe(name: str, call: Callable[[], _T], summary: Callable[[_T], str], cann
     ``cannot`` and ``fix``, with the peer's own error as the detail (the first check of each peer)."""
     try:
         answer = call()
-    except (ClusterError, PrometheusError) as exc:
+    except (KubernetesError, PrometheusError) as exc:
         return failed(name, cannot, fix, (exc.message,))
     return passed(name, summary(answer))
 
@@ -155,7 +156,7 @@ class Verifier:
             what += f" {object_name}" if object_name else ""
             try:
                 allowed, reason = self.cluster.may(verb, group, resource, self.s.namespace, sub, object_name)
-            except ClusterError as exc:
+            except KubernetesError as exc:
                 errors.append(f"{what}: {exc.message}")
                 continue
             if not allowed:
@@ -177,7 +178,7 @@ class Verifier:
         ref = f"{self.s.namespace}/{self.s.dgd_name}"
         try:
             dgd = self.cluster.get_dgd(self.s.namespace, self.s.dgd_name)
-        except ClusterError as exc:
+        except KubernetesError as exc:
             return failed(name, f"cannot read DynamoGraphDeployment {ref}",
                           "grant get on dynamographdeployments.nvidia.com, and check that the Dynamo CRDs are "
                           "installed", (exc.message,))
@@ -185,7 +186,7 @@ class Verifier:
             return failed(name, f"DynamoGraphDeployment {ref} not found",
                           "pass the right --namespace and --dgd (kubectl get dynamographdeployments -A), or set "
                           "kubernetes.namespace/dgd_name in the config")
-        roles = dgd_roles(dgd, self.s.prefill_service, self.s.decode_service)
+        roles = read_roles(dgd, {Role.PREFILL: self.s.prefill_service, Role.DECODE: self.s.decode_service})
         if roles.problems:
             return failed(name, f"{ref} does not have exactly one prefill and one decode service",
                           "mark the workers with subComponentType: prefill / decode (or type: in v1beta1), or set "
@@ -194,11 +195,12 @@ class Verifier:
         try:
             pods = self.cluster.list_pods(self.s.namespace, f"{LABEL_DGD}={self.s.dgd_name}")
             self._workers = worker_pods(pods, self.s.dgd_name)
-        except ClusterError:
+        except KubernetesError:
             self._workers = None
-        ready = "Ready" if dgd_is_ready(dgd) else "not Ready (the planner will only cut power until it is)"
-        return passed(name, f"{ref} ({dgd.get('apiVersion')}): prefill={roles.prefill[0]}, "
-                      f"decode={roles.decode[0]}, {ready}")
+        is_ready, why = dgd_ready(dgd)
+        ready = "Ready" if is_ready else f"not Ready: {why} (the planner will only cut power until it is)"
+        return passed(name, f"{ref} ({dgd.get('apiVersion')}): prefill={roles.name(Role.PREFILL)}, "
+                      f"decode={roles.name(Role.DECODE)}, {ready}")
 
     # -- Prometheus ------------------------------------------------------------------------------
     def _query(self, promql: str) -> list[Sample]:
@@ -264,7 +266,7 @@ class Verifier:
             try:
                 pods = [p for p in self.cluster.list_pods(None, _selector_text(self.s.planner_selector))
                         if _matches(p, self.s.planner_selector) and not pod_is_terminating(p)]
-            except ClusterError as exc:
+            except KubernetesError as exc:
                 pods = []
                 problems.append(exc.message)
             ready = [p for p in pods if pod_is_ready(p)]
@@ -322,7 +324,7 @@ class Verifier:
             nodes = [n for n in self.cluster.list_nodes() if is_gpu_node(n, self.s.resource_name)]
             pods = [p for p in self.cluster.list_pods(None, _selector_text(self.s.agent_selector))
                     if _matches(p, self.s.agent_selector) and not pod_is_terminating(p)]
-        except ClusterError as exc:
+        except KubernetesError as exc:
             return failed(name, "cannot list nodes and agent pods",
                           "run verify as an identity that may list nodes and pods cluster-wide", (exc.message,))
         if not nodes:

@@ -1,45 +1,35 @@
 """Read-only access to the Kubernetes API for the checks, through the official client.
 
 Objects come back as plain dicts (``_preload_content=False``) so the pure rules in
-:mod:`powerplanner.verify.workloads` work on exactly what the API sent. Every failure becomes a
-:class:`ClusterError` that names the HTTP status, so a check can say "forbidden" rather than crash.
+:mod:`powerplanner.kube.dgd` and :mod:`powerplanner.verify.workloads` work on exactly what the API sent. Every
+failure becomes a :class:`~powerplanner.kube.errors.KubernetesError` (the planner's own mapping,
+live/kube_client.py) whose message names the call and the HTTP status, so a check can say "forbidden" rather
+than crash.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
 import kubernetes.client
-from kubernetes.client.exceptions import ApiException
 
-DGD_GROUP = "nvidia.com"
-DGD_PLURAL = "dynamographdeployments"
-DGD_VERSIONS = ("v1alpha1", "v1beta1")
+from powerplanner.kube.dgd import DGD_GROUP, DGD_PLURAL, DGD_VERSIONS
+from powerplanner.kube.errors import BadResponse, KubernetesError, NotFound, error_for_status
+from powerplanner.live.kube_client import CLIENT_FAILURES, error_from
+
 TIMEOUT_S = 5.0
 
 
-class ClusterError(Exception):
-    """A failed API call; ``status`` is the HTTP status (0 when the API could not be reached)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    @property
-    def forbidden(self) -> bool:
-        return self.status == 403
-
-
-def _wrap(exc: Exception, what: str) -> ClusterError:
-    if isinstance(exc, ApiException):
-        reason = exc.reason or ""
-        with contextlib.suppress(ValueError, AttributeError):
-            reason = json.loads(exc.body or "{}").get("message") or reason
-        return ClusterError(int(exc.status or 0), f"{what}: HTTP {exc.status} {reason}".strip())
-    return ClusterError(0, f"{what}: the Kubernetes API cannot be reached ({type(exc).__name__}: {exc})")
+def _json(data: bytes | str | None, what: str) -> dict[str, Any]:
+    """The answer's JSON object, or :class:`~powerplanner.kube.errors.BadResponse`."""
+    try:
+        body = json.loads(data or b"{}")
+    except ValueError:
+        raise BadResponse(f"{what}: the answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadResponse(f"{what}: the answer is not a JSON object")
+    return body
 
 
 class ClusterReader:
@@ -64,10 +54,10 @@ class ClusterReader:
             resp = client.call_api(method, url, header_params=headers, body=body, post_params=post,
                                    _request_timeout=TIMEOUT_S)
             data = resp.read()
-        except Exception as exc:  # urllib3 and API errors alike
-            raise _wrap(exc, "GET /version") from None
+        except CLIENT_FAILURES as exc:
+            raise error_from(exc, "GET /version") from None
         if not 200 <= int(resp.status) < 300:
-            raise ClusterError(int(resp.status), f"GET /version: HTTP {resp.status}")
+            raise error_for_status(int(resp.status), f"GET /version: HTTP {resp.status}")
         try:
             return str(json.loads(data).get("gitVersion", "unknown"))
         except (ValueError, AttributeError):
@@ -86,27 +76,27 @@ class ClusterReader:
         api: Any = kubernetes.client.AuthorizationV1Api(self._client)
         try:
             resp = api.create_self_subject_access_review(body, _preload_content=False, _request_timeout=TIMEOUT_S)
-        except Exception as exc:
-            raise _wrap(exc, "create SelfSubjectAccessReview") from None
-        status = json.loads(resp.data or b"{}").get("status") or {}
+        except CLIENT_FAILURES as exc:
+            raise error_from(exc, "create SelfSubjectAccessReview") from None
+        status = _json(resp.data, "create SelfSubjectAccessReview").get("status") or {}
         return bool(status.get("allowed")), str(status.get("reason") or status.get("evaluationError") or "")
 
     def get_dgd(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The DynamoGraphDeployment in whichever served version has it; None when no version has it."""
-        last: ClusterError | None = None
+        last: KubernetesError | None = None
         for version in DGD_VERSIONS:
+            what = f"get {DGD_PLURAL}.{DGD_GROUP}/{version} {namespace}/{name}"
             try:
                 resp = self._custom.get_namespaced_custom_object(
                     DGD_GROUP, version, namespace, DGD_PLURAL, name, _preload_content=False,
                     _request_timeout=TIMEOUT_S,
                 )
-            except Exception as exc:
-                err = _wrap(exc, f"get {DGD_PLURAL}.{DGD_GROUP}/{version} {namespace}/{name}")
-                if err.status == 404:
-                    continue
-                last = err
+            except CLIENT_FAILURES as exc:
+                err = error_from(exc, what)
+                if not isinstance(err, NotFound):
+                    last = err
                 continue
-            return dict(json.loads(resp.data))
+            return _json(resp.data, what)
         if last is not None:
             raise last
         return None
@@ -122,13 +112,13 @@ class ClusterReader:
                 resp = self._core.list_namespaced_pod(
                     namespace, label_selector=label_selector, _preload_content=False, _request_timeout=TIMEOUT_S
                 )
-        except Exception as exc:
-            raise _wrap(exc, f"list pods in {namespace or 'all namespaces'}") from None
-        return list(json.loads(resp.data).get("items") or [])
+        except CLIENT_FAILURES as exc:
+            raise error_from(exc, f"list pods in {namespace or 'all namespaces'}") from None
+        return list(_json(resp.data, "list pods").get("items") or [])
 
     def list_nodes(self) -> list[dict[str, Any]]:
         try:
             resp = self._core.list_node(_preload_content=False, _request_timeout=TIMEOUT_S)
-        except Exception as exc:
-            raise _wrap(exc, "list nodes") from None
-        return list(json.loads(resp.data).get("items") or [])
+        except CLIENT_FAILURES as exc:
+            raise error_from(exc, "list nodes") from None
+        return list(_json(resp.data, "list nodes").get("items") or [])

@@ -1,13 +1,13 @@
-"""Pure readings of Kubernetes objects: the roles of a DynamoGraphDeployment, worker pods, GPU nodes.
+"""Pure readings of Kubernetes objects for ``verify``: worker pods, their cap annotations, GPU nodes.
 
-Plain dicts in (as the API returns them), plain values out, no I/O, so every rule is unit-testable.
-Matches DESIGN.md section 2: exactly one service per ``subComponentType``; fallback names when it is absent.
+Plain dicts in (as the API returns them), plain values out, no I/O, so every rule is unit-testable. The
+DynamoGraphDeployment itself (its prefill and decode services, Ready) is read by :mod:`powerplanner.kube.dgd`,
+the planner's own rules, so that ``verify`` passes a DGD exactly when the planner can manage it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from powerplanner import contract
@@ -16,64 +16,6 @@ LABEL_DGD = contract.DGD_LABEL
 LABEL_SUBTYPE = contract.SUB_COMPONENT_LABEL
 CAP_ANNOTATION = contract.POWER_LIMIT_ANNOTATION
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
-
-FALLBACK_NAMES: Mapping[str, str] = {
-    "VllmPrefillWorker": "prefill",
-    "VllmDecodeWorker": "decode",
-    "prefill": "prefill",
-    "decode": "decode",
-    "TRTLLMPrefillWorker": "prefill",
-    "TRTLLMDecodeWorker": "decode",
-}
-
-
-@dataclass(frozen=True)
-class DgdRoles:
-    """Service names found per role; a valid DGD has exactly one of each."""
-
-    prefill: tuple[str, ...]
-    decode: tuple[str, ...]
-
-    @property
-    def problems(self) -> tuple[str, ...]:
-        out = []
-        for role, names in (("prefill", self.prefill), ("decode", self.decode)):
-            if len(names) != 1:
-                found = ", ".join(names) if names else "none"
-                out.append(f"{len(names)} {role} services (found: {found}); exactly one is needed")
-        return tuple(out)
-
-
-def dgd_roles(dgd: Mapping[str, Any], prefill_override: str | None = None,
-              decode_override: str | None = None) -> DgdRoles:
-    """Which services are prefill and decode: ``subComponentType`` (v1alpha1) or ``type`` (v1beta1), else the
-    conventional names; an override from the config wins for its role."""
-    spec = dgd.get("spec") or {}
-    typed: dict[str, str] = {}
-    if isinstance(spec.get("components"), list):
-        for comp in spec["components"]:
-            name = str(comp.get("name", ""))
-            role = str(comp.get("type") or comp.get("subComponentType") or FALLBACK_NAMES.get(name, ""))
-            typed[name] = role
-    else:
-        for name, svc in (spec.get("services") or {}).items():
-            role = str((svc or {}).get("subComponentType") or FALLBACK_NAMES.get(name, ""))
-            typed[name] = role
-    prefill = tuple(n for n, r in typed.items() if r == "prefill")
-    decode = tuple(n for n, r in typed.items() if r == "decode")
-    if prefill_override:
-        prefill = (prefill_override,) if prefill_override in typed else ()
-    if decode_override:
-        decode = (decode_override,) if decode_override in typed else ()
-    return DgdRoles(prefill=prefill, decode=decode)
-
-
-def dgd_is_ready(dgd: Mapping[str, Any]) -> bool:
-    status = dgd.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return bool(cond.get("status") == "True")
-    return str(status.get("state", "")).lower() == "successful"
 
 
 def labels(obj: Mapping[str, Any]) -> Mapping[str, str]:

@@ -10,13 +10,10 @@ from typing import Any
 
 import pytest
 
-from powerplanner.live.kubernetes import (
-    ADAPTER_RECHECK_READS,
-    CAP_ANNOTATION,
-    REVISION_ANNOTATION,
-    KubernetesActuator,
-    KubernetesError,
-)
+from powerplanner.contract import POWER_LIMIT_ANNOTATION as CAP_ANNOTATION
+from powerplanner.contract import REVISION_ANNOTATION
+from powerplanner.kube.errors import NotFound, ServerError
+from powerplanner.live.actuator import ADAPTER_RECHECK_READS, KubernetesActuator
 from powerplanner.model.roles import Role
 from tests.fixtures.k8s import ADAPTER_PLURAL, DGD_PLURAL, EmulatedCluster, adapter_resource, dgd_resource
 
@@ -55,6 +52,17 @@ def test_reads_v1alpha1_state_with_pods(cluster: EmulatedCluster) -> None:
     assert p.annotated_cap_watts is None  # llm-p-1 has no annotation yet: its GPUs run at the default limit
     assert d.draining_replicas == 1 and d.annotated_cap_watts == 300.0
     assert p.adapter is None
+
+
+def test_reads_the_dgd_as_verify_does(cluster: EmulatedCluster) -> None:
+    """The rules verify applies (powerplanner.kube.dgd): a typed service wins over an untyped fallback name;
+    ``state: Successful`` without a Ready condition is not Ready (the planner then only cuts power)."""
+    cluster.add_dgd_v1alpha1()
+    cluster.patch(dgd_resource(), "default", "llm", {"spec": {"services": {"prefill": {"replicas": 1}}},
+                                                    "status": {"conditions": None, "state": "Successful"}})
+    state = actuator(cluster).read_state()
+    assert state.role(Role.PREFILL).service == "VllmPrefillWorker"
+    assert not state.ready and state.ready_detail == "state='Successful', no Ready condition"
 
 
 def test_scales_through_adapter_when_it_exists(cluster: EmulatedCluster) -> None:
@@ -171,9 +179,9 @@ def test_500_and_timeouts_are_retried(cluster: EmulatedCluster) -> None:
     cluster.inject("PATCH", "pods", status=503, times=2)
     assert act.set_cap(Role.DECODE, 420) == 1 and caps(cluster, "decode") == ["420"]
     cluster.inject("PATCH", DGD_PLURAL, status=500, times=10)
-    with pytest.raises(KubernetesError) as info:
+    with pytest.raises(ServerError) as info:
         act.scale(Role.DECODE, 2)
-    assert info.value.kind == "server"
+    assert info.value.kind == "server" and info.value.status == 500 and "HTTP 500" in info.value.message
     assert must_get(cluster, dgd_resource(), "default", "llm")["spec"]["services"]["VllmDecodeWorker"]["replicas"] == 1
 
 
@@ -215,7 +223,7 @@ def test_no_lost_update_under_a_concurrent_writer(cluster: EmulatedCluster) -> N
 
 
 def test_missing_dgd_is_a_clear_error(cluster: EmulatedCluster) -> None:
-    with pytest.raises(KubernetesError) as info:
+    with pytest.raises(NotFound) as info:
         actuator(cluster).read_state()
     assert info.value.kind == "not_found" and "kubernetes.dgd_name" in info.value.message
 

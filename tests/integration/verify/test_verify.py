@@ -85,6 +85,18 @@ def test_dgd_with_two_prefill_services(world: World) -> None:
     assert "2 prefill services" in report.checks[2].details[0]
 
 
+def test_dgd_is_read_as_the_planner_reads_it(world: World) -> None:
+    """One reader (powerplanner.kube.dgd) for verify and the planner: a typed service wins over an untyped
+    fallback name (not "2 prefill services"), and ``state: Successful`` is not the operator's Ready."""
+    dgds = "nvidia.com/v1alpha1/dynamographdeployments"
+    world.cluster.patch(dgds, NS, DGD, {"spec": {"services": {"prefill": {"componentType": "worker", "replicas": 1}}}})
+    dgd = check(world.verify(), "dgd")
+    assert dgd.status is Status.PASS and "prefill=VllmPrefillWorker, decode=VllmDecodeWorker, Ready" in dgd.summary
+    world.cluster.patch(dgds, NS, DGD, {"status": {"conditions": None, "state": "Successful"}})
+    dgd = check(world.verify(), "dgd")
+    assert dgd.status is Status.PASS and "not Ready: state='Successful', no Ready condition" in dgd.summary
+
+
 def test_dgd_v1beta1_is_understood(world: World) -> None:
     world.cluster.delete("nvidia.com/v1alpha1/dynamographdeployments", NS, DGD)
     world.cluster.add_dgd_v1beta1(name=DGD, namespace=NS)

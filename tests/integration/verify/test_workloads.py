@@ -1,5 +1,6 @@
-"""The pure rules verify applies to API objects: DGD roles in both versions, the annotation's grammar, GPU
-counts and GPU nodes. No cluster needed; hypothesis for the annotation grammar."""
+"""The pure rules verify applies to API objects: the annotation's grammar, GPU counts and GPU nodes (the DGD's
+roles and readiness are the planner's own reader, tests/unit/kube/test_dgd.py). No cluster needed; hypothesis
+for the annotation grammar."""
 
 from __future__ import annotations
 
@@ -13,50 +14,10 @@ from powerplanner.verify.result import CheckResult, Report, Status
 from powerplanner.verify.workloads import (
     CAP_ANNOTATION,
     cap_annotation,
-    dgd_is_ready,
-    dgd_roles,
     is_gpu_node,
     pod_gpus,
     worker_pods,
 )
-
-
-def v1alpha1(services: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "nvidia.com/v1alpha1", "spec": {"services": services}}
-
-
-def test_roles_from_sub_component_type_and_fallback_names() -> None:
-    typed = dgd_roles(v1alpha1({"Frontend": {}, "A": {"subComponentType": "prefill"},
-                                "B": {"subComponentType": "decode"}}))
-    assert (typed.prefill, typed.decode, typed.problems) == (("A",), ("B",), ())
-    named = dgd_roles(v1alpha1({"TRTLLMPrefillWorker": {}, "TRTLLMDecodeWorker": {}}))
-    assert (named.prefill, named.decode) == (("TRTLLMPrefillWorker",), ("TRTLLMDecodeWorker",))
-
-
-def test_roles_v1beta1_components() -> None:
-    dgd = {"spec": {"components": [{"name": "fe", "type": "frontend"}, {"name": "p", "type": "prefill"},
-                                   {"name": "d", "type": "decode"}]}}
-    roles = dgd_roles(dgd)
-    assert (roles.prefill, roles.decode) == (("p",), ("d",))
-
-
-def test_roles_problems_name_what_is_wrong() -> None:
-    roles = dgd_roles(v1alpha1({"P1": {"subComponentType": "prefill"}, "P2": {"subComponentType": "prefill"}}))
-    assert roles.problems == ("2 prefill services (found: P1, P2); exactly one is needed",
-                              "0 decode services (found: none); exactly one is needed")
-
-
-def test_override_picks_the_named_service_or_none() -> None:
-    dgd = v1alpha1({"P1": {"subComponentType": "prefill"}, "P2": {"subComponentType": "prefill"},
-                    "D": {"subComponentType": "decode"}})
-    assert dgd_roles(dgd, prefill_override="P2").prefill == ("P2",)
-    assert dgd_roles(dgd, prefill_override="missing").prefill == ()
-
-
-def test_ready_from_condition_or_state() -> None:
-    assert dgd_is_ready({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
-    assert not dgd_is_ready({"status": {"conditions": [{"type": "Ready", "status": "False"}], "state": "successful"}})
-    assert dgd_is_ready({"status": {"state": "successful"}})
 
 
 def pod(annotation: str | None = None, **labels: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from powerplanner.agent.handover import decide_exit
-from powerplanner.agent.kubeapi import ApiError, ApiUnreachable, BadResponse, KubeApiError, NotFound
+from powerplanner.kube.errors import BadResponse, Forbidden, KubernetesError, NotFound, Timeout, Unreachable
 
 ENV = {"POD_NAME": "pp-agent-x7k2q", "POD_NAMESPACE": "powerplanner"}
 DS_UID = "1111-2222"
@@ -25,21 +25,21 @@ def own_pod(owners: list[dict[str, Any]] | None = None) -> dict[str, Any]:
 
 @dataclass
 class FakeApi:
-    pod: dict[str, Any] | KubeApiError = field(default_factory=own_pod)
-    daemonset: dict[str, Any] | KubeApiError = field(
+    pod: dict[str, Any] | KubernetesError = field(default_factory=own_pod)
+    daemonset: dict[str, Any] | KubernetesError = field(
         default_factory=lambda: {"metadata": {"name": "pp-agent", "uid": DS_UID}}
     )
     calls: list[tuple[str, str, str]] = field(default_factory=list)
 
     def get_pod(self, namespace: str, name: str, timeout_s: float | None = None) -> dict[str, Any]:
         self.calls.append(("pod", namespace, name))
-        if isinstance(self.pod, KubeApiError):
+        if isinstance(self.pod, KubernetesError):
             raise self.pod
         return self.pod
 
     def get_daemonset(self, namespace: str, name: str, timeout_s: float | None = None) -> dict[str, Any]:
         self.calls.append(("daemonset", namespace, name))
-        if isinstance(self.daemonset, KubeApiError):
+        if isinstance(self.daemonset, KubernetesError):
             raise self.daemonset
         return self.daemonset
 
@@ -52,7 +52,7 @@ def test_a_daemonset_still_there_is_a_restart_or_rollout_hand_over() -> None:
 
 
 def test_a_daemonset_gone_is_an_uninstall() -> None:
-    decision = decide_exit("uninstall", FakeApi(daemonset=NotFound(404, "not found")), ENV)
+    decision = decide_exit("uninstall", FakeApi(daemonset=NotFound("HTTP 404: not found", status=404)), ENV)
     assert decision.restore and "gone" in decision.reason
 
 
@@ -74,15 +74,15 @@ def test_a_daemonset_recreated_under_the_same_name_hands_over_to_its_agent() -> 
         (FakeApi(), {"POD_NAME": "x"}, "POD_NAMESPACE"),
         (FakeApi(), {"POD_NAME": "../../secrets", "POD_NAMESPACE": "pp"}, "not a Kubernetes name"),
         (None, ENV, "no Kubernetes API"),
-        (FakeApi(pod=ApiUnreachable("connection refused")), ENV, "connection refused"),
-        (FakeApi(pod=NotFound(404, "gone")), ENV, "own pod"),
-        (FakeApi(pod=ApiError(403, "forbidden")), ENV, "forbidden"),
+        (FakeApi(pod=Unreachable("connection refused")), ENV, "connection refused"),
+        (FakeApi(pod=NotFound("HTTP 404: gone", status=404)), ENV, "own pod"),
+        (FakeApi(pod=Forbidden("HTTP 403: forbidden", status=403)), ENV, "forbidden"),
         (FakeApi(pod=BadResponse("not JSON")), ENV, "not JSON"),
         (FakeApi(pod=own_pod([])), ENV, "no owning DaemonSet"),
         (FakeApi(pod=own_pod([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x"}])), ENV, "no owning"),
         (FakeApi(pod={"metadata": "odd"}), ENV, "no owning DaemonSet"),
-        (FakeApi(daemonset=ApiError(403, "daemonsets is forbidden")), ENV, "forbidden"),
-        (FakeApi(daemonset=ApiUnreachable("timeout")), ENV, "timeout"),
+        (FakeApi(daemonset=Forbidden("HTTP 403: daemonsets is forbidden", status=403)), ENV, "forbidden"),
+        (FakeApi(daemonset=Timeout("timeout")), ENV, "timeout"),
     ],
 )
 def test_any_doubt_hands_over_with_one_line_saying_why(api: FakeApi | None, environ: dict[str, str],
@@ -93,7 +93,7 @@ def test_any_doubt_hands_over_with_one_line_saying_why(api: FakeApi | None, envi
 
 
 def test_always_and_never_do_not_ask_the_api() -> None:
-    api = FakeApi(daemonset=NotFound(404, "gone"))
+    api = FakeApi(daemonset=NotFound("HTTP 404: gone", status=404))
     assert decide_exit("always", api, {}).restore
     assert not decide_exit("never", api, ENV).restore
     assert api.calls == []

@@ -11,17 +11,18 @@ import httpx
 import pytest
 import yaml
 
-from powerplanner.agent.kubeapi import (
-    ApiError,
-    ApiUnreachable,
-    BadResponse,
-    KubeApiError,
-    KubeEndpoint,
-    NotFound,
-    PodApi,
-    endpoint_from,
-)
+from powerplanner.agent.kubeapi import KubeEndpoint, PodApi, endpoint_from
 from powerplanner.errors import EndpointError
+from powerplanner.kube.errors import (
+    ApiStatusError,
+    BadResponse,
+    Forbidden,
+    KubernetesError,
+    NotFound,
+    ServerError,
+    Timeout,
+    Unreachable,
+)
 
 
 def _kubeconfig(tmp_path: Path, cluster: dict[str, object], user: dict[str, object]) -> str:
@@ -104,21 +105,21 @@ def _raise_timeout(request: httpx.Request) -> httpx.Response:
     ("handler", "error"),
     [
         (lambda r: httpx.Response(404, json={"message": "daemonsets.apps \"x\" not found"}), NotFound),
-        (lambda r: httpx.Response(403, json={"message": "forbidden"}), ApiError),
-        (lambda r: httpx.Response(500, text="oops"), ApiError),
+        (lambda r: httpx.Response(403, json={"message": "forbidden"}), Forbidden),
+        (lambda r: httpx.Response(500, text="oops"), ServerError),
         (lambda r: httpx.Response(200, text="<html>"), BadResponse),
         (lambda r: httpx.Response(200, json=[1, 2]), BadResponse),
-        (_raise_connect, ApiUnreachable),
-        (_raise_timeout, ApiUnreachable),
+        (_raise_connect, Unreachable),
+        (_raise_timeout, Timeout),
     ],
 )
 def test_get_errors_are_typed(handler: Callable[[httpx.Request], httpx.Response], error: type[Exception]) -> None:
     api = _api(handler)
     with pytest.raises(error) as info:
         api.get_daemonset("pp", "x")
-    assert isinstance(info.value, KubeApiError)
-    if isinstance(info.value, ApiError):
-        assert info.value.status in (403, 404, 500)
+    assert type(info.value) is error and isinstance(info.value, KubernetesError)
+    if isinstance(info.value, ApiStatusError):
+        assert info.value.status in (403, 404, 500) and f"HTTP {info.value.status}" in info.value.message
 
 
 @pytest.mark.parametrize(("text", "says"), [

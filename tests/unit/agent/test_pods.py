@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from powerplanner.agent.kubeapi import ApiError
 from powerplanner.agent.pods import PodWatcher, pod_info
+from powerplanner.kube.errors import ServerError
 
 
 def pod(name: str, node: str = "n1", watts: str | None = None, phase: str = "Running") -> dict[str, Any]:
@@ -84,7 +84,7 @@ def test_events_filter_by_node_and_phase() -> None:
 def test_failures_relist() -> None:
     stop = threading.Event()
     gone = [{"type": "ERROR", "object": {"kind": "Status", "code": 410}}]
-    api = FakeApi([pod("a")], [ApiError(500, "boom"), httpx.ConnectError("refused"), gone,
+    api = FakeApi([pod("a")], [ServerError("HTTP 500: boom", status=500), httpx.ConnectError("refused"), gone,
                                httpx.ReadTimeout("idle"), []], stop)
     _, _, restarts = run(api, stop)
     assert restarts == ["http_500", "connection", "expired", "timeout"]
@@ -116,8 +116,9 @@ def test_pod_info_knows_a_dynamo_worker_by_its_dgd_label() -> None:
 
 def test_the_agent_reads_the_names_the_planner_writes() -> None:
     from powerplanner.agent import policy
-    from powerplanner.live import kubernetes
+    from powerplanner.live.actuator import cap_annotation_value, cap_patch
 
-    assert policy.POWER_LIMIT_ANNOTATION == kubernetes.CAP_ANNOTATION
-    assert policy.REVISION_ANNOTATION == kubernetes.REVISION_ANNOTATION
-    assert policy.DGD_LABEL == kubernetes.LABEL_DGD
+    written = cap_patch(cap_annotation_value(350.7), {policy.REVISION_ANNOTATION: "4"})["metadata"]["annotations"]
+    assert set(written) == {policy.POWER_LIMIT_ANNOTATION, policy.REVISION_ANNOTATION}
+    assert policy.parse_power_annotation(written[policy.POWER_LIMIT_ANNOTATION]) == 350
+    assert written[policy.REVISION_ANNOTATION] == "5"

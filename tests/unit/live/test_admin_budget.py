@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from powerplanner.kube.errors import ServerError
 from powerplanner.live.budget import AdminBudget, CompositeBudget, StaticBudget
 from powerplanner.live.budget_store import StoredBudget, format_watts, parse_watts
-from powerplanner.live.kubernetes import KubernetesError
 
 NOON = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -32,7 +32,7 @@ class FakeStore:
 
     def save(self, watts: float | None, *, retry: bool = True) -> StoredBudget:
         if self.down:
-            raise KubernetesError("server", "write ConfigMap test/powerplanner-budget: API server answered 503")
+            raise ServerError("write ConfigMap test/powerplanner-budget: HTTP 503 Service Unavailable", status=503)
         self.writes += 1
         self.watts = watts
         return StoredBudget(watts, "")

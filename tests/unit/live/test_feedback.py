@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from powerplanner.contract import AGENT_NAMESPACE_LABEL, AGENT_POD_LABEL
 from powerplanner.live.budget import CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
+from powerplanner.live.cluster_view import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.feedback import (
     EXPORTED_POD_LABEL,
     FeedbackDiagnosis,
@@ -19,7 +20,6 @@ from powerplanner.live.feedback import (
     diagnose_agent_series,
     diagnosis_query,
 )
-from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.loop import LiveLoop, LoopSettings
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import Role

@@ -26,7 +26,7 @@ from powerplanner.config import config_from_mapping
 from powerplanner.core_settings import build_planner
 from powerplanner.live.budget import CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
-from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
+from powerplanner.live.cluster_view import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.loop import LiveLoop, LoopSettings
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import ROLES, Role

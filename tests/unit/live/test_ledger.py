@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from powerplanner.live.kubernetes import ClusterState, PodInfo, RoleCluster
+from powerplanner.live.cluster_view import ClusterState, PodInfo, RoleCluster
 from powerplanner.live.ledger import CapLedger
 from powerplanner.model.roles import Role
 

@@ -7,10 +7,10 @@ from datetime import datetime
 
 from prometheus_client import generate_latest
 
+from powerplanner.kube.errors import KubeErrorKind, Timeout
 from powerplanner.live.actuation import execute
 from powerplanner.live.budget import AdminBudget, BudgetReading, CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
-from powerplanner.live.kubernetes import KubernetesError
 from powerplanner.live.loop import LiveLoop, LoopSettings, build_observation
 from powerplanner.live.prometheus import MetricsReading, PrometheusErrorKind
 from powerplanner.model.roles import Role
@@ -89,12 +89,23 @@ def test_prometheus_fault_is_reported_and_recovery_noticed() -> None:
 
 
 def test_kubernetes_read_failure_skips_tick() -> None:
-    act = FakeActuator(read_error=KubernetesError("timeout", "list pods: timed out"))
+    act = FakeActuator(read_error=Timeout("list pods: timed out"))
     planner = StepPlanner((cap(Role.DECODE, 300),))
     loop, _ = make_loop(planner, act)
     report = loop.tick()
     assert report.decision is None and planner.observations == [] and act.calls == []
     assert 'kind="kubernetes_timeout"' in generate_latest(loop.telemetry.registry).decode()
+
+
+def test_a_failed_step_is_counted_by_its_error_kind() -> None:
+    """The kind travels on the outcome (a StrEnum), not parsed back out of its detail text."""
+    act = FakeActuator()
+    act.fail_on.add("set_cap")
+    loop, _ = make_loop(StepPlanner((cap(Role.DECODE, 300),)), act)
+    report = loop.tick()
+    assert [(o.outcome, o.error_kind) for o in report.outcomes] == [("failed", KubeErrorKind.SERVER)]
+    metrics = generate_latest(loop.telemetry.registry).decode()
+    assert 'powerplanner_errors_total{kind="kubernetes_server"} 1.0' in metrics
 
 
 def test_observation_joins_cluster_and_budget() -> None:
