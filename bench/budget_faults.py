@@ -1,0 +1,94 @@
+"""Every path of issue 11 ("the budget is a guarantee") in the default configuration against the fake peers.
+
+For each path (tests/integration/e2e/budget_paths.py holds the scenarios, shared with the tests that assert
+them) provisioned power, the sum of the limits in force on the deployment's GPUs read back from the fake NVML
+state, is sampled every 50 ms against the budget (or the node's share of it). Prints one JSON object:
+
+    {"paths": [{"name", "worst_ratio", "seconds_over", "samples", "detail"}, ...], "worst_ratio",
+     "seconds_over", "paths_over_budget", "duration_s"}
+
+The paths that wait out an agent resync (``long``) run alongside the others, each in its own world.
+
+    .venv/bin/python bench/budget_faults.py [--only NAME ...] [--list] [--sequential]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the peers and the scenarios live in tests/
+
+
+def quiet_teardown() -> None:
+    """Each path closes its emulator's event loop with a watch or two still open; asyncio and aiohttp then
+    report the pending tasks on stderr. They are the emulator's, not the system's under test: not reported."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda _unraisable: None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tests.fixtures.nvml import build_fake_nvml
+    from tests.integration.e2e.budget_paths import PATHS, PathResult, run_path
+
+    from powerplanner.agent.proto_stubs import load_podresources_stubs
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this path (repeatable)")
+    parser.add_argument("--list", action="store_true", help="list the paths and exit")
+    parser.add_argument("--sequential", action="store_true", help="run the long paths one after the other too")
+    args = parser.parse_args(argv)
+    if args.list:
+        for path in PATHS.values():
+            print(f"{path.name}  (issue item {path.issue}{', long' if path.long else ''})")
+        return 0
+    unknown = [name for name in args.only if name not in PATHS]
+    if unknown:
+        print(f"unknown path(s) {', '.join(unknown)}; --list shows them", file=sys.stderr)
+        return 2
+    names = args.only or list(PATHS)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="budget-faults-") as tmp:
+        work = Path(tmp)
+        try:
+            lib_dir = build_fake_nvml(work / "fake-nvml")
+        except RuntimeError as exc:
+            print(f"cannot build the fake NVML library: {exc}", file=sys.stderr)
+            return 2
+        quiet_teardown()
+        load_podresources_stubs()  # the fake kubelets' gRPC stubs, loaded once before paths run side by side
+        results: dict[str, PathResult] = {}
+        long_paths = [n for n in names if PATHS[n].long and not args.sequential]
+        with ThreadPoolExecutor(max_workers=max(1, len(long_paths))) as pool:
+            pending: dict[str, Future[PathResult]] = {
+                n: pool.submit(run_path, n, lib_dir, work / n) for n in long_paths}
+            for name in names:
+                if name not in pending:
+                    results[name] = run_path(name, lib_dir, work / name)
+                    print(f"{name}: {results[name].worst_ratio:.3f}", file=sys.stderr)
+            for name, future in pending.items():
+                results[name] = future.result()
+                print(f"{name}: {results[name].worst_ratio:.3f}", file=sys.stderr)
+    ordered = [results[n] for n in names]
+    worst = max((r.worst_ratio for r in ordered), default=0.0)
+    report = {
+        "paths": [r.as_json() for r in ordered],
+        "worst_ratio": round(worst, 4) if math.isfinite(worst) else None,
+        "seconds_over": round(sum(r.seconds_over for r in ordered), 3),
+        "paths_over_budget": [r.name for r in ordered if not r.within_budget],
+        "duration_s": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(report, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
