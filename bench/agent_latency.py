@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                     burst_ms.append((now - t0) * 1000.0)
                     burst_tail_ms.append((now - t_last) * 1000.0)
             rss_after = rss_mb(agent.proc.pid)
+            before_stop = nvml.limits_watts()
             agent.terminate()
-            restored = nvml.limits_watts() == [g.default_mw / 1000 for g in nvml.read().gpus]
+            handed_over = nvml.limits_watts() == before_stop  # SIGTERM leaves the limits for the next agent
     finally:
         if agent is not None:
             agent.kill()
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "startup_s": round(startup_s, 2),
         "idle_rss_mb": round(idle_rss, 1),
         "rss_after_mb": round(rss_after, 1),
-        "restored_on_sigterm": restored,
+        "limits_kept_on_sigterm": handed_over,
         "goal_p99_ms": 1000,
         "goal_idle_rss_mb": 80,
     }

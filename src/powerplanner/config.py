@@ -57,6 +57,9 @@ class AdminConfig(_Section):
     bind: str = Field("127.0.0.1:8081", description="host:port to listen on.")
     token: str | None = Field(None, description="Bearer token required on every request.")
     token_file: str | None = Field(None, description="File holding the bearer token (preferred over token).")
+    state_configmap: str = Field("powerplanner-budget", description="ConfigMap keeping the admin budget.")
+    tls_cert_file: str | None = Field(None, description="PEM certificate for HTTPS (with tls_key_file).")
+    tls_key_file: str | None = Field(None, description="PEM private key for HTTPS (with tls_cert_file).")
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> AdminConfig:
@@ -107,7 +110,18 @@ class PredictorConfig(_Section):
 class PlannerConfig(_Section):
     """How the planner decides."""
 
-    policy: Literal["ours", "static", "dynamo-sla", "dynamo-power", "proportional", "oracle"] = "ours"
+    policy: str = Field(
+        "ours", description="Planning policy: a name from the policy registry (docs/planner.md lists them)."
+    )
+
+    @field_validator("policy")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from powerplanner.planning.registry import policy_names  # lazy: planning imports this module
+
+        if name not in policy_names():
+            raise ValueError(f"not a registered policy; use one of: {', '.join(policy_names())}")
+        return name
     adjustment_interval_s: PositiveFloat = Field(60.0, description="Replicas may change this often.")
     cap_interval_s: PositiveFloat = Field(5.0, description="Caps may change this often (the cap tick).")
     target_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
@@ -198,6 +212,15 @@ class AgentConfig(_Section):
         "annotated it, or a pod the kubelet reports before the pod watch has (for this long), waits at the "
         "park limit (park_watts, else the GPU minimum) instead of the original limit, so a new replica never "
         "lifts the node over its budget; 0 turns this off.",
+    )
+    restore_on_exit: Literal["uninstall", "always", "never"] = Field(
+        "uninstall",
+        description="What the agent does with the limits it set when it stops (SIGTERM/SIGINT). uninstall: "
+        "restore the original limits only when its DaemonSet is gone or being deleted (read through the API "
+        "from its own pod, env POD_NAME/POD_NAMESPACE), else leave the limits in force and the state file for "
+        "the next agent, so a restart or a rollout never lifts a node over its budget; any doubt (API "
+        "unreachable, env missing) leaves them too. always: restore on every stop (each restart then runs the "
+        "node's GPUs at their original limits until the next agent starts). never: never restore.",
     )
     dry_run: bool = False
     resync_s: PositiveFloat = 30.0

@@ -1,8 +1,11 @@
 """The agent process: wires the GPU backend, the pod watch, the mapper, the reconciler and the exporter.
 
 The main thread runs the reconcile loop: a pass on every pod change (the watch thread wakes it) and
-at least every ``resync_s``. SIGTERM/SIGINT stop the loop; every GPU the agent changed is then put back
-to its original limit before the process exits.
+at least every ``resync_s``. SIGTERM/SIGINT stop the loop. The limits in force then stay, and so does the state
+file: the next agent on the node takes over from them, so a restart or a DaemonSet rollout never lifts a node
+over its budget. The original limits are restored only when the agent is being uninstalled (its DaemonSet is
+gone or being deleted) or ``agent.restore_on_exit`` says ``always``: :mod:`powerplanner.agent.handover`,
+docs/operations.md "Restarts, rollouts and uninstall".
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from types import FrameType
 from powerplanner.agent.cgroup import CgroupMapper
 from powerplanner.agent.exporter import AgentMetrics, serve_metrics
 from powerplanner.agent.gpu import GpuBackend
+from powerplanner.agent.handover import RestoreOnExit, decide_exit
 from powerplanner.agent.kubeapi import PodApi, endpoint_from
 from powerplanner.agent.mapping import FallbackMapper
 from powerplanner.agent.podresources import PodResourcesMapper
 from powerplanner.agent.pods import PodWatcher
 from powerplanner.agent.policy import AgentPolicy
 from powerplanner.agent.reconciler import Reconciler
-from powerplanner.agent.state import StateStore
+from powerplanner.agent.state import StateFileError, StateStore
 from powerplanner.config import AgentConfig, AgentFileConfig, Config
 from powerplanner.errors import ConfigError, EndpointError
 
@@ -92,7 +96,8 @@ def run_agent(
     stop = threading.Event()
     wake = threading.Event()
     metrics = AgentMetrics(backend)
-    state = StateStore(agent.state_file)
+    gpus = backend.gpus()
+    state = StateStore(agent.state_file, node, gpus)
     watcher = PodWatcher(
         api,
         node,
@@ -110,14 +115,13 @@ def run_agent(
     reconciler = Reconciler(backend, mapper, watcher.snapshot, state, metrics, policy_from_config(agent), dry_run)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        _LOG.info("received %s; restoring original limits and exiting", signal.Signals(signum).name)
+        _LOG.info("received %s; stopping", signal.Signals(signum).name)
         stop.set()
         wake.set()
 
     server = _serve(metrics, agent.metrics_bind)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    gpus = backend.gpus()
     _LOG.info(
         "agent on node %s: %d GPU(s), metrics on %s, state file %s%s",
         node,
@@ -131,7 +135,7 @@ def run_agent(
     try:
         loop.run()
     finally:
-        failures = reconciler.restore_all()
+        failures = _exit(reconciler, state, api, agent.restore_on_exit, dry_run)
         shutdown = getattr(server, "shutdown", None)
         if callable(shutdown):
             shutdown()
@@ -141,6 +145,24 @@ def run_agent(
         _LOG.error("could not restore %d GPU(s): %s", len(failures), ", ".join(sorted(failures)))
         return 1
     return 0
+
+
+def _exit(
+    reconciler: Reconciler, state: StateStore, api: PodApi, mode: RestoreOnExit, dry_run: bool
+) -> dict[str, str]:
+    """Restore the originals on an uninstall (or when configured); else hand over. Failures by GPU uuid."""
+    decision = decide_exit(mode, api)
+    if decision.restore:
+        _LOG.info("restoring the original limits: %s", decision.reason)
+        return reconciler.restore_all()
+    if not dry_run:
+        try:
+            state.flush()
+        except StateFileError as exc:
+            _LOG.error("%s", exc)
+    _LOG.info("leaving the limits in force and the state file %s for the next agent: %s", state.path,
+              decision.reason)
+    return {}
 
 
 def _serve(metrics: AgentMetrics, bind: str) -> object:

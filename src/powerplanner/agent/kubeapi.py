@@ -1,4 +1,5 @@
-"""A small Kubernetes API client for the agent: list and watch pods, nothing else, over ``httpx``.
+"""A small Kubernetes API client for the agent over ``httpx``: list and watch pods, and, at exit, read its own
+pod and the DaemonSet that owns it (to tell an uninstall from a restart: docs/operations.md).
 
 Why not the official ``kubernetes`` package here: importing it loads every API model (~37 MB resident),
 which alone would double the footprint of an agent that runs on every GPU node and needs two calls. The
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import yaml
@@ -31,12 +33,28 @@ from powerplanner.errors import EndpointError
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-class ApiError(Exception):
+class KubeApiError(Exception):
+    """A request to the API server did not give the object asked for (the subclasses say how)."""
+
+
+class ApiError(KubeApiError):
     """The API server answered with an error status."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+
+
+class NotFound(ApiError):
+    """HTTP 404: the object does not exist (or no longer does)."""
+
+
+class ApiUnreachable(KubeApiError):
+    """No answer: connection refused or reset, TLS failure, timeout."""
+
+
+class BadResponse(KubeApiError):
+    """An answer that is not the JSON object asked for."""
 
 
 @dataclass(frozen=True)
@@ -145,12 +163,15 @@ def endpoint_from(kubeconfig: str | None) -> KubeEndpoint:
 
 
 class PodApi:
-    """``GET /api/v1/pods`` as a list and as a watch, with a field selector."""
+    """``GET /api/v1/pods`` as a list and as a watch, with a field selector; one pod and one DaemonSet by name."""
 
-    def __init__(self, endpoint: KubeEndpoint, request_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, endpoint: KubeEndpoint, request_timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self._endpoint = endpoint
         self._timeout_s = request_timeout_s
-        self._client = httpx.Client(base_url=endpoint.server, verify=endpoint.verify, cert=endpoint.cert)
+        self._client = httpx.Client(base_url=endpoint.server, verify=endpoint.verify, cert=endpoint.cert,
+                                    transport=transport)
 
     def _check(self, response: httpx.Response) -> None:
         if response.status_code >= 400:
@@ -159,7 +180,36 @@ class PodApi:
                 message = str(json.loads(response.text).get("message", ""))
             except (ValueError, AttributeError):
                 message = response.text[:200]
+            if response.status_code == 404:
+                raise NotFound(404, message)
             raise ApiError(response.status_code, message)
+
+    def _get_object(self, path: str, timeout_s: float | None) -> dict[str, Any]:
+        """One object by path; typed errors only (:class:`KubeApiError` subclasses), never an httpx error."""
+        try:
+            response = self._client.get(path, headers=self._endpoint.headers(),
+                                        timeout=self._timeout_s if timeout_s is None else timeout_s)
+            self._check(response)
+            body = response.json()
+        except httpx.HTTPError as exc:
+            raise ApiUnreachable(f"GET {path}: {type(exc).__name__}: {exc}") from None
+        except OSError as exc:  # the service account token cannot be read
+            raise ApiUnreachable(f"GET {path}: {exc}") from None
+        except ValueError:
+            raise BadResponse(f"GET {path}: the answer is not JSON") from None
+        if not isinstance(body, dict):
+            raise BadResponse(f"GET {path}: the answer is not a JSON object")
+        return body
+
+    def get_pod(self, namespace: str, name: str, timeout_s: float | None = None) -> dict[str, Any]:
+        """``GET /api/v1/namespaces/{namespace}/pods/{name}`` (RBAC: get pods)."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
+        return self._get_object(path, timeout_s)
+
+    def get_daemonset(self, namespace: str, name: str, timeout_s: float | None = None) -> dict[str, Any]:
+        """``GET /apis/apps/v1/namespaces/{namespace}/daemonsets/{name}`` (RBAC: get apps daemonsets)."""
+        path = f"/apis/apps/v1/namespaces/{quote(namespace, safe='')}/daemonsets/{quote(name, safe='')}"
+        return self._get_object(path, timeout_s)
 
     def list_pods(self, field_selector: str) -> tuple[list[dict[str, Any]], str]:
         """The pods and the list's resourceVersion."""

@@ -6,22 +6,32 @@ A pass reads the pod snapshot (from the watch), asks the mapper which pod holds 
 - apply only on change: the current limit is read from the GPU each pass and a set happens only when it
   differs from the target (so an external change is corrected at the next pass, and nothing is written
   when nothing changed);
-- before the first change of a GPU its current limit is recorded in the state file; if that write fails,
-  the GPU is not touched (the agent never changes a limit it could not restore);
+- before the first change of a GPU its current limit is recorded in the state file. If that write fails, a
+  change that *lowers* the limit (a cap below the current limit, parking) is applied anyway: refusing it
+  would leave the GPU above what the planner counts, and the original stays recoverable (kept in memory,
+  written by the next write that succeeds, and NVML's default limit in any case). A change that *raises* the
+  limit is refused while the original cannot be recorded. Both are logged and counted
+  (``powerplanner_agent_apply_failures_total{reason="state_file"}``);
 - a GPU whose plan is *release* goes back to its recorded original limit and leaves the state file;
   a GPU the agent never changed is left alone;
 - each GPU is handled on its own: an NVML error on one GPU is counted and logged, the others proceed.
 
-:meth:`Reconciler.restore_all` puts every recorded GPU back to its original limit (SIGTERM). NVML errors
-there are often transient (a driver busy with another client, a permission race with a GPU operator
-restart), so each GPU gets a few attempts with a short backoff; a GPU still not restored after them stays in
-the state file, is reported (exit status 1), and is restored at the agent's next start. A GPU is never
-counted as restored, nor dropped from the state file, unless its limit was read back at the original value.
+A new agent (after a restart or a rollout) starts from the state file its predecessor left and the limits in
+force: GPUs whose pods still ask keep their caps (no set at all when nothing changed), GPUs no managed pod
+holds follow the normal plan (parked when parking is on, else back to their original).
+
+:meth:`Reconciler.restore_all` puts every recorded GPU back to its original limit; the agent calls it at exit
+only when it is being uninstalled or configured to (:mod:`powerplanner.agent.handover`). NVML errors there are
+often transient (a driver busy with another client, a permission race with a GPU operator restart), so each
+GPU gets a few attempts with a short backoff; a GPU still not restored after them stays in the state file, is
+reported (exit status 1), and is restored at the agent's next start. A GPU is never counted as restored, nor
+dropped from the state file, unless its limit was read back at the original value.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,6 +89,7 @@ class Reconciler:
         self._seen_rejections: set[tuple[str, str]] = set()
         self._last_holdings: list[Holding] = []
         self._unseen_since_s: dict[tuple[str, str], float] = {}  # holders the pod watch has not delivered
+        self._state_unwritable = False
 
     def reconcile(self) -> PassResult:
         started = self._clock()
@@ -110,7 +121,23 @@ class Reconciler:
         # Forget pods that fixed or dropped their annotation, so a later relapse is reported again.
         self._seen_rejections = current
 
+    def _flush_state(self) -> None:
+        """Write entries a failed write left in memory only; logged when that starts and stops failing."""
+        if self._dry_run or not self._state.dirty:
+            return
+        try:
+            self._state.flush()
+        except StateFileError as exc:
+            if not self._state_unwritable:
+                _LOG.error("%s; retrying at every pass (lowering changes still apply, raises wait)", exc)
+            self._state_unwritable = True
+            return
+        if self._state_unwritable:
+            _LOG.info("state file %s written again", self._state.path)
+        self._state_unwritable = False
+
     def _reconcile(self) -> PassResult:
+        self._flush_state()
         pods = self._pods()
         holdings = self._holdings(pods)
         now_s = self._wall_clock()
@@ -163,6 +190,9 @@ class Reconciler:
             target = None
         if target is None:
             return current
+        if not math.isfinite(target) or not math.isfinite(current):
+            self._fail(gpu, "invalid_argument", f"not setting a limit from {current!r} W to {target!r} W", result)
+            return current
         if abs(current - target) < _EPSILON_WATTS:
             if plan.action == "release" and original is not None and not self._dry_run:
                 self._forget(gpu, result)
@@ -173,11 +203,19 @@ class Reconciler:
             result.changed[gpu.uuid] = target
             return current
         if original is None:
+            lowering = target < current
             try:
-                self._state.record_original(gpu.uuid, current)
+                self._state.record_original(gpu.uuid, current, keep_if_unsaved=lowering)
             except StateFileError as exc:
-                self._fail(gpu, "state_file", f"{exc}; not changing a limit that could not be restored", result)
-                return current
+                if not lowering:
+                    self._fail(gpu, "state_file", f"{exc}; not raising a limit whose original could not be "
+                               "recorded", result)
+                    return current
+                self._metrics.apply_failures.labels("state_file").inc()
+                _LOG.error("GPU %d (%s): %s; lowering it anyway (the original %g W is kept in memory and written "
+                           "at the next pass that can; NVML's default is %g W)", gpu.index, gpu.uuid, exc, current,
+                           gpu.default_limit_watts)
+                self._state_unwritable = True
         try:
             applied = self._backend.set_limit_watts(gpu.uuid, target)
         except GpuError as exc:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from powerplanner.agent.gpu import GpuError, GpuInfo, GpuLost, GpuNotFound, InvalidArgument
+from powerplanner.model.gpu import gpu_by_name
 
 
 @dataclass
@@ -28,12 +29,15 @@ class SimGpu:
     lost: bool = False
 
 
-def sim_gpus(count: int, min_watts: float = 200.0, max_watts: float = 700.0, name: str = "H100-SXM") -> list[SimGpu]:
-    """``count`` identical GPUs at their default (= max) limit, with stable fake UUIDs."""
+def sim_gpus(count: int, gpu: str = "H100-SXM") -> list[SimGpu]:
+    """``count`` identical GPUs of type ``gpu`` (the GPU table in model/gpu.py) at their default limit, with
+    stable fake UUIDs."""
+    spec = gpu_by_name(gpu)
     return [
         SimGpu(
-            info=GpuInfo(i, f"GPU-sim-{i:04d}", name, min_watts, max_watts, max_watts),
-            limit_watts=max_watts,
+            info=GpuInfo(i, f"GPU-sim-{i:04d}", spec.name, spec.min_limit_watts, spec.max_limit_watts,
+                         spec.default_limit_watts),
+            limit_watts=spec.default_limit_watts,
         )
         for i in range(count)
     ]

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
             0, "--simulate-gpus", min=0, help="Manage N simulated GPUs (GPU-sim-0000, ...) instead of NVML: a demo."
         ),
     ) -> None:
-        """Set each GPU's power limit from the annotation of the pod holding it; restore on exit."""
+        """Set each GPU's power limit from the annotation of the pod holding it; hand over on exit."""
         import logging
 
         from powerplanner.config import load_agent_config

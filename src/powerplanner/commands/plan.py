@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from powerplanner.planning.registry import policy_names
+
 
 def decision_to_dict(decision: Any) -> dict[str, Any]:
     """A JSON-ready dict of a :class:`~powerplanner.model.values.Decision` (enums as their values)."""
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
         ],
         policy: Annotated[
             str | None,
-            typer.Option("--policy", "-p", help="ours, static, dynamo-sla, dynamo-power, proportional or oracle."),
+            typer.Option("--policy", "-p", help=f"One of: {', '.join(policy_names())}."),
         ] = None,
         config_path: Annotated[
             str | None, typer.Option("--config", "-c", help="Config YAML (default: defaults + observation budget).")
@@ -53,10 +55,10 @@ def register(app: typer.Typer) -> None:
         from powerplanner.errors import ConfigError, ObservationError
         from powerplanner.model.profiles import profile_from_config
         from powerplanner.observation_schema import load_observation
-        from powerplanner.planning.planner import POLICY_NAMES, make_planner
+        from powerplanner.planning.planner import make_planner
 
-        if policy is not None and policy not in POLICY_NAMES:
-            raise ConfigError(f"--policy {policy!r} is not a policy; use one of: {', '.join(POLICY_NAMES)}")
+        if policy is not None and policy not in policy_names():
+            raise ConfigError(f"--policy {policy!r} is not a policy; use one of: {', '.join(policy_names())}")
         doc = load_observation(observation)
         if config_path is not None:
             config = load_config(config_path)

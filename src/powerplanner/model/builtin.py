@@ -10,7 +10,7 @@ Sources (see ../shared/data/calibration/SOURCES.md for the published figures):
 - [MA] Ma et al., arXiv 2605.11999 (2026): decode on H200 draws about 137-300 W on a 700 W GPU.
 - [DYN] Dynamo planner profile, Llama-3.1-8B-Instruct-FP8 on H200 TP1: ~40k tokens/s/GPU prefill at 80 ms
   TTFT (ISL 3000), ~10k tokens/s/GPU decode at 10 ms ITL.
-- [LIM] NVIDIA limits: H100/H200 SXM 700 W TDP, 200 W minimum; A100 SXM4 400 W, 100 W minimum (gpu.py).
+- [LIM] NVIDIA limits and each GPU's DVFS constants: the GPU table in gpu.py, with their sources.
 - [ARCH] Model architecture (Meta model cards / config.json): Llama-2-70B 69.0B parameters, 80 layers,
   8 KV heads x 128 dims (GQA); Llama-3.1-8B 8.03B parameters, 32 layers, 8 KV heads x 128 dims.
   KV bytes per token = layers x KV heads x head dim x 2 (K and V) x 2 bytes (FP16 cache).
@@ -26,7 +26,7 @@ from __future__ import annotations
 from powerplanner.errors import ProfileError
 from powerplanner.model.capmodel import CapModel
 from powerplanner.model.capped import CappedProfile
-from powerplanner.model.gpu import GpuSpec, gpu_by_name
+from powerplanner.model.gpu import GpuSpec, gpu_by_name, gpu_record, known_gpus_text
 from powerplanner.model.latency import DecodeLatency, KvCapacity, PrefillLatency
 from powerplanner.model.roles import Role
 
@@ -35,61 +35,29 @@ LLAMA2_70B_KV_BYTES_PER_TOKEN = 327_680.0
 LLAMA31_8B_KV_BYTES_PER_TOKEN = 131_072.0
 
 
-def _cap_constants(gpu: GpuSpec) -> dict[Role, dict[str, float | str]]:
-    """Per-role DVFS constants of a GPU (everything a :class:`CapModel` needs but the limits)."""
-    floor_clock, min_clock = 0.6, 0.35  # [ASSUME]
-    if gpu.name in ("H100-SXM", "H200-SXM"):
-        # Prefill: natural 700 W [SW]; uncore 80 W [ASSUME]; compute share 0.7342 chosen so that the slowdown at
-        # 350 W is exactly Splitwise's 1.30 [SW] (clock 0.710 there: 75 + 80 + 545 * 0.710^3 = 350 W).
-        prefill: dict[str, float | str] = {
-            "natural_draw_watts": 700.0, "uncore_watts": 80.0, "compute_share": 0.7342,
-            "source": "natural 700 W and +30% at 350 W: Splitwise [SW]; uncore 80 W, clocks: assumption",
-        }
-        if gpu.name == "H100-SXM":
-            # Decode: natural 380 W [SW]; uncore 120 W (HBM3 streaming) and compute share 0.2 [ASSUME], which keep
-            # decode within 1.2% at 350 W as Splitwise observed and steep only near the 200 W minimum.
-            decode: dict[str, float | str] = {
-                "natural_draw_watts": 380.0, "uncore_watts": 120.0, "compute_share": 0.2,
-                "source": "natural 380 W and flat at 350 W: Splitwise [SW]; uncore, compute share: assumption",
-            }
-        else:
-            # Decode on H200: 137-300 W [MA]; we take 250 W for an 8B-class model; uncore 100 W [ASSUME].
-            decode = {
-                "natural_draw_watts": 250.0, "uncore_watts": 100.0, "compute_share": 0.2,
-                "source": "natural 250 W within Ma et al.'s 137-300 W [MA]; uncore, compute share: assumption",
-            }
-    elif gpu.name == "A100-SXM4":
-        prefill = {
-            "natural_draw_watts": 400.0, "uncore_watts": 50.0, "compute_share": 0.7342,
-            "source": "natural 400 W: Splitwise [SW]; compute share as H100; uncore, clocks: assumption",
-        }
-        decode = {
-            "natural_draw_watts": 250.0, "uncore_watts": 80.0, "compute_share": 0.2,
-            "source": "natural 250 W: Splitwise [SW]; uncore, compute share: assumption",
-        }
-    else:
-        raise ProfileError(f"no cap model is known for GPU {gpu.name!r}; use H100-SXM, H200-SXM or A100-SXM4")
-    out: dict[Role, dict[str, float | str]] = {}
-    for role, consts in ((Role.PREFILL, prefill), (Role.DECODE, decode)):
-        out[role] = {**consts, "floor_clock": floor_clock, "min_clock": min_clock}
-    return out
-
-
 def default_cap_model(gpu: GpuSpec | str, role: Role) -> CapModel:
-    """The cap model of ``role`` on ``gpu`` used when a profile (e.g. Dynamo's) brings no power data."""
+    """The cap model of ``role`` on ``gpu`` used when a profile (e.g. Dynamo's) brings no power data.
+
+    The role's constants come from the GPU's record (``model/gpu.py``); the limits from ``gpu`` itself, which a
+    profile may narrow to a site policy.
+    """
     spec = gpu_by_name(gpu) if isinstance(gpu, str) else gpu
-    c = _cap_constants(spec)[role]
+    try:
+        record = gpu_record(spec.name)
+    except ProfileError:
+        raise ProfileError(f"no cap model is known for GPU {spec.name!r}; use one of: {known_gpus_text()}") from None
+    power = record.power(role)
     return CapModel(
         role=role,
         min_limit_watts=spec.min_limit_watts,
         max_limit_watts=spec.max_limit_watts,
         idle_watts=spec.idle_watts,
-        natural_draw_watts=float(c["natural_draw_watts"]),
-        uncore_watts=float(c["uncore_watts"]),
-        compute_share=float(c["compute_share"]),
-        floor_clock=float(c["floor_clock"]),
-        min_clock=float(c["min_clock"]),
-        source=str(c["source"]),
+        natural_draw_watts=power.natural_draw_watts,
+        uncore_watts=power.uncore_watts,
+        compute_share=power.compute_share,
+        floor_clock=record.floor_clock,
+        min_clock=record.min_clock,
+        source=power.source,
     )
 
 

@@ -32,7 +32,7 @@ from powerplanner.input_files import read_text, read_yaml
 from powerplanner.model.builtin import default_cap_model
 from powerplanner.model.capmodel import CapModel
 from powerplanner.model.capped import CappedProfile
-from powerplanner.model.gpu import GpuSpec, gpu_by_name, gpu_catalog
+from powerplanner.model.gpu import GpuSpec, gpu_by_name, gpu_catalog, known_gpus_text
 from powerplanner.model.latency import DecodeLatency, DecodeTimeModel, KvCapacity, PrefillLatency, PrefillTimeModel
 from powerplanner.model.roles import Role
 from powerplanner.model.tables import (
@@ -322,7 +322,7 @@ def profile_from_dynamo(prefill: Mapping[str, Any], decode: Mapping[str, Any], g
     """Build a profile from Dynamo's two raw-data mappings and the cap model of ``gpu``."""
     problems: list[str] = []
     if gpu is None:
-        known = ", ".join(sorted(gpu_catalog()))
+        known = known_gpus_text()
         problems.append(f"{prefill_where}: a Dynamo profile has no power data; name its GPU with --gpu or "
                         f"profile.gpu (one of: {known})")
         spec = None

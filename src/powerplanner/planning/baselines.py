@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Reason, RoleTarget
 from powerplanner.planning.dynamo_budget import apply_power_budget, gpu_ceiling_clamp, minimum_power_footprint_fits
-from powerplanner.planning.policy import Choice, PlanContext, Policy, Toolkit
-from powerplanner.planning.sizing import SizingRules, dynamo_replicas
+from powerplanner.planning.policy import Choice, PlanContext, Toolkit
+from powerplanner.planning.sizing import dynamo_replicas, dynamo_sizing_rules
 
-_DYNAMO_RULES = SizingRules(target_utilization=1.0, dynamo_prefill_correction=True)
+_DYNAMO_RULES = dynamo_sizing_rules()
 
 
 def _targets(replicas: Mapping[Role, int], caps: Mapping[Role, float]) -> dict[Role, RoleTarget]:
@@ -180,15 +180,3 @@ class ProportionalPolicy:
 
     def hold(self, ctx: PlanContext, replicas: Mapping[Role, int]) -> Choice:
         return Choice(targets=_targets(replicas, self._caps), reasons=())
-
-
-def make_baseline(name: str, kit: Toolkit) -> Policy:
-    if name == "static":
-        return StaticPolicy(kit)
-    if name == "dynamo-sla":
-        return DynamoSlaPolicy(kit)
-    if name == "dynamo-power":
-        return DynamoPowerPolicy(kit)
-    if name == "proportional":
-        return ProportionalPolicy(kit)
-    raise ValueError(f"unknown baseline policy {name!r}")

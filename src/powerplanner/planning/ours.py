@@ -23,19 +23,14 @@ from powerplanner.model.roles import Role
 from powerplanner.model.values import LoadForecast, Reason, RoleTarget
 from powerplanner.planning.optimizer import Allocation, Bounds, optimise, optimise_caps
 from powerplanner.planning.policy import Choice, PlanContext, Toolkit
-from powerplanner.planning.sizing import RoleCapacity, SizingRules
+from powerplanner.planning.sizing import RoleCapacity, ours_sizing_rules
 
 
 class OursPolicy:
     def __init__(self, kit: Toolkit, name: str = "ours") -> None:
         self.name = name
         self._kit = kit
-        self._rules = SizingRules(
-            target_utilization=kit.config.planner.target_utilization,
-            dynamo_prefill_correction=False,
-            decode_correction_on_target=False,
-            unreachable_itl_at_smallest_batch=False,
-        )
+        self._rules = ours_sizing_rules(kit.config.planner.target_utilization)
 
     def adjust(self, ctx: PlanContext) -> Choice:
         assert ctx.forecast is not None

@@ -30,10 +30,9 @@ from powerplanner.model.values import Decision, LoadForecast, Observation, Reaso
 from powerplanner.planning.optimizer import Allocation, evaluate
 from powerplanner.planning.policy import Choice, PlanContext, Policy, Toolkit
 from powerplanner.planning.predictors import LoadPredictor
+from powerplanner.planning.registry import policy_entry
 from powerplanner.planning.sizing import Corrections, SizingRules, dynamo_corrections, observed_corrections
 from powerplanner.planning.transitions import current_provisioned_watts, plan_transition
-
-POLICY_NAMES: tuple[str, ...] = ("ours", "static", "dynamo-sla", "dynamo-power", "proportional", "oracle")
 
 _EPS_S = 1e-9
 
@@ -46,8 +45,9 @@ class Planner:
     """Keeps the predictor state, the last adjustment time and the replica target between ticks."""
 
     def __init__(self, config: Config, profile: PowerProfile, policy: Policy, kit: Toolkit,
-                 sizing_rules: SizingRules) -> None:
+                 sizing_rules: SizingRules, receives_oracle_load: bool = False) -> None:
         self.policy_name = policy.name
+        self.receives_oracle_load = receives_oracle_load  # planning/registry.py: the oracle's entry says so
         self._config = config
         self._policy = policy
         self._kit = kit
@@ -100,7 +100,7 @@ class Planner:
         if state == "source_error":
             reasons.append(Reason.SOURCE_ERROR_HOLD)
             notes.append(f"metrics source failed: {obs.source_error or 'unknown error'}; holding targets")
-        oracle = self.policy_name == "oracle" and oracle_load is not None
+        oracle = self.receives_oracle_load and oracle_load is not None
 
         if adjust:
             if _finite(obs.time_s):
@@ -409,21 +409,7 @@ def make_planner(
     ``config.planner.static_caps_watts``); ours also considers them, so it can always do at least as
     well as a static allocation.
     """
-    name = policy or config.planner.policy
-    if name not in POLICY_NAMES:
-        raise ValueError(f"unknown policy {name!r}; use one of: {', '.join(POLICY_NAMES)}")
+    entry = policy_entry(policy or config.planner.policy)
     kit = Toolkit(config, profile, static_caps_watts)
-    chosen: Policy
-    rules: SizingRules
-    if name in ("ours", "oracle"):
-        from powerplanner.planning.ours import OursPolicy
-
-        chosen = OursPolicy(kit, name)
-        rules = SizingRules(target_utilization=config.planner.target_utilization, dynamo_prefill_correction=False,
-                            decode_correction_on_target=False, unreachable_itl_at_smallest_batch=False)
-    else:
-        from powerplanner.planning.baselines import make_baseline
-
-        chosen = make_baseline(name, kit)
-        rules = SizingRules(target_utilization=1.0, dynamo_prefill_correction=True)
-    return Planner(config, profile, chosen, kit, rules)
+    rules = entry.sizing(config.planner.target_utilization)
+    return Planner(config, profile, entry.build(kit, entry.name), kit, rules, entry.receives_oracle_load)

@@ -138,6 +138,18 @@ class SizingRules:
     unreachable_itl_at_smallest_batch: bool = True
 
 
+def ours_sizing_rules(target_utilization: float) -> SizingRules:
+    """Our sizing: at ``planner.target_utilization``, observed corrections as given, the load scaled (not the
+    ITL target) by the decode correction, raw throughput when no batch meets the target."""
+    return SizingRules(target_utilization=target_utilization, dynamo_prefill_correction=False,
+                       decode_correction_on_target=False, unreachable_itl_at_smallest_batch=False)
+
+
+def dynamo_sizing_rules(_target_utilization: float = 1.0) -> SizingRules:
+    """Dynamo's planner sizing (its documented behaviour): full utilisation, its prefill correction."""
+    return SizingRules(target_utilization=1.0, dynamo_prefill_correction=True)
+
+
 @dataclass(frozen=True)
 class RoleCapacity:
     """For one role and each candidate cap: SLA-bound and raw throughput per GPU, power draw endpoints.

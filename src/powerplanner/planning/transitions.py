@@ -63,8 +63,8 @@ def plan_transition(
     target: dict[Role, RoleTarget],
     gpus_per_replica: dict[Role, int],
     budget_watts: float | None,
-    gpu_pool: int | None = None,
-    unknown_cap_watts: float = 700.0,
+    gpu_pool: int | None,
+    unknown_cap_watts: float,
 ) -> tuple[Step, ...]:
     """Ordered steps from ``current`` to ``target``. ``budget_watts=None`` plans without a power limit
     (the power-unaware baselines), keeping the same order."""

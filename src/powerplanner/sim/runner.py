@@ -60,9 +60,9 @@ RunOne = Callable[[PolicyJob, ProgressFn | None], SimResult]
 
 def policy_names() -> tuple[str, ...]:
     """The planner's policies, in the order the comparison shows them."""
-    from powerplanner.planning.planner import POLICY_NAMES
+    from powerplanner.planning.registry import policy_names as registered
 
-    return tuple(POLICY_NAMES)
+    return registered()
 
 
 def check_policies(policies: Sequence[str]) -> tuple[str, ...]:
@@ -117,7 +117,7 @@ def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
     started = time.perf_counter()
     result = simulate(
         job.trace, profile, planner, config, sim_settings(scenario), job.budget_watts,
-        oracle=job.policy == "oracle", progress=progress,
+        oracle=planner.receives_oracle_load, progress=progress,
     )
     wall = time.perf_counter() - started
     if job.label and job.label != result.policy:

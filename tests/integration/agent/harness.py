@@ -103,10 +103,12 @@ class AgentProcess:
     metrics_port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] | None = None  # e.g. POD_NAME / POD_NAMESPACE, as the chart's downward API sets
 
     def start(self, *extra_args: str) -> AgentProcess:
         env = self.nvml.env()
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env or {})
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in wait())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "powerplanner.cli", "agent", "--config", str(self.config_path), *extra_args],

@@ -68,11 +68,12 @@ class Env:
         self.kubelet.set_pods([p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)])
         self.api.delete_namespaced_pod(name, namespace)
 
-    def agent(self, *args: str, **agent_config: Any) -> AgentProcess:
+    def agent(self, *args: str, environ: dict[str, str] | None = None, **agent_config: Any) -> AgentProcess:
         port = free_port()
         socket_path = agent_config.pop("kubelet_socket", self.kubelet.socket_path)
         config = write_agent_config(self.workdir, self.cluster.url, socket_path, port, **agent_config)
-        process = AgentProcess(config, self.nvml, port, self.workdir / f"agent-{len(self.agents)}.log")
+        process = AgentProcess(config, self.nvml, port, self.workdir / f"agent-{len(self.agents)}.log",
+                               extra_env=environ)
         self.agents.append(process)
         process.start(*args)
         process.wait_ready()
@@ -111,7 +112,8 @@ def test_annotations_become_limits_and_sigterm_restores_every_changed_gpu(env: E
     env.kubelet.set_pods([*env.kubelet.pods, PodDevices("llm", "elsewhere", "main", (env.uuid(3),))])
     # Grace off: a holder the watch never delivers is then released at once (with the grace on it would wait
     # parked for 60 s, test_policy covers that); either way its 210 W annotation is never applied.
-    agent = env.agent(new_pod_grace_s=0)
+    # restore_on_exit always: this test is about the restore path (the default hands over: test_agent_lifecycle).
+    agent = env.agent(new_pod_grace_s=0, restore_on_exit="always")
     env.until(lambda: env.limits() == [300, 300, 700, 700])
     assert env.state_file() == {env.uuid(0): 700.0, env.uuid(1): 700.0}
 
@@ -164,14 +166,14 @@ def test_bad_annotations_are_refused_with_metric_and_log_and_the_gpu_keeps_its_l
     log = agent.log()
     assert log.count("gpu-power-limit") >= len(BAD) and "positive integer of watts" in log
     assert max(len(line) for line in log.splitlines()) < 500  # the 10 kB value is not echoed
-    assert agent.terminate() == 0 and env.limits()[0] == 700
+    assert agent.terminate() == 0 and env.limits()[0] == 300  # handed over: SIGTERM leaves the cap
 
 
 def test_nvml_errors_on_set_and_a_lost_gpu(env: Env) -> None:
     env.add_pod("p", [0, 1, 2, 3], "300")
     env.nvml.inject_error("nvmlDeviceSetPowerManagementLimit", 0, NVML_ERROR_NO_PERMISSION, times=1)
     env.nvml.inject_error("nvmlDeviceSetPowerManagementLimit", 1, NVML_ERROR_NOT_SUPPORTED, times=1)
-    agent = env.agent(resync_s=0.5)
+    agent = env.agent(resync_s=0.5, restore_on_exit="always")
     env.nvml.inject_error("*", 3, NVML_ERROR_GPU_IS_LOST)  # falls off the bus after start-up
     env.until(lambda: env.limits()[:3] == [300, 300, 300])  # the failed sets are retried at the resync
 
@@ -199,7 +201,7 @@ def test_kubelet_socket_missing_falls_back_to_nvml_processes_and_cgroups(env: En
     env.add_pod("decode-0", [], "280", uid=uid)
     agent = env.agent(kubelet_socket=str(env.workdir / "no-such-kubelet.sock"))
     env.until(lambda: env.limits() == [700, 280, 700, 700])
-    assert agent.terminate() == 0 and env.limits()[1] == 700
+    assert agent.terminate() == 0 and env.limits()[1] == 280  # handed over
 
 
 def test_kubelet_hanging_times_out_and_keeps_the_last_mapping(env: Env) -> None:
@@ -212,7 +214,7 @@ def test_kubelet_hanging_times_out_and_keeps_the_last_mapping(env: Env) -> None:
     env.until(lambda: (metric_value(agent.metrics(), "powerplanner_agent_mapping_failures_total",
                                     reason="kubelet_timeout") or 0) >= 1)
     env.kubelet.hang_s = 0.0
-    assert agent.terminate() == 0 and env.limits()[0] == 700
+    assert agent.terminate() == 0 and env.limits()[0] == 260  # handed over
 
 
 def _drop_watches(cluster: EmulatedCluster) -> None:
@@ -237,7 +239,7 @@ def test_watch_5xx_and_dropped_watch_recover(env: Env) -> None:
     _drop_watches(env.cluster)
     env.annotate("p", "280")
     env.until(lambda: env.limits()[0] == 280)
-    assert agent.terminate() == 0 and env.limits()[0] == 700
+    assert agent.terminate() == 0 and env.limits()[0] == 280  # handed over
 
 
 def test_killed_mid_apply_then_restarted_recovers_and_restores_the_original(env: Env) -> None:

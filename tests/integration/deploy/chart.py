@@ -29,6 +29,20 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "admin-token-secret": {"planner": {"admin": {"enabled": True, "token": "s3cret", "port": 8088}}},
     "admin-existing-secret": {"planner": {"admin": {"enabled": True, "existingSecret": "my-token", "secretKey": "t"}}},
+    "admin-exposed-tls": {
+        "planner": {
+            "admin": {
+                "enabled": True,
+                "existingSecret": "my-token",
+                "expose": True,
+                "allowedFrom": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
+                     "podSelector": {"matchLabels": {"app": "budget-controller"}}}
+                ],
+                "tls": {"secretName": "admin-cert"},
+            }
+        }
+    },
     "custom-scheduling": {
         "config": {"kubernetes": {"namespace": "inference", "dgd_name": "vllm-disagg"}, "budget": {"watts": 9000}},
         "agent": {
@@ -73,6 +87,13 @@ def render_objects(values: dict[str, Any]) -> list[dict[str, Any]]:
             if doc:
                 objects.append(doc)
     return objects
+
+
+def config_of(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    """The parsed config file of the ConfigMap the ``component`` ("planner" or "agent") reads."""
+    config_map = one(objects, "ConfigMap", f"-{component}-config")
+    parsed: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
+    return parsed
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -74,7 +74,7 @@ def make_world(
     backend = backend or SimGpuBackend(sim_gpus(gpu_count))
     mapper = mapper or StaticMapper()
     pods = pods if pods is not None else {}
-    state = StateStore(state_path)
+    state = StateStore(state_path, "node-a", backend.gpus())
     metrics = AgentMetrics(backend)
     snapshot = pods
     reconciler = Reconciler(backend, mapper, lambda: dict(snapshot), state, metrics, policy or AgentPolicy(),

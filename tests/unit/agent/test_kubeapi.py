@@ -1,15 +1,26 @@
-"""The agent's kubeconfig reading: what it supports, and one clear line for what it does not."""
+"""The agent's kubeconfig reading (what it supports, one clear line for what it does not) and its typed GETs."""
 
 from __future__ import annotations
 
 import base64
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
-from powerplanner.agent.kubeapi import endpoint_from
+from powerplanner.agent.kubeapi import (
+    ApiError,
+    ApiUnreachable,
+    BadResponse,
+    KubeApiError,
+    KubeEndpoint,
+    NotFound,
+    PodApi,
+    endpoint_from,
+)
 from powerplanner.errors import EndpointError
 
 
@@ -61,3 +72,50 @@ def test_plugins_are_refused_with_one_line(tmp_path: Path, user: dict[str, objec
 def test_missing_kubeconfig(tmp_path: Path) -> None:
     with pytest.raises(EndpointError):
         endpoint_from(str(tmp_path / "nope"))
+
+
+def _api(handler: Callable[[httpx.Request], httpx.Response]) -> PodApi:
+    return PodApi(KubeEndpoint(server="http://k", token="t"), transport=httpx.MockTransport(handler))
+
+
+def test_get_pod_and_daemonset_paths_and_answers() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        assert request.headers["Authorization"] == "Bearer t"
+        return httpx.Response(200, json={"metadata": {"name": request.url.path.rsplit("/", 1)[1]}})
+
+    api = _api(handler)
+    assert api.get_pod("pp", "agent-x")["metadata"]["name"] == "agent-x"
+    assert api.get_daemonset("pp", "pp-agent")["metadata"]["name"] == "pp-agent"
+    assert seen == ["/api/v1/namespaces/pp/pods/agent-x", "/apis/apps/v1/namespaces/pp/daemonsets/pp-agent"]
+
+
+def _raise_connect(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+def _raise_timeout(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("slow", request=request)
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        (lambda r: httpx.Response(404, json={"message": "daemonsets.apps \"x\" not found"}), NotFound),
+        (lambda r: httpx.Response(403, json={"message": "forbidden"}), ApiError),
+        (lambda r: httpx.Response(500, text="oops"), ApiError),
+        (lambda r: httpx.Response(200, text="<html>"), BadResponse),
+        (lambda r: httpx.Response(200, json=[1, 2]), BadResponse),
+        (_raise_connect, ApiUnreachable),
+        (_raise_timeout, ApiUnreachable),
+    ],
+)
+def test_get_errors_are_typed(handler: Callable[[httpx.Request], httpx.Response], error: type[Exception]) -> None:
+    api = _api(handler)
+    with pytest.raises(error) as info:
+        api.get_daemonset("pp", "x")
+    assert isinstance(info.value, KubeApiError)
+    if isinstance(info.value, ApiError):
+        assert info.value.status in (403, 404, 500)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
+from powerplanner.agent import state as state_module
 from powerplanner.agent.gpu import InvalidArgument, NoPermission, NotSupported
 from powerplanner.agent.policy import AgentPolicy
 from tests.unit.agent.conftest import World, make_world
@@ -151,14 +154,103 @@ def test_gpu_lost_does_not_stop_the_others_and_recovers(world: World) -> None:
     assert world.limits()[:2] == [300, 300]
 
 
-def test_state_file_unwritable_means_no_change(tmp_path: Path) -> None:
+def test_state_file_unwritable_lowering_applies_and_raising_waits(tmp_path: Path) -> None:
+    """A cap below the current limit is applied even when its original cannot be recorded (refusing it would
+    leave the GPU above what the planner counts); a raise without a recorded original is refused."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     w = make_world(blocker / "state.json")
+    w.backend.set_limit_watts(w.uuid(1), 250)  # someone else left GPU 1 at 250 W
+    w.backend.set_calls.clear()
     w.put_pod("p", [0], "300")
+    w.put_pod("q", [1], "400")
     result = w.reconciler.reconcile()
-    assert result.failures == {w.uuid(0): "state_file"}
-    assert w.backend.set_calls == []
+    assert w.limits()[:2] == [300, 250]  # lowered; the raise is refused
+    assert result.failures == {w.uuid(1): "state_file"}
+    assert w.counter("powerplanner_agent_apply_failures_total", reason="state_file") == 2
+    assert w.state.originals() == {w.uuid(0): 700.0}  # kept in memory, the true original
+    w.delete_pod("p")
+    w.reconciler.reconcile()
+    assert w.limits()[0] == 700  # released to the original it remembered
+
+
+def test_an_unsaved_original_reaches_the_disk_at_a_later_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = make_world(tmp_path / "state.json")
+    w.put_pod("p", [0], "300")
+    with monkeypatch.context() as patch:
+        patch.setattr(state_module.os, "fsync", _no_space)
+        w.reconciler.reconcile()
+        w.reconciler.reconcile()  # still failing: retried, nothing else changes
+    assert w.limits()[0] == 300 and not w.state.path.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    w.reconciler.reconcile()  # the disk accepts writes again
+    assert json.loads(w.state.path.read_text())["originals"] == {w.uuid(0): 700.0}
+
+
+def _no_space(_fd: int) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_nan_entry_does_not_fail_passes_and_its_gpu_takes_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    first = make_world(path)
+    uuids = [first.uuid(i) for i in range(4)]
+    first.backend.set_limit_watts(uuids[0], 300)
+    first.backend.set_limit_watts(uuids[1], 450)
+    path.write_text(f'{{"version": 2, "node": "node-a", "originals": {{"{uuids[0]}": NaN, "{uuids[1]}": 650}}}}')
+    w = make_world(path, backend=first.backend)
+    result = w.reconciler.reconcile()  # no pod holds either: both released
+    assert result.failures == {}
+    assert w.limits() == [700, 650, 700, 700] and w.state.originals() == {}
+
+
+def test_a_corrupt_file_left_by_a_predecessor_restores_the_default_not_the_cap(tmp_path: Path) -> None:
+    """The predecessor left GPU 0 at 300 W and a state file nobody can read: the GPU is not stuck at 300 W."""
+    path = tmp_path / "state.json"
+    first = make_world(path)
+    first.put_pod("p", [0], "300")
+    first.reconciler.reconcile()
+    path.write_bytes(b"\xff\xfe garbage")
+    first.delete_pod("p")
+    w = first.restart()
+    w.reconciler.reconcile()
+    assert w.limits() == [700, 700, 700, 700]
+    assert [p.read_bytes() for p in tmp_path.glob("state.json.*.bad")] == [b"\xff\xfe garbage"]
+
+
+@pytest.mark.parametrize("park", [False, True])
+def test_a_restart_hands_over_without_a_single_set(tmp_path: Path, park: bool) -> None:
+    """SIGTERM leaves the limits and the state file; the next agent's first pass finds every GPU where its plan
+    wants it and writes nothing (the budget holds across the restart)."""
+    policy = AgentPolicy(park=park)
+    w = make_world(tmp_path / "state.json", policy)
+    w.put_pod("p", [0, 1], "300")
+    w.put_pod("q", [2], "450")
+    w.reconciler.reconcile()
+    before, recorded = w.limits(), w.state.originals()
+    w.backend.set_calls.clear()
+    nxt = w.restart(policy)  # no restore_all: the agent handed over
+    nxt.reconciler.reconcile()
+    assert nxt.limits() == before and nxt.backend.set_calls == []
+    assert nxt.state.originals() == recorded
+    assert before == ([300, 300, 450, 200] if park else [300, 300, 450, 700])
+
+
+@pytest.mark.parametrize(("park", "expected"), [(False, 700), (True, 200)])
+def test_at_start_up_a_gpu_whose_pod_is_gone_follows_the_normal_plan(tmp_path: Path, park: bool,
+                                                                      expected: float) -> None:
+    policy = AgentPolicy(park=park)
+    w = make_world(tmp_path / "state.json", policy)
+    w.put_pod("p", [0], "300")
+    w.put_pod("q", [1], "400")
+    w.reconciler.reconcile()
+    w.delete_pod("p")  # gone while no agent ran
+    nxt = w.restart(policy)
+    nxt.reconciler.reconcile()
+    assert nxt.limits()[:2] == [expected, 400]
+    assert nxt.state.original(nxt.uuid(1)) == 700.0
 
 
 def test_restore_all_puts_every_changed_gpu_back(world: World) -> None:

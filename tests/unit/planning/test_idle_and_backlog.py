@@ -6,7 +6,8 @@ import pytest
 
 from powerplanner.model.roles import Role
 from powerplanner.model.values import Reason, RoleState
-from powerplanner.planning.planner import POLICY_NAMES, make_planner
+from powerplanner.planning.planner import make_planner
+from powerplanner.planning.registry import policy_names
 from tests.unit.planning.conftest import make_config, obs
 from tests.unit.planning.fake_profile import FakeProfile
 
@@ -43,7 +44,7 @@ def test_ours_sizes_caps_for_observed_load_when_traffic_resumes_before_a_forecas
     assert Reason.CAP_TICK_ONLY in busy.reasons
 
 
-@pytest.mark.parametrize("policy", POLICY_NAMES)
+@pytest.mark.parametrize("policy", policy_names())
 @pytest.mark.parametrize(("ttft_ms", "itl_ms"), [(40_000.0, None), (None, 400.0), (9_000.0, 120.0)])
 def test_no_arrivals_with_latency_above_target_is_a_backlog_not_idle(
     profile: FakeProfile, policy: str, ttft_ms: float | None, itl_ms: float | None

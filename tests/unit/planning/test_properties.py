@@ -18,7 +18,8 @@ from powerplanner.config import Config, config_from_mapping
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState
-from powerplanner.planning.planner import POLICY_NAMES, make_planner
+from powerplanner.planning.planner import make_planner
+from powerplanner.planning.registry import policy_names
 from powerplanner.planning.transitions import current_provisioned_watts
 from tests.unit.planning.fake_profile import FakeProfile
 
@@ -150,7 +151,7 @@ SETTINGS = settings(
 
 
 @SETTINGS
-@given(scenario=scenarios(), policy=st.sampled_from(POLICY_NAMES))
+@given(scenario=scenarios(), policy=st.sampled_from(policy_names()))
 def test_every_step_within_budget_and_minimum_kept(scenario: dict[str, Any], policy: str) -> None:
     profile, config = scenario["profile"], scenario["config"]
     planner = make_planner(config, profile, policy)

@@ -66,12 +66,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-admin" (include "powerplanner.fullname" .)) .Values.planner.admin.existingSecret -}}
 {{- end -}}
 
+{{- define "powerplanner.budgetConfigMapName" -}}
+{{- printf "%s-budget" (include "powerplanner.fullname" .) -}}
+{{- end -}}
+
+{{/* Host part of the admin endpoint's bind address when exposed: the pod's own hostname (spec.hostname), which
+the kubelet's /etc/hosts maps to the pod IP only (not loopback, not 0.0.0.0). */}}
+{{- define "powerplanner.adminHostname" -}}
+powerplanner-planner
+{{- end -}}
+
 {{/*
-The configuration file. User values come first; the chart then sets the fields that must agree with the
-objects it renders (ports, mounted paths, the admin token file).
+The planner's configuration file (ConfigMap <fullname>-planner-config). User values come first, without the
+agent's section (the agents have their own ConfigMap, so an agent setting never touches the planner); the chart
+then sets the fields that must agree with the objects it renders (ports, mounted paths, the admin endpoint).
 */}}
-{{- define "powerplanner.config" -}}
-{{- $cfg := deepCopy (default (dict) .Values.config) -}}
+{{- define "powerplanner.plannerConfig" -}}
+{{- $cfg := omit (deepCopy (default (dict) .Values.config)) "agent" -}}
 {{- if not (and $cfg.budget $cfg.budget.watts) -}}
 {{- fail "config.budget.watts is required: set the GPU power budget in watts, e.g. --set config.budget.watts=16000" -}}
 {{- end -}}
@@ -79,16 +90,55 @@ objects it renders (ports, mounted paths, the admin token file).
 {{- $_ := set $k8s "namespace" (include "powerplanner.dgdNamespace" .) -}}
 {{- $_ := set $cfg "kubernetes" $k8s -}}
 {{- $_ := set $cfg "serve" (dict "metrics_bind" (printf "0.0.0.0:%d" (int .Values.planner.metricsPort))) -}}
-{{- $budget := $cfg.budget -}}
-{{- if .Values.planner.admin.enabled -}}
-{{- $_ := set $budget "admin" (dict "enabled" true "bind" (printf "0.0.0.0:%d" (int .Values.planner.admin.port)) "token_file" (printf "/etc/powerplanner-admin/%s" .Values.planner.admin.secretKey)) -}}
-{{- else -}}
-{{- $_ := set $budget "admin" (dict "enabled" false) -}}
+{{- $admin := .Values.planner.admin -}}
+{{- $out := dict "enabled" false "state_configmap" (include "powerplanner.budgetConfigMapName" .) -}}
+{{- if $admin.enabled -}}
+{{- $host := "127.0.0.1" -}}
+{{- if $admin.expose -}}
+{{- $host = include "powerplanner.adminHostname" . -}}
 {{- end -}}
-{{- $agent := default (dict) $cfg.agent -}}
+{{- $_ := set $out "enabled" true -}}
+{{- $_ := set $out "bind" (printf "%s:%d" $host (int $admin.port)) -}}
+{{- $_ := set $out "token_file" (printf "/etc/powerplanner-admin/%s" $admin.secretKey) -}}
+{{- if $admin.tls.secretName -}}
+{{- $_ := set $out "tls_cert_file" (printf "/etc/powerplanner-admin-tls/%s" $admin.tls.certKey) -}}
+{{- $_ := set $out "tls_key_file" (printf "/etc/powerplanner-admin-tls/%s" $admin.tls.keyKey) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $cfg.budget "admin" $out -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+What rolls the planner: its config without the settings it re-reads from the mounted file while running
+(budget.watts, unless budget.reload_config is false). A budget change then reaches the running planner through
+the file (no restart); any other planner setting restarts it.
+*/}}
+{{- define "powerplanner.plannerConfigChecksum" -}}
+{{- $cfg := include "powerplanner.plannerConfig" . | fromYaml -}}
+{{- if ne (toString $cfg.budget.reload_config) "false" -}}
+{{- $_ := unset $cfg.budget "watts" -}}
+{{- end -}}
+{{- toYaml $cfg | sha256sum -}}
+{{- end -}}
+
+{{/*
+The agents' configuration file (ConfigMap <fullname>-agent-config): the agent's section only (plus
+kubernetes.kubeconfig when set), so no planner setting, and no budget change, rolls the agents.
+allowed_namespaces defaults to the DGD's namespace (an empty list allows no namespace).
+*/}}
+{{- define "powerplanner.agentConfig" -}}
+{{- $agent := deepCopy (default (dict) .Values.config.agent) -}}
+{{- if not (hasKey $agent "allowed_namespaces") -}}
+{{- $_ := set $agent "allowed_namespaces" (list (include "powerplanner.dgdNamespace" .)) -}}
+{{- end -}}
 {{- $_ := set $agent "metrics_bind" (printf "0.0.0.0:%d" (int .Values.agent.metricsPort)) -}}
 {{- $_ := set $agent "state_file" (printf "%s/agent-state.json" (trimSuffix "/" .Values.agent.stateDir)) -}}
 {{- $_ := set $agent "kubelet_socket" (printf "%s/kubelet.sock" (trimSuffix "/" .Values.agent.podResourcesPath)) -}}
-{{- $_ := set $cfg "agent" $agent -}}
+{{- $cfg := dict "agent" $agent -}}
+{{- $k8s := default (dict) .Values.config.kubernetes -}}
+{{- if $k8s.kubeconfig -}}
+{{- $_ := set $cfg "kubernetes" (dict "kubeconfig" $k8s.kubeconfig) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
