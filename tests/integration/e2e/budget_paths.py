@@ -490,21 +490,27 @@ def _loop(spec: WorldSpec, lib_dir: Path, workdir: Path) -> Iterator[LoopWorld]:
         yield world
 
 
-def operator_relabel_blind_feedback(lib_dir: Path, workdir: Path) -> PathResult:
-    """Prometheus scrapes the agents the way the Prometheus Operator's PodMonitor does (its own ``pod``,
-    ``namespace``, ``container`` target labels, ``honorLabels`` off); the agent of the node holding the first
-    replicas hangs while traffic ramps up and the planner cuts caps to add replicas on the other node."""
-    spec = WorldSpec(nodes=2, gpus_per_node=4, operator_scrape=True)
-    with _loop(spec, lib_dir, workdir) as world:
-        for rate in RAMP[:2]:
-            world.tick(rate)
-        world.settle()
-        with world.agent_stopped(world.nodes[0]):
-            for rate in RAMP[2:]:
+def lagging_agent(operator_scrape: bool) -> Callable[[Path, Path], PathResult]:
+    """The agent of the node holding the first replicas hangs (SIGSTOP: no limit changes, no scrape) while
+    traffic ramps up and the planner cuts caps to add replicas on the other node. With ``operator_scrape``
+    Prometheus scrapes the agents the way the Prometheus Operator's PodMonitor does (its own ``pod``,
+    ``namespace``, ``container`` target labels, ``honorLabels`` off)."""
+
+    def run(lib_dir: Path, workdir: Path) -> PathResult:
+        spec = WorldSpec(nodes=2, gpus_per_node=4, operator_scrape=operator_scrape)
+        with _loop(spec, lib_dir, workdir) as world:
+            for rate in RAMP[:2]:
                 world.tick(rate)
-        world.settle()
-        world.tick(12.0)
-        return _loop_result(world, "operator_relabel_blind_feedback", ledger_active=world.loop.ledger.active)
+            world.settle()
+            with world.agent_stopped(world.nodes[0]):
+                for rate in RAMP[2:]:
+                    world.tick(rate)
+            world.settle()
+            world.tick(12.0)
+            name = "operator_relabel_blind_feedback" if operator_scrape else "lagging_agent_during_scale_up"
+            return _loop_result(world, name, ledger_active=world.loop.ledger.active)
+
+    return run
 
 
 def gpu_count_mismatch(lib_dir: Path, workdir: Path) -> PathResult:
@@ -616,7 +622,8 @@ PATHS: dict[str, BudgetPath] = {p.name: p for p in (
     BudgetPath("agent_restart", "1", agent_restart),
     BudgetPath("daemonset_rollout", "1", daemonset_rollout),
     BudgetPath("agent_sigkill", "found", agent_sigkill),
-    BudgetPath("operator_relabel_blind_feedback", "2", operator_relabel_blind_feedback, planner=True),
+    BudgetPath("lagging_agent_during_scale_up", "found", lagging_agent(False), planner=True),
+    BudgetPath("operator_relabel_blind_feedback", "2", lagging_agent(True), planner=True),
     BudgetPath("gpu_count_mismatch", "3", gpu_count_mismatch, planner=True),
     BudgetPath("admin_cut_then_planner_restart", "4", admin_cut_then_planner_restart, planner=True),
     BudgetPath("frontend_metrics_empty", "5", frontend_metrics_outage("empty"), planner=True, also="replicas_held"),

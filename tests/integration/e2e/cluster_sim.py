@@ -153,7 +153,6 @@ class GpuNode:
     def start_agent(self) -> None:
         """A new agent pod and process (``wait_agent`` waits for its /metrics)."""
         self.generation += 1
-        self.nvml.extra_env.update({"POD_NAME": self.agent_pod, "POD_NAMESPACE": AGENT_NAMESPACE})
         if self.cluster is not None:
             self.cluster.put(PODS, {
                 "apiVersion": "v1", "kind": "Pod",
@@ -164,7 +163,8 @@ class GpuNode:
                 "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
             })
         self.agent = AgentProcess(self.agent.config_path, self.nvml, self.agent.metrics_port,
-                                  self.node_dir / f"agent-{self.generation}.log")
+                                  self.node_dir / f"agent-{self.generation}.log",
+                                  extra_env={"POD_NAME": self.agent_pod, "POD_NAMESPACE": AGENT_NAMESPACE})
         self.agent.start()
 
     def wait_agent(self, timeout_s: float = 30.0) -> bool:
@@ -281,10 +281,14 @@ class Scheduler:
                 target = next((n for n in self.nodes if len(n.free()) >= need), None)
                 if target is None:
                     continue  # Pending: no room (the planner's gpu_pool keeps this from happening)
-                # Bound first, devices later: the kubelet reports a pod's GPUs only once its containers run.
+                # Bound first, devices later: the kubelet reports a pod's GPUs only once its containers run,
+                # and then reports the started containers in the pod's status (an event the agents see).
                 self._core.patch_namespaced_pod(name, self.namespace, {"spec": {"nodeName": target.name}})
                 target.held[name] = target.free()[:need]
                 target.publish(self.namespace)
+                self._core.patch_namespaced_pod(name, self.namespace, {"status": {"containerStatuses": [
+                    {"name": "main", "containerID": f"containerd://{name}", "image": "vllm", "imageID": "vllm",
+                     "restartCount": 0, "ready": False, "started": True, "state": {"running": {}}}]}})
             for node in self.nodes:
                 node.publish(self.namespace)
 
