@@ -1,6 +1,8 @@
 """Latency of one live tick of ``powerplanner run``: budget sources, the cluster read (DGD, adapters, pods),
-nine Prometheus instant queries (five frontend, the agents' draw, applied and requested limits), the
-Planner's decision and the resulting patches.
+nine Prometheus instant queries (five frontend; the agents' draw, applied limit and revision min and max, by
+``pod_name``), the Planner's decision and the resulting patches. The fake agents export no revision, so the
+planner's feedback is blind from the third tick (one more query then, in the warm-up: its diagnosis) and every
+pod counts at its highest cap; the caps still follow the budget both ways.
 
 Peers are the test ones: a real Prometheus (Debian package) scraping Dynamo-shaped frontend histograms and
 the agent's power gauges, and kmock's Kubernetes emulator through the real ``kubernetes`` client (a v1alpha1

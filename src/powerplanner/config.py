@@ -148,6 +148,11 @@ class PlannerConfig(_Section):
     static_caps_watts: dict[Literal["prefill", "decode"], PositiveFloat] = Field(
         default_factory=dict, description="Fixed per-GPU caps for dynamo-power/proportional (default: TDP)."
     )
+    blind_ticks: Annotated[int, Field(ge=1, le=1000)] = Field(
+        3,
+        description="Live: cap ticks a Ready worker pod may go without any agent series (applied limit, revision) "
+        "before the planner reports its feedback blind (metric powerplanner_feedback_blind, Event FeedbackBlind).",
+    )
 
 
 class ProfileConfig(_Section):

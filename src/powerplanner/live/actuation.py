@@ -11,6 +11,12 @@ power waits until the cut is in force: while a role's observed cap (the highest 
 annotation and what the agents have not acknowledged, see ``loop.build_observation``) is above a cut step's
 value, the tick runs the cut and the other cuts, and leaves the rest to a later tick. The price is one cap
 tick or more (until Prometheus has scraped the agents) of delay on a rebalance.
+
+The other side of that worst case: after a cut the agents have not acknowledged, the role still counts at
+its older, higher cap, so a plan back up to that cap has no step (the planner sees it in force) while the
+annotation stays at the cut. :func:`catch_up_caps` writes such a role's target: it is no higher than what the
+plan already counts, so it adds no power and needs no acknowledgement. Without it a planner whose feedback is
+blind (live/feedback.py) would leave that role at the cut for good.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from powerplanner import contract
 from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
-from powerplanner.model.roles import Role
+from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Step, StepKind
 
 log = logging.getLogger(__name__)
 
 WAITING_FOR_CUT = "waiting for the agents to apply a lower cap first"
+CATCH_UP = "annotation below the cap the plan already counts: written back (no power added)"
 
 
 @dataclass(frozen=True)
@@ -97,4 +105,45 @@ def execute(
             log.error("step %s %s=%g failed: %s", step.kind.value, step.role.value, step.value, exc.message)
             outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}"))
             failed = True
+    return outcomes
+
+
+def catch_up_caps(
+    targets: Mapping[Role, float],
+    state: ClusterState,
+    actuator: Actuator,
+    current_caps: Mapping[Role, float | None],
+    done: list[StepOutcome],
+    provisioned_watts: float = 0.0,
+    dry_run: bool = False,
+) -> list[StepOutcome]:
+    """Write ``targets[role]`` on a role the plan gave no cap step when a live pod's annotation is below it
+    and it is no higher than the role's counted cap (``current_caps``, the worst case the plan counted). Runs
+    only on a Ready DGD and after steps that all succeeded."""
+    if not state.ready or any(o.outcome == "failed" for o in done):
+        return []
+    planned = {o.step.role for o in done if o.step.kind is StepKind.SET_CAP}
+    outcomes: list[StepOutcome] = []
+    for role in ROLES:
+        target, counted = targets.get(role), current_caps.get(role)
+        written = [p.cap_watts for p in state.role(role).pods if not p.terminating]
+        if role in planned or target is None or counted is None or not written or None in written:
+            continue
+        try:
+            target_watts = int(contract.format_power_annotation(target))
+        except ValueError:
+            continue
+        if not min(w for w in written if w is not None) < target_watts <= counted:
+            continue
+        step = Step(StepKind.SET_CAP, role, target, provisioned_watts)
+        if dry_run:
+            outcomes.append(StepOutcome(step, "dry_run", "dry run: not applied"))
+            continue
+        try:
+            patched = actuator.set_cap(role, target)
+        except KubernetesError as exc:
+            log.error("catch-up cap %s=%g failed: %s", role.value, target, exc.message)
+            outcomes.append(StepOutcome(step, "failed", f"{exc.kind}: {exc.message}"))
+            break
+        outcomes.append(StepOutcome(step, "done", CATCH_UP, pods_patched=patched, changed=patched > 0))
     return outcomes

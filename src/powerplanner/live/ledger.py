@@ -15,10 +15,12 @@ fooled by a write that returns to an earlier value (557 -> 700 -> 557 W: a laggi
 first 557 and has the 700 ahead of it; hypothesis found exactly that).
 
 Without that metric (a power source other than our agent) nothing could ever be acknowledged, so the loop
-does not keep a ledger and counts the current annotation and the reported limit only. Likewise, until
-some agent has reported a revision at all (none is deployed or scraped yet), the ledger records but has
-no say: a planner that could never see an acknowledgement would otherwise count every pod at the highest
-cap it ever had, and stop raising.
+does not keep a ledger and counts the current annotation and the reported limit only. With it, "no series"
+is never an acknowledgement: while the agents' series do not reach the planner (none is scraped yet, or the
+monitor relabels them: live/feedback.py says so after ``planner.blind_ticks`` ticks), every pod counts at the
+highest cap annotated since its agent last acknowledged one. The price is that power moved between roles
+(a cut on one, a raise on the other) waits for the acknowledgement; a raise the budget allows on its own does
+not. See docs/operations.md ("The planner's feedback is blind").
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class CapLedger:
 
     @property
     def active(self) -> bool:
-        """Some agent has reported a revision, so the ledger has a say."""
+        """Some agent has reported a revision: the feedback path has worked at least once."""
         return self._agents_seen
 
     def update(
@@ -46,8 +48,7 @@ class CapLedger:
     ) -> dict[Role, float | None]:
         """Record this tick's annotations and acknowledgements (``revision_by_pod``: the lowest and highest
         revision the agents acted on over each pod's GPUs, as last scraped). Returns, per role, the highest
-        cap one of its pods (draining ones included) may still apply; None when no pod of the role has one,
-        or while no agent has reported a revision yet."""
+        cap one of its pods (draining ones included) may still apply; None when no pod of the role has one."""
         self._agents_seen = self._agents_seen or bool(revision_by_pod)
         seen: set[str] = set()
         highest: dict[Role, float | None] = {}
@@ -64,7 +65,7 @@ class CapLedger:
                         self._highest_watts[pod.name] = max(self._highest_watts.get(pod.name, cap), cap)
                 if pod.name in self._highest_watts:
                     values.append(self._highest_watts[pod.name])
-            highest[role] = max(values) if values and self._agents_seen else None
+            highest[role] = max(values) if values else None
         for name in [n for n in self._highest_watts if n not in seen]:
             del self._highest_watts[name]  # the pod is gone, and its GPUs with it
         return highest

@@ -13,14 +13,16 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from powerplanner.live.actuation import StepOutcome, execute
+from powerplanner import contract
+from powerplanner.live.actuation import StepOutcome, catch_up_caps, execute
 from powerplanner.live.budget import Budget, CompositeBudget
 from powerplanner.live.clock import Clock
+from powerplanner.live.feedback import FeedbackDiagnosis, FeedbackWatch
 from powerplanner.live.kubernetes import Actuator, ClusterState, KubernetesError
 from powerplanner.live.ledger import CapLedger
 from powerplanner.live.prometheus import MetricsReading, MetricsSource
@@ -41,6 +43,7 @@ class LoopSettings:
     window_s: float
     dry_run: bool = False
     emit_events: bool = True
+    blind_ticks: int = 3  # planner.blind_ticks: ticks without agent series before the feedback is called blind
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,12 @@ class LiveLoop:
         telemetry: LoopTelemetry | None = None,
         timer: Callable[[], float] = time.perf_counter,
         ledger: CapLedger | None = None,
+        diagnose_feedback: Callable[[Sequence[str]], FeedbackDiagnosis] | None = None,
     ) -> None:
         self.planner = planner
         self.ledger = ledger if ledger is not None else CapLedger()
+        self.feedback = FeedbackWatch(settings.blind_ticks)
+        self._diagnose_feedback = diagnose_feedback
         self.metrics = metrics
         self.actuator = actuator
         self.budget = budget
@@ -218,6 +224,7 @@ class LiveLoop:
 
         unacked = (self.ledger.update(state, reading.revision_by_pod)
                    if reading.revision_by_pod is not None else None)
+        self._watch_feedback(state, reading)
         obs = build_observation(now_s, self.settings.window_s, reading, state, budget.watts, unacked)
         tel.record_observation(obs)
         try:
@@ -231,6 +238,8 @@ class LiveLoop:
 
         current_caps = {role: obs.role(role).applied_cap_watts for role in ROLES}
         outcomes = execute(decision.steps, state, self.actuator, current_caps, dry_run=self.settings.dry_run)
+        outcomes += catch_up_caps({role: decision.target(role).cap_watts for role in ROLES}, state, self.actuator,
+                                  current_caps, outcomes, decision.projected_provisioned_watts, self.settings.dry_run)
         for outcome in outcomes:
             tel.steps.labels(outcome.step.kind.value, outcome.outcome).inc()
             if outcome.outcome == "failed":
@@ -253,6 +262,41 @@ class LiveLoop:
             self._last = report
         self.ticks += 1
         return report
+
+    def _watch_feedback(self, state: ClusterState, reading: MetricsReading) -> None:
+        """Say so when the agents' series stop reaching the planner (live/feedback.py): the ledger already
+        counts the pods conservatively; this makes the state visible, once per episode."""
+        status = self.feedback.update(state, reading.series_pods, reading.source_ok)
+        self.telemetry.feedback_blind.set(1 if status.blind else 0)
+        self.telemetry.feedback_blind_pods.set(len(status.blind_pods))
+        if status.started:
+            pods = status.blind_pods
+            shown = ", ".join(pods[:5]) + (f" and {len(pods) - 5} more" if len(pods) > 5 else "")
+            message = (f"no agent series ({contract.AGENT_POD_LABEL}, {contract.AGENT_NAMESPACE_LABEL}) for "
+                       f"{len(pods)} of {status.watched_pods} Ready worker pod(s) ({shown}) for "
+                       f"{self.feedback.blind_ticks} tick(s): {self._feedback_cause(pods)}. Their caps are never "
+                       "acknowledged: each counts at the highest cap annotated since its last acknowledgement, and "
+                       "power moved between roles waits")
+            log.warning("feedback blind: %s", message)
+            self._event("FeedbackBlind", message, warning=True)
+        elif status.ended:
+            log.warning("feedback restored: every Ready worker pod has agent series again")
+            self._event("FeedbackRestored", "every Ready worker pod has agent series again")
+
+    def _feedback_cause(self, pods: Sequence[str]) -> str:
+        generic = ("likely the monitor relabels the agents' series (without honorLabels the Prometheus Operator "
+                   "renames exposed labels that clash with its own) or Prometheus does not scrape the agents; "
+                   "`powerplanner verify` names which")
+        if self._diagnose_feedback is None:
+            return generic
+        try:
+            found = self._diagnose_feedback(pods)
+        except Exception as exc:  # a diagnosis is best effort: the warning must go out anyway
+            log.debug("feedback diagnosis failed: %r", exc)
+            return generic
+        if found.ok:
+            return "the series are in Prometheus again now (a scrape gap?)"
+        return f"{found.cause}; fix: {found.fix}"
 
     def _event(self, reason: str, message: str, warning: bool = False) -> None:
         if self.settings.emit_events and not self.settings.dry_run:

@@ -22,8 +22,10 @@ from typing import Any, Protocol
 
 import httpx
 
+from powerplanner import contract
 from powerplanner.config import PrometheusConfig
 from powerplanner.errors import EndpointError
+from powerplanner.live.feedback import FeedbackDiagnosis, diagnose_agent_series, diagnosis_query
 from powerplanner.model.roles import ROLES, Role
 
 
@@ -184,19 +186,26 @@ VLLM_FRONTEND = FrontendMetricNames(
 
 @dataclass(frozen=True)
 class PowerMetricNames:
-    """Per-GPU power series with ``pod`` and ``namespace`` labels."""
+    """Per-GPU power series and the labels that name the workload holding each GPU."""
 
     draw_watts: str
     applied_limit_watts: str | None
     limit_revision: str | None = None  # the annotation revision the agent has acted on (see live/ledger.py)
+    pod_label: str = "pod"
+    namespace_label: str = "namespace"
 
 
+# Our agent labels the workload with names no scraper sets (pod_name, pod_namespace: see contract.py), so the
+# Prometheus Operator's own pod/namespace target labels can never hide them (docs/install.md, "Monitoring").
 AGENT_POWER = PowerMetricNames(
-    draw_watts="powerplanner_agent_gpu_power_draw_watts",
-    applied_limit_watts="powerplanner_agent_gpu_power_limit_applied_watts",
-    limit_revision="powerplanner_agent_gpu_power_limit_revision",
+    draw_watts=contract.AGENT_DRAW_WATTS,
+    applied_limit_watts=contract.AGENT_LIMIT_APPLIED_WATTS,
+    limit_revision=contract.AGENT_LIMIT_REVISION,
+    pod_label=contract.AGENT_POD_LABEL,
+    namespace_label=contract.AGENT_NAMESPACE_LABEL,
 )
 # dcgm-exporter: DCGM_FI_DEV_POWER_USAGE (W); the enforced limit is DCGM_FI_DEV_POWER_MGMT_LIMIT when exported.
+# Its pod mapping (DCGM_EXPORTER_KUBERNETES) labels the workload pod/namespace; scrape it with honorLabels.
 DCGM_POWER = PowerMetricNames(draw_watts="DCGM_FI_DEV_POWER_USAGE", applied_limit_watts="DCGM_FI_DEV_POWER_MGMT_LIMIT")
 
 
@@ -256,9 +265,10 @@ def frontend_queries(
     )
 
 
-def per_pod_query(metric: str, namespace: str, how: str) -> str:
-    """``sum``/``max`` by pod of a per-GPU series in one Kubernetes namespace."""
-    return f"{how} by (pod) ({metric}{selector({'namespace': namespace})})"
+def per_pod_query(metric: str, namespace: str, how: str, names: PowerMetricNames = AGENT_POWER) -> str:
+    """``sum``/``max``/``min`` by pod of a per-GPU series in one Kubernetes namespace, with the pod and
+    namespace labels of ``names`` (``sum by (pod_name) (X{pod_namespace="ns"})`` for our agent)."""
+    return f"{how} by ({names.pod_label}) ({metric}{selector({names.namespace_label: namespace})})"
 
 
 # -- the metrics source -----------------------------------------------------------------------------
@@ -279,6 +289,9 @@ class MetricsReading:
     # (lowest, highest) annotation revision the agents acted on, over each pod's GPUs; None when the power
     # source cannot tell (see live/ledger.py)
     revision_by_pod: Mapping[str, tuple[float, float]] | None = None
+    # Pods of the namespace with an agent series (applied limit or revision) in this read; None when the power
+    # source cannot acknowledge caps (DCGM, none), so blind feedback is not tracked (see live/feedback.py)
+    series_pods: frozenset[str] | None = None
     source_ok: bool = True
     source_error: str | None = None
     error_kind: str | None = None  # PrometheusError.kind of the first failure
@@ -303,6 +316,12 @@ class PrometheusMetricsSource:
         self._frontend = VLLM_FRONTEND if cfg.frontend == "vllm" else DYNAMO_FRONTEND
         self._power = {"agent": AGENT_POWER, "dcgm": DCGM_POWER}.get(cfg.power_source)
 
+    def diagnose_feedback(self, pods: Sequence[str]) -> FeedbackDiagnosis:
+        """Why ``pods`` have no agent series (one extra query, run when the feedback turns blind). Raises
+        :class:`PrometheusError` when Prometheus cannot answer."""
+        samples = self._client.query(diagnosis_query())
+        return diagnose_agent_series([s.labels for s in samples], self._namespace, pods)
+
     def read(self, window_s: float, pods: Mapping[Role, Sequence[str]]) -> MetricsReading:
         queries = frontend_queries(self._frontend, window_s, self._cfg.model, self._cfg.dynamo_namespace)
         errors: list[PrometheusError] = []
@@ -320,7 +339,7 @@ class PrometheusMetricsSource:
             value = samples[0].value
             return value if value is not None and value >= 0 else None
 
-        def by_pod(promql: str) -> dict[str, float]:
+        def by_pod(promql: str, pod_label: str) -> dict[str, float]:
             if any(e.transport for e in errors):
                 return {}
             try:
@@ -328,7 +347,7 @@ class PrometheusMetricsSource:
             except PrometheusError as exc:
                 errors.append(exc)
                 return {}
-            return {s.labels["pod"]: s.value for s in samples if "pod" in s.labels and s.value is not None}
+            return {s.labels[pod_label]: s.value for s in samples if s.labels.get(pod_label) and s.value is not None}
 
         rate = scalar(queries.request_rate)
         isl = scalar(queries.isl)
@@ -338,17 +357,18 @@ class PrometheusMetricsSource:
         caps: dict[Role, float | None] = dict.fromkeys(ROLES)
         draws: dict[Role, float | None] = dict.fromkeys(ROLES)
         revisions: dict[str, tuple[float, float]] | None = None
-        if self._power is not None:
-            draw_by_pod = by_pod(per_pod_query(self._power.draw_watts, self._namespace, "sum"))
-            cap_by_pod = (
-                by_pod(per_pod_query(self._power.applied_limit_watts, self._namespace, "max"))
-                if self._power.applied_limit_watts
-                else {}
-            )
-            if self._power.limit_revision:
-                low = by_pod(per_pod_query(self._power.limit_revision, self._namespace, "min"))
-                high = by_pod(per_pod_query(self._power.limit_revision, self._namespace, "max"))
+        series: frozenset[str] | None = None
+        if (power := self._power) is not None:
+            def query(metric: str, how: str) -> dict[str, float]:
+                return by_pod(per_pod_query(metric, self._namespace, how, power), power.pod_label)
+
+            draw_by_pod = query(power.draw_watts, "sum")
+            cap_by_pod = query(power.applied_limit_watts, "max") if power.applied_limit_watts else {}
+            if power.limit_revision:
+                low = query(power.limit_revision, "min")
+                high = query(power.limit_revision, "max")
                 revisions = {p: (low[p], high[p]) for p in high if p in low}
+                series = frozenset(cap_by_pod) | frozenset(revisions)
             for role in ROLES:
                 names = [p for p in pods.get(role, ()) if p in draw_by_pod]
                 draws[role] = sum(draw_by_pod[p] for p in names) if names else None
@@ -366,6 +386,7 @@ class PrometheusMetricsSource:
             draw_watts=draws,
             measured_power_watts=sum(known) if known else None,
             revision_by_pod=revisions,
+            series_pods=series,
             source_ok=first is None,
             source_error=None if first is None else f"prometheus {first.kind}: {first.message}",
             error_kind=None if first is None else first.kind,

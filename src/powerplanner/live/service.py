@@ -128,8 +128,10 @@ def build_service(
         window_s=cfg.prometheus.window_s or cfg.planner.adjustment_interval_s,
         dry_run=dry_run,
         emit_events=cfg.kubernetes.emit_events,
+        blind_ticks=cfg.planner.blind_ticks,
     )
-    loop = LiveLoop(planner or default_planner(cfg, state), metrics, actuator, budget, clock, settings, telemetry)
+    loop = LiveLoop(planner or default_planner(cfg, state), metrics, actuator, budget, clock, settings, telemetry,
+                    diagnose_feedback=metrics.diagnose_feedback if cfg.prometheus.power_source == "agent" else None)
     service = Service(loop=loop, admin_budget=admin_budget, closers=closers)
     try:
         if watch_pods and not dry_run:

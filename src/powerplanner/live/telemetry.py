@@ -58,6 +58,16 @@ class LoopTelemetry:
         self.errors = Counter(f"{PREFIX}_errors", "Faults by kind (prometheus_*, kubernetes_*, budget_*).", ["kind"],
                               registry=r)
         self.source_up = Gauge(f"{PREFIX}_metrics_source_up", "1 when the last metrics read succeeded.", registry=r)
+        self.feedback_blind = Gauge(
+            f"{PREFIX}_feedback_blind",
+            "1 while a Ready worker pod has had no agent series (applied limit, revision) for planner.blind_ticks "
+            "ticks: its caps are never acknowledged, so it counts at the highest cap annotated since the last "
+            "acknowledgement.", registry=r,
+        )
+        self.feedback_blind_pods = Gauge(
+            f"{PREFIX}_feedback_blind_pods", "Ready worker pods without agent series for planner.blind_ticks ticks.",
+            registry=r,
+        )
         self.dgd_ready = Gauge(f"{PREFIX}_dgd_ready", "1 when the DGD is Ready.", registry=r)
         self.dry_run = Gauge(f"{PREFIX}_dry_run", "1 in dry-run mode (decide and log, touch nothing).", registry=r)
         self.last_tick = Gauge(f"{PREFIX}_last_tick_timestamp_seconds", "Clock time of the last tick.", registry=r)

@@ -10,12 +10,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from powerplanner import contract
+from powerplanner.live.feedback import diagnose_agent_series, diagnosis_query
 from powerplanner.live.prometheus import DYNAMO_FRONTEND, VLLM_FRONTEND, PrometheusClient, PrometheusError, Sample
 from powerplanner.verify.cluster import DGD_GROUP, DGD_PLURAL, ClusterError, ClusterReader
 from powerplanner.verify.result import CheckResult, Report, failed, passed, skipped
 from powerplanner.verify.workloads import (
     CAP_ANNOTATION,
     LABEL_DGD,
+    LABEL_SUBTYPE,
     cap_annotation,
     dgd_is_ready,
     dgd_roles,
@@ -31,8 +34,10 @@ from powerplanner.verify.workloads import (
 # Metric names of the planner's /metrics (powerplanner.live) and the node agent's (powerplanner.agent).
 PLANNER_BUDGET_METRIC = "powerplanner_budget_watts"
 PLANNER_LAST_TICK_METRIC = "powerplanner_last_tick_timestamp_seconds"  # the planner's clock: only its changes count
-AGENT_REQUESTED_METRIC = "powerplanner_agent_gpu_power_limit_requested_watts"
-AGENT_APPLIED_METRIC = "powerplanner_agent_gpu_power_limit_applied_watts"
+AGENT_REQUESTED_METRIC = contract.AGENT_LIMIT_REQUESTED_WATTS
+AGENT_APPLIED_METRIC = contract.AGENT_LIMIT_APPLIED_WATTS
+AGENT_POD_LABEL = contract.AGENT_POD_LABEL  # the workload labels of the agents' series (never pod/namespace)
+AGENT_NAMESPACE_LABEL = contract.AGENT_NAMESPACE_LABEL
 
 # The planner's rights (deploy/helm/powerplanner/templates/rbac.yaml): (verb, group, resource, subresource).
 PLANNER_ACCESS: tuple[tuple[str, str, str, str], ...] = (
@@ -44,8 +49,8 @@ PLANNER_ACCESS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 CHECK_NAMES = (
-    "kubernetes-api", "rbac", "dgd", "prometheus", "frontend-metrics", "planner", "agents", "annotations",
-    "applied-limits", "budget",
+    "kubernetes-api", "rbac", "dgd", "prometheus", "frontend-metrics", "planner", "agents", "agent-series",
+    "annotations", "applied-limits", "budget",
 )
 
 
@@ -106,12 +111,13 @@ class Verifier:
         self._dgd: dict[str, Any] | None = None
         self._workers: dict[str, list[Mapping[str, Any]]] | None = None
         self._planner_budget_watts: float | None = None
+        self._agent_series_pods: set[str] | None = None  # pods the agent-series check found series for
 
     def run(self) -> Report:
         steps: Sequence[Callable[[], CheckResult]] = (
             self.check_api, self.check_rbac, self.check_dgd, self.check_prometheus, self.check_frontend_metrics,
-            self.check_planner, self.check_agents, self.check_annotations, self.check_applied_limits,
-            self.check_budget,
+            self.check_planner, self.check_agents, self.check_agent_series, self.check_annotations,
+            self.check_applied_limits, self.check_budget,
         )
         return Report(tuple(step() for step in steps))
 
@@ -319,6 +325,30 @@ class Verifier:
                                                                                   for m in missing))
         return passed(name, f"a ready agent on each of the {len(nodes)} GPU nodes")
 
+    def check_agent_series(self) -> CheckResult:
+        """The planner's feedback path: every Ready worker pod has agent series under the contract's labels
+        (pod_name, pod_namespace). When not, name why (live/feedback.py: the planner logs the same cause)."""
+        name = "agent-series"
+        if not self._prom_ok:
+            return skipped(name, "prometheus")
+        try:
+            samples = self._query(diagnosis_query())
+        except PrometheusError as exc:
+            return failed(name, "cannot read the agents' series", "check Prometheus", (exc.message,))
+        workers = None
+        if self._workers is not None:
+            workers = sorted(name_of(p) for pods in self._workers.values() for p in pods
+                             if pod_is_ready(p) and not pod_is_terminating(p))
+        found = diagnose_agent_series([s.labels for s in samples], self.s.namespace, workers)
+        self._agent_series_pods = set(found.attributed)
+        if found.ok:
+            return passed(name, found.cause)
+        seen = sorted(samples, key=lambda s: -(s.value or 0.0))[:5]
+        details = [f"worker pods without agent series: {', '.join(found.missing)}"] if found.missing else []
+        details += [f"agent series with {_selector_text(s.labels) or 'no workload labels'}: {s.value or 0:.0f}"
+                    for s in seen]
+        return failed(name, found.cause, found.fix, tuple(details))
+
     def _gpu_label_hint(self) -> str:
         return "nvidia.com/gpu.present=true"
 
@@ -342,7 +372,7 @@ class Verifier:
                     caps.setdefault(role, set()).add(watts)
         if count == 0:
             return failed(name, f"no worker pods of {self.s.dgd_name} in {self.s.namespace}",
-                          f"worker pods must carry the labels {LABEL_DGD} and nvidia.com/dynamo-sub-component-type "
+                          f"worker pods must carry the labels {LABEL_DGD} and {LABEL_SUBTYPE} "
                           "(the Dynamo operator sets them); check that the DGD's workers are running")
         if problems:
             return failed(name, f"{len(problems)} of {count} worker pods lack a valid {CAP_ANNOTATION}",
@@ -367,14 +397,16 @@ class Verifier:
         name = "applied-limits"
         if not self._prom_ok:
             return skipped(name, "prometheus")
+        if self._agent_series_pods is not None and not self._agent_series_pods:
+            return skipped(name, "agent-series")
         try:
             requested = self._agent_series(AGENT_REQUESTED_METRIC)
             applied = self._agent_series(AGENT_APPLIED_METRIC)
         except PrometheusError as exc:
             return failed(name, "cannot read the agents' metrics", "check Prometheus", (exc.message,))
         workers = self._worker_names()
-        ours = {k: s for k, s in requested.items() if s.labels.get("namespace") == self.s.namespace
-                and s.labels.get("pod") and (workers is None or s.labels.get("pod") in workers)}
+        ours = {k: s for k, s in requested.items() if s.labels.get(AGENT_NAMESPACE_LABEL) == self.s.namespace
+                and s.labels.get(AGENT_POD_LABEL) and (workers is None or s.labels.get(AGENT_POD_LABEL) in workers)}
         if not ours:
             return failed(name, f"no agent metrics for the worker GPUs of {self.s.dgd_name}",
                           "make Prometheus scrape the agents (metrics.podMonitor.enabled or the prometheus.io "
@@ -383,7 +415,7 @@ class Verifier:
         problems: list[str] = []
         for key, req in sorted(ours.items()):
             got = applied.get(key)
-            where = f"{key[0]} gpu {req.labels.get('gpu', '?')} (pod {req.labels.get('pod')})"
+            where = f"{key[0]} gpu {req.labels.get('gpu', '?')} (pod {req.labels.get(AGENT_POD_LABEL)})"
             if got is None or got.value is None:
                 problems.append(f"{where}: no applied limit")
             elif req.value is None or abs(got.value - req.value) > self.s.tolerance_watts:
@@ -425,7 +457,8 @@ class Verifier:
                 applied = {}
             workers = self._worker_names() or set()
             applied_sum = sum(s.value or 0.0 for s in applied.values()
-                              if s.labels.get("namespace") == self.s.namespace and s.labels.get("pod") in workers)
+                              if s.labels.get(AGENT_NAMESPACE_LABEL) == self.s.namespace
+                              and s.labels.get(AGENT_POD_LABEL) in workers)
             details.append(f"sum of applied limits on the worker GPUs (agents) {applied_sum:.0f} W")
         over = self.s.tolerance_watts + budget
         fix_over = ("the planner lowers caps within one cap tick of a budget change: check its logs and decision "

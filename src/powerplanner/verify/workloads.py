@@ -10,9 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-LABEL_DGD = "nvidia.com/dynamo-graph-deployment-name"
-LABEL_SUBTYPE = "nvidia.com/dynamo-sub-component-type"
-CAP_ANNOTATION = "dynamo.nvidia.com/gpu-power-limit"
+from powerplanner import contract
+
+LABEL_DGD = contract.DGD_LABEL
+LABEL_SUBTYPE = contract.SUB_COMPONENT_LABEL
+CAP_ANNOTATION = contract.POWER_LIMIT_ANNOTATION
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 
 FALLBACK_NAMES: Mapping[str, str] = {
@@ -117,14 +119,15 @@ def worker_pods(pods: Sequence[Mapping[str, Any]], dgd_name: str) -> dict[str, l
 
 
 def cap_annotation(pod: Mapping[str, Any]) -> tuple[int | None, str | None]:
-    """The pod's per-GPU power limit annotation as (watts, None), or (None, why it is unusable)."""
+    """The pod's per-GPU power limit annotation as (watts, None), or (None, why it is unusable), read with the
+    agent's own parser (contract.parse_power_annotation): what verify accepts is what the agent applies."""
     raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(CAP_ANNOTATION)
     if raw is None:
         return None, "no annotation"
-    text = str(raw)
-    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
-        return None, f"invalid value {text[:20]!r} (must be a positive integer of watts)"
-    return int(text), None
+    try:
+        return contract.parse_power_annotation(str(raw), where="refused by the agent"), None
+    except contract.AnnotationError as exc:
+        return None, str(exc)
 
 
 def is_gpu_node(node: Mapping[str, Any], resource_name: str = "nvidia.com/gpu") -> bool:

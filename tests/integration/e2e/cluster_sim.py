@@ -41,8 +41,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from powerplanner.contract import DGD_LABEL as LABEL_DGD
 from powerplanner.contract import POWER_LIMIT_ANNOTATION as CAP_ANNOTATION
-from tests.fixtures.k8s import LABEL_DGD, LABEL_SUBTYPE, PODS, EmulatedCluster
+from powerplanner.contract import SUB_COMPONENT_LABEL as LABEL_SUBTYPE
+from tests.fixtures.k8s import PODS, EmulatedCluster
 from tests.fixtures.kubelet import FakeKubelet, PodDevices, short_socket_dir
 from tests.fixtures.nvml import FakeGpu, FakeNvml, make_uuid, new_fake_nvml
 from tests.integration.agent.harness import AgentProcess, free_port, write_kubeconfig

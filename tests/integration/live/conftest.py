@@ -3,6 +3,7 @@ gauges, a fault-injecting HTTP proxy in front of it, and the emulated Kubernetes
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,21 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from tests.fixtures.k8s import cluster  # noqa: F401  (re-exported fixture)
+from powerplanner.contract import (
+    AGENT_DRAW_WATTS,
+    AGENT_GPU_LABELS,
+    AGENT_LIMIT_APPLIED_WATTS,
+    AGENT_LIMIT_REVISION,
+    POWER_LIMIT_ANNOTATION,
+    REVISION_ANNOTATION,
+    parse_revision,
+    power_annotation_watts,
+)
+from tests.fixtures.k8s import (
+    PODS,
+    EmulatedCluster,
+    cluster,  # noqa: F401  (re-exported fixture)
+)
 from tests.fixtures.prometheus import (
     PrometheusServer,
     RegistryServer,
@@ -40,12 +55,13 @@ class DynamoFrontend:
     requests: Counter
     draw: Gauge
     limit: Gauge
+    revision: Gauge
 
     @classmethod
     def create(cls) -> DynamoFrontend:
         r = CollectorRegistry()
         labels = ["model", "dynamo_namespace"]
-        gpu_labels = ["gpu", "uuid", "pod", "namespace", "container"]
+        gpu_labels = list(AGENT_GPU_LABELS)  # gpu, uuid, pod_name, pod_namespace, container_name (contract.py)
         return cls(
             registry=r,
             ttft=Histogram("dynamo_frontend_time_to_first_token_seconds", "TTFT", labels, buckets=LATENCY_BUCKETS,
@@ -58,8 +74,9 @@ class DynamoFrontend:
                                buckets=LATENCY_BUCKETS, registry=r),
             requests=Counter("dynamo_frontend_requests", "requests", [*labels, "request_type", "status"],
                              registry=r),
-            draw=Gauge("powerplanner_agent_gpu_power_draw_watts", "draw", gpu_labels, registry=r),
-            limit=Gauge("powerplanner_agent_gpu_power_limit_applied_watts", "limit", gpu_labels, registry=r),
+            draw=Gauge(AGENT_DRAW_WATTS, "draw", gpu_labels, registry=r),
+            limit=Gauge(AGENT_LIMIT_APPLIED_WATTS, "limit", gpu_labels, registry=r),
+            revision=Gauge(AGENT_LIMIT_REVISION, "revision acted on", gpu_labels, registry=r),
         )
 
     def touch(self, model: str, namespace: str = "dyn") -> None:
@@ -76,6 +93,46 @@ class DynamoFrontend:
         self.osl.labels(model, namespace).observe(osl)
         self.duration.labels(model, namespace).observe(ttft_s + itl_s * osl)
         self.requests.labels(model, namespace, "chat", "success").inc()
+
+
+class AgentEcho:
+    """Stands in for prompt node agents: each pod's cap annotation is applied at once and its revision
+    acknowledged, in the agents' series (one GPU per pod). Without it the planner's feedback is blind and it
+    never counts a cut as in force (live/ledger.py). ``clear()`` removes the series (the registry is shared)."""
+
+    def __init__(self, frontend: DynamoFrontend, namespace: str = "default") -> None:
+        self.frontend = frontend
+        self.namespace = namespace
+        self._labels: set[tuple[str, ...]] = set()
+
+    def sync(self, k8s: EmulatedCluster) -> None:
+        """Publish what the agents would after one pass over the cluster's pods (Prometheus scrapes it next)."""
+        now: set[tuple[str, ...]] = set()
+        for pod in k8s.list_objects(PODS, self.namespace):
+            meta = pod["metadata"]
+            annotations = meta.get("annotations") or {}
+            watts = power_annotation_watts(annotations.get(POWER_LIMIT_ANNOTATION))
+            if watts is None or meta.get("deletionTimestamp"):
+                continue
+            labels = ("0", f"GPU-echo-{meta['name']}", meta["name"], self.namespace, "main")
+            self.frontend.limit.labels(*labels).set(watts)
+            revision = parse_revision(annotations.get(REVISION_ANNOTATION))
+            if revision is not None:
+                self.frontend.revision.labels(*labels).set(revision)
+            now.add(labels)
+        for gone in self._labels - now:
+            self._remove(gone)
+        self._labels = now
+
+    def _remove(self, labels: tuple[str, ...]) -> None:
+        for gauge in (self.frontend.limit, self.frontend.revision):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+
+    def clear(self) -> None:
+        for labels in self._labels:
+            self._remove(labels)
+        self._labels = set()
 
 
 class FaultProxy:
@@ -167,6 +224,13 @@ def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePr
     finally:
         server.stop()
         target.stop()
+
+
+@pytest.fixture
+def agent_echo(live_prometheus: LivePrometheus) -> Iterator[AgentEcho]:
+    echo = AgentEcho(live_prometheus.frontend)
+    yield echo
+    echo.clear()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from powerplanner.live.clock import FakeClock
 from powerplanner.live.service import Service, build_service
 from powerplanner.model.values import Reason, StepKind
 from tests.fixtures.k8s import CAP_ANNOTATION, LABEL_DGD, LABEL_SUBTYPE, PODS, EmulatedCluster
-from tests.integration.live.conftest import FaultProxy, LivePrometheus
+from tests.integration.live.conftest import AgentEcho, FaultProxy, LivePrometheus
 
 pytest.importorskip("powerplanner.planning.planner", reason="the planner core (issue 3) is not in this tree yet")
 
@@ -109,8 +109,14 @@ def pod_caps(cluster: EmulatedCluster, role: str) -> list[str | None]:
             if not p["metadata"].get("deletionTimestamp")]
 
 
+def acknowledge(live: LivePrometheus, agents: AgentEcho, cluster: EmulatedCluster) -> None:
+    """The agents apply every annotation and Prometheus scrapes them: the planner sees its caps in force."""
+    agents.sync(cluster)
+    live.server.wait_for_scrapes(1)
+
+
 def test_scale_up_then_budget_cut(live_prometheus: LivePrometheus, cluster: EmulatedCluster,
-                                  service: tuple[Service, FakeClock]) -> None:
+                                  service: tuple[Service, FakeClock], agent_echo: AgentEcho) -> None:
     svc, clock = service
     loop = svc.loop
     snaps = Snapshots()
@@ -128,12 +134,14 @@ def test_scale_up_then_budget_cut(live_prometheus: LivePrometheus, cluster: Emul
     replicas_before = {r: len(cluster.pods("llm", r)) for r in ("prefill", "decode")}
     for _ in range(7):  # 35 s of fake time: one adjustment tick and cap ticks; the operator follows
         clock.advance(5)
+        agent_echo.sync(cluster)
         drive(live_prometheus, 60)
         report = loop.tick()
         assert report.decision is not None
         assert report.decision.projected_provisioned_watts <= BUDGET_WATTS
         cluster.reconcile(gpus=GPUS, new_pods_ready=False)
     clock.advance(5)
+    acknowledge(live_prometheus, agent_echo, cluster)
     loop.tick()  # newest pods get their caps on the next cap tick
     replicas_up = {r: len(cluster.pods("llm", r)) for r in ("prefill", "decode")}
     assert sum(replicas_up.values()) > sum(replicas_before.values()), (replicas_before, replicas_up)
@@ -157,10 +165,12 @@ def test_scale_up_then_budget_cut(live_prometheus: LivePrometheus, cluster: Emul
     for _ in range(6):  # the operator drains removed replicas; the planner keeps re-planning
         cluster.reconcile(gpus=GPUS)
         clock.advance(5)
+        acknowledge(live_prometheus, agent_echo, cluster)
         loop.tick()
     cluster.reconcile(gpus=GPUS)
     snaps.phase = "after"
     clock.advance(5)
+    acknowledge(live_prometheus, agent_echo, cluster)
     loop.tick()
     replicas_down = {r: len(cluster.pods("llm", r)) for r in ("prefill", "decode")}
     assert sum(replicas_down.values()) < sum(replicas_up.values()), (replicas_up, replicas_down)

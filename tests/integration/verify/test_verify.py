@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from powerplanner.verify import Status
+from powerplanner.contract import POWER_LIMIT_ANNOTATION
+from powerplanner.verify import CheckResult, Report, Status
 from powerplanner.verify.checks import CHECK_NAMES, PLANNER_ACCESS
 from tests.fixtures.k8s import PODS
 from tests.integration.verify.conftest import World, as_json, only_failing, statuses
 from tests.integration.verify.world import AGENT_NS, DGD, NS, add_component_pod
+
+
+def check(report: Report, name: str) -> CheckResult:
+    return next(c for c in report.checks if c.name == name)
 
 
 def test_healthy_installation_passes_every_check(world: World) -> None:
@@ -30,12 +35,12 @@ def test_healthy_installation_passes_every_check(world: World) -> None:
 def test_cli_exit_code_and_json(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = world.cli("--json", capsys=capsys)
     body = as_json(out)
-    assert code == 0 and body["ok"] is True and body["counts"] == {"pass": 10, "fail": 0, "skip": 0}
+    assert code == 0 and body["ok"] is True and body["counts"] == {"pass": 11, "fail": 0, "skip": 0}
     world.cluster.deny("patch", "", "pods")
     code, out = world.cli(capsys=capsys)
     assert code == 1
     assert "[FAIL] rbac:" in out and "fix: install the chart with rbac.create=true" in out
-    assert "9/10 checks passed" in out
+    assert "10/11 checks passed" in out
 
 
 def test_kubernetes_api_unreachable(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -157,18 +162,18 @@ def test_gpu_node_without_agent(world: World) -> None:
 
 def test_worker_pod_without_annotation(world: World) -> None:
     world.cluster.patch(PODS, NS, "llm-decode-1", {"metadata": {"annotations": {
-        "dynamo.nvidia.com/gpu-power-limit": None}}})
+        POWER_LIMIT_ANNOTATION: None}}})
     report = world.verify()
     assert only_failing(report) == {"annotations", "budget"}
-    assert report.checks[7].details == ("decode pod llm-decode-1: no annotation",)
+    assert check(report, "annotations").details == ("decode pod llm-decode-1: no annotation",)
 
 
 def test_worker_pod_with_invalid_annotation(world: World) -> None:
     world.cluster.patch(PODS, NS, "llm-prefill-0", {"metadata": {"annotations": {
-        "dynamo.nvidia.com/gpu-power-limit": "250.5"}}})
+        POWER_LIMIT_ANNOTATION: "250.5"}}})
     report = world.verify()
     assert "annotations" in only_failing(report)
-    assert "invalid value '250.5'" in report.checks[7].details[0]
+    assert "'250.5' is not an integer of watts" in check(report, "annotations").details[0]
 
 
 def test_applied_limit_differs_from_requested(world: World) -> None:
@@ -176,7 +181,7 @@ def test_applied_limit_differs_from_requested(world: World) -> None:
     world.publish()
     report = world.verify()
     assert only_failing(report) == {"applied-limits"}
-    detail = report.checks[8].details[0]
+    detail = check(report, "applied-limits").details[0]
     assert "requested 300.0 W, applied 700 W" in detail and "llm-prefill-0" in detail
 
 
@@ -184,14 +189,45 @@ def test_agent_metrics_missing(world: World) -> None:
     world.state.gpus = []
     world.publish()
     report = world.verify()
-    assert only_failing(report) == {"applied-limits"}
-    assert "no agent metrics for the worker GPUs" in report.checks[8].summary
+    assert only_failing(report) == {"agent-series"}
+    assert statuses(report)["applied-limits"] is Status.SKIP  # not failed twice for the same cause
+    series = check(report, "agent-series")
+    assert series.summary.startswith("no agent series in Prometheus") and "does not scrape the agents" in series.summary
+    assert series.fix and "metrics.podMonitor.enabled" in series.fix
+
+
+def test_relabelled_agent_series_are_named_with_the_fix(world: World) -> None:
+    """What Prometheus keeps when a monitor without honorLabels writes its own pod_name/pod_namespace."""
+    world.state.agent_pod_label, world.state.agent_namespace_label = "exported_pod_name", "exported_pod_namespace"
+    world.publish()
+    report = world.verify()
+    assert only_failing(report) == {"agent-series"}
+    series = check(report, "agent-series")
+    assert "agent series carry exported_pod_name / lack pod_name for 3 of 3 pod(s)" in series.summary
+    assert "the monitor relabels them" in series.summary
+    assert series.fix and "set honorLabels: true" in series.fix
+    assert series.details[0] == "worker pods without agent series: llm-decode-0, llm-decode-1, llm-prefill-0"
+
+
+def test_an_old_agents_pod_label_renamed_by_the_operator_is_named(world: World) -> None:
+    world.state.agent_pod_label, world.state.agent_namespace_label = "exported_pod", "exported_namespace"
+    world.publish()
+    series = check(world.verify(), "agent-series")
+    assert "carry exported_pod / lack pod_name" in series.summary and series.fix and "honorLabels" in series.fix
+
+
+def test_agent_series_of_one_node_missing(world: World) -> None:
+    world.state.gpus = [g for g in world.state.gpus if g.node != "node-b"]
+    world.publish()
+    report = world.verify()
+    assert "agent-series" in only_failing(report)
+    assert "no agent series for 1 of 3 pod(s) (llm-decode-1)" in check(report, "agent-series").summary
 
 
 def test_provisioned_over_budget(world: World) -> None:
     report = world.verify(budget_watts=1500.0)
     assert only_failing(report) == {"budget"}
-    assert "provisioned 1600 W is over the budget 1500 W" in report.checks[9].summary
+    assert "provisioned 1600 W is over the budget 1500 W" in check(report, "budget").summary
 
 
 def test_planner_budget_lower_than_configured_wins(world: World) -> None:
@@ -199,7 +235,7 @@ def test_planner_budget_lower_than_configured_wins(world: World) -> None:
     world.publish()
     report = world.verify()
     assert only_failing(report) == {"budget"}
-    assert "over the budget 1200 W" in report.checks[9].summary
+    assert "over the budget 1200 W" in check(report, "budget").summary
 
 
 def test_as_impersonates_on_every_request(world: World) -> None:

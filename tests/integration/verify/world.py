@@ -26,6 +26,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from powerplanner.contract import (
+    AGENT_CONTAINER_LABEL,
+    AGENT_LIMIT_APPLIED_WATTS,
+    AGENT_LIMIT_REQUESTED_WATTS,
+    AGENT_LIMIT_REVISION,
+    AGENT_NAMESPACE_LABEL,
+    AGENT_POD_LABEL,
+)
 from tests.fixtures.k8s import (
     EVENTS,
     PODS,
@@ -135,6 +143,10 @@ class MetricsState:
     # in a series that already has newer ones)
     gpus: list[Gpu] = field(default_factory=list)
     planner_ticking: bool = True  # False: the last-tick gauge never changes (a hung loop)
+    # The agents' workload labels as Prometheus stores them: the contract's, or what a relabelling monitor
+    # leaves (exported_pod_name, ...), or an old agent's (pod, namespace)
+    agent_pod_label: str = AGENT_POD_LABEL
+    agent_namespace_label: str = AGENT_NAMESPACE_LABEL
 
     def families(self) -> list[Metric]:
         out: list[Metric] = []
@@ -162,14 +174,16 @@ class MetricsState:
             else:
                 last_tick.add_metric(["hung"], 42.0)
             out.append(last_tick)
-        labels = ["gpu", "uuid", "pod", "namespace", "container"]
-        requested = GaugeMetricFamily("powerplanner_agent_gpu_power_limit_requested_watts", "requested", labels=labels)
-        applied = GaugeMetricFamily("powerplanner_agent_gpu_power_limit_applied_watts", "applied", labels=labels)
+        labels = ["gpu", "uuid", self.agent_pod_label, self.agent_namespace_label, AGENT_CONTAINER_LABEL]
+        requested = GaugeMetricFamily(AGENT_LIMIT_REQUESTED_WATTS, "requested", labels=labels)
+        applied = GaugeMetricFamily(AGENT_LIMIT_APPLIED_WATTS, "applied", labels=labels)
+        revision = GaugeMetricFamily(AGENT_LIMIT_REVISION, "revision acted on", labels=labels)
         for gpu in self.gpus:
             values = [str(gpu.index), gpu.uuid, gpu.pod, NS, "main"]
             requested.add_metric(values, gpu.requested_watts)
             applied.add_metric(values, gpu.applied_watts)
-        out += [requested, applied]
+            revision.add_metric(values, 1.0)
+        out += [requested, applied, revision]
         return out
 
 

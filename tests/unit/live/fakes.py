@@ -21,13 +21,15 @@ class FakeActuator:
     events: list[tuple[str, str, bool]] = field(default_factory=list)
     fail_on: set[str] = field(default_factory=set)
     read_error: KubernetesError | None = None
+    revisions: dict[Role, int] = field(default_factory=lambda: {Role.PREFILL: 0, Role.DECODE: 0})  # +1 per cap write
 
     def read_state(self) -> ClusterState:
         if self.read_error is not None:
             raise self.read_error
         roles = {}
         for role in ROLES:
-            pods = tuple(PodInfo(f"{role.value}-{i}", True, False, self.caps[role]) for i in range(self.replicas[role]))
+            pods = tuple(PodInfo(f"{role.value}-{i}", True, False, self.caps[role],
+                                 cap_revision=self.revisions[role] or None) for i in range(self.replicas[role]))
             roles[role] = RoleCluster(service=role.value, spec_replicas=self.replicas[role],
                                       ready_replicas=self.replicas[role], starting_replicas=0,
                                       draining_replicas=self.draining if role is Role.DECODE else 0,
@@ -47,6 +49,7 @@ class FakeActuator:
         self.calls.append(("set_cap", role, cap_watts))
         changed = self.caps[role] != int(cap_watts)
         self.caps[role] = int(cap_watts)
+        self.revisions[role] += 1 if changed else 0
         return self.replicas[role] if changed else 0
 
     def emit_event(self, reason: str, message: str, warning: bool = False) -> None:

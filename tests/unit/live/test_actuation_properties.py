@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from powerplanner.live.actuation import cuts_power, execute
+from powerplanner.live.actuation import StepOutcome, catch_up_caps, cuts_power, execute
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Step, StepKind
 from tests.unit.live.fakes import FakeActuator
@@ -77,3 +77,39 @@ def test_a_raise_waits_until_the_cut_before_it_is_in_force() -> None:
     third = execute(steps[1:], act.read_state(), act, caps)
     assert [o.outcome for o in third] == ["done", "done"]
     assert act.calls[2:] == [("set_cap", Role.PREFILL, 366.0), ("scale", Role.DECODE, 4)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    annotated=st.sampled_from([None, 200, 250, 300, 400]),
+    counted=st.sampled_from([None, 200.0, 250.0, 300.0, 400.0, 700.0]),
+    target=st.sampled_from([150.0, 250.0, 266.7, 300.0, 450.0]),
+    ready=st.booleans(),
+    planned=st.booleans(),
+)
+def test_catch_up_writes_only_up_to_the_counted_cap(annotated: int | None, counted: float | None, target: float,
+                                                    ready: bool, planned: bool) -> None:
+    """The catch-up never writes above what the plan already counts, never on a role the plan capped, never on
+    a DGD that is not Ready; it writes whenever an annotation is below a target the count covers."""
+    act = FakeActuator(caps=dict.fromkeys(ROLES, annotated), ready=ready)
+    state = act.read_state()
+    done = [StepOutcome(Step(StepKind.SET_CAP, Role.DECODE, target, 0.0), "skipped")] if planned else []
+    caps = dict.fromkeys(ROLES, counted)
+    out = catch_up_caps(dict.fromkeys(ROLES, target), state, act, caps, done)
+    written = {o.step.role: o.step.value for o in out if o.outcome == "done"}
+    for role, value in written.items():
+        assert counted is not None and value <= counted and ready
+        assert not (planned and role is Role.DECODE)
+    should = (ready and annotated is not None and counted is not None and annotated < int(target) <= counted)
+    assert (Role.PREFILL in written) == should
+    assert (Role.DECODE in written) == (should and not planned)
+
+
+def test_catch_up_stops_at_a_failure_and_after_failed_steps() -> None:
+    act = FakeActuator(caps=dict.fromkeys(ROLES, 233))
+    caps: dict[Role, float | None] = dict.fromkeys(ROLES, 266.0)
+    failed = [StepOutcome(Step(StepKind.SCALE, Role.PREFILL, 2.0, 0.0), "failed", "server: x")]
+    assert catch_up_caps(dict.fromkeys(ROLES, 266.0), act.read_state(), act, caps, failed) == []
+    act.fail_on.add("set_cap")
+    out = catch_up_caps(dict.fromkeys(ROLES, 266.0), act.read_state(), act, caps, [])
+    assert [o.outcome for o in out] == ["failed"]  # the second role is not tried

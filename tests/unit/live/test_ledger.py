@@ -38,13 +38,16 @@ def test_a_raise_then_a_cut_back_to_the_same_value_counts_the_raise_until_acknow
     assert ledger.update(state({"p": (557, 3)}), {"p": acked(3)})[Role.PREFILL] == 557.0
 
 
-def test_no_say_until_an_agent_reports_a_revision() -> None:
-    """Without agents (or before their first scrape) nothing is ever acknowledged: counting each pod at its
-    highest cap ever would stop every raise, so the ledger only records."""
+def test_no_series_is_never_an_acknowledgement() -> None:
+    """Before any agent series reaches the planner (none scraped yet, or the monitor relabels them) nothing is
+    acknowledged: a cut is not counted as in force, the pod keeps the highest cap since its last ack."""
     ledger = CapLedger()
-    assert ledger.update(state({"p": (500, 1)}), {})[Role.PREFILL] is None
-    assert ledger.update(state({"p": (300, 2)}), {})[Role.PREFILL] is None
+    assert ledger.update(state({"p": (500, 1)}), {})[Role.PREFILL] == 500.0
+    assert ledger.update(state({"p": (300, 2)}), {})[Role.PREFILL] == 500.0  # the cut to 300 W is not in force
+    assert not ledger.active
     assert ledger.update(state({"p": (300, 2), "q": (300, 1)}), {"q": acked(1)})[Role.PREFILL] == 500.0
+    assert ledger.active
+    assert ledger.update(state({"p": (300, 2), "q": (300, 1)}), {"p": acked(2)})[Role.PREFILL] == 300.0
 
 
 def test_unreported_pods_keep_their_history_and_gone_pods_are_forgotten() -> None:
@@ -69,7 +72,6 @@ def test_a_pod_without_a_revision_is_never_acknowledged_and_keeps_its_last_cap()
 @given(history=st.lists(st.tuples(st.integers(200, 700), st.booleans()), min_size=1, max_size=12))
 def test_never_below_any_cap_written_since_the_last_acknowledgement(history: list[tuple[int, bool]]) -> None:
     ledger = CapLedger()
-    ledger.update(state({}), {"other": acked(1)})  # an agent has reported
     since_ack: list[int] = []
     for revision, (cap, ack) in enumerate(history, start=1):
         worst = ledger.update(state({"p": (cap, revision)}), {"p": acked(revision)} if ack else {})

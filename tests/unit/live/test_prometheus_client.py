@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from powerplanner.config import PrometheusConfig
+from powerplanner.contract import AGENT_NAMESPACE_LABEL, AGENT_POD_LABEL
 from powerplanner.errors import EndpointError
 from powerplanner.live.prometheus import (
     DYNAMO_FRONTEND,
@@ -141,6 +142,8 @@ def test_source_short_circuits_when_prometheus_is_down() -> None:
 
 
 def test_source_maps_units_and_attributes_power_to_roles() -> None:
+    power_queries: list[str] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
         q = request.url.params["query"]
         if "requests_total" in q:
@@ -151,15 +154,17 @@ def test_source_maps_units_and_attributes_power_to_roles() -> None:
             return httpx.Response(200, json=vector(({}, "NaN")))
         if "sequence_tokens" in q:
             return httpx.Response(200, json=vector())
+        power_queries.append(q)
+        pod = AGENT_POD_LABEL
         if "power_draw" in q:
-            return httpx.Response(200, json=vector(({"pod": "p1"}, "300"), ({"pod": "d1"}, "200"),
-                                                   ({"pod": "d2"}, "250"), ({"pod": "other"}, "999")))
+            return httpx.Response(200, json=vector(({pod: "p1"}, "300"), ({pod: "d1"}, "200"),
+                                                   ({pod: "d2"}, "250"), ({pod: "other"}, "999")))
         if "limit_applied" in q:
-            return httpx.Response(200, json=vector(({"pod": "p1"}, "400"), ({"pod": "d1"}, "350"),
-                                                   ({"pod": "d2"}, "500")))
+            return httpx.Response(200, json=vector(({pod: "p1"}, "400"), ({pod: "d1"}, "350"),
+                                                   ({pod: "d2"}, "500"), ({}, "700")))  # a GPU no pod holds
         if "limit_revision" in q:  # one of d2's GPUs has not acted on its newest annotation yet
             low = q.startswith("min")
-            return httpx.Response(200, json=vector(({"pod": "p1"}, "3"), ({"pod": "d2"}, "6" if low else "7")))
+            return httpx.Response(200, json=vector(({pod: "p1"}, "3"), ({pod: "d2"}, "6" if low else "7")))
         raise AssertionError(q)
 
     client, _ = client_for(handler)
@@ -172,6 +177,26 @@ def test_source_maps_units_and_attributes_power_to_roles() -> None:
     assert r.applied_cap_watts == {Role.PREFILL: 400.0, Role.DECODE: 500.0}
     assert r.measured_power_watts == 750.0
     assert r.revision_by_pod == {"p1": (3.0, 3.0), "d2": (6.0, 7.0)}
+    assert r.series_pods == frozenset({"p1", "d1", "d2"})
+    # The agent's workload labels (contract.py), never the pod/namespace a scraper attaches.
+    assert len(power_queries) == 4
+    assert all(f"by ({AGENT_POD_LABEL}) (" in q and f'{{{AGENT_NAMESPACE_LABEL}="ns"}}' in q for q in power_queries)
+
+
+def test_dcgm_series_keep_dcgm_exporters_pod_and_namespace_labels() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = request.url.params["query"]
+        if q.startswith("sum by (pod) (DCGM_FI_DEV_POWER_USAGE{namespace=\"ns\"})"):
+            return httpx.Response(200, json=vector(({"pod": "p1"}, "300")))
+        if q.startswith("max by (pod) (DCGM_FI_DEV_POWER_MGMT_LIMIT{namespace=\"ns\"})"):
+            return httpx.Response(200, json=vector(({"pod": "p1"}, "400")))
+        assert "DCGM" not in q, q
+        return httpx.Response(200, json=vector())
+
+    client, _ = client_for(handler)
+    r = PrometheusMetricsSource(client, PrometheusConfig(power_source="dcgm"), "ns").read(60.0, {Role.PREFILL: ["p1"]})
+    assert r.draw_watts[Role.PREFILL] == 300.0 and r.applied_cap_watts[Role.PREFILL] == 400.0
+    assert r.revision_by_pod is None and r.series_pods is None  # DCGM acknowledges nothing: blindness untracked
 
 
 def test_power_source_none_skips_power_queries() -> None:

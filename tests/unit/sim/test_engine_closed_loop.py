@@ -8,7 +8,8 @@ import pytest
 from powerplanner.config import Config, config_from_mapping
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.profiles import load_profile
-from powerplanner.planning.planner import POLICY_NAMES, make_planner
+from powerplanner.planning.planner import make_planner
+from powerplanner.planning.registry import policy_names
 from powerplanner.sim.engine import simulate
 from powerplanner.sim.settings import SimSettings
 from powerplanner.sim.types import SimResult, Trace
@@ -46,7 +47,7 @@ def test_ours_meets_the_sla_with_a_huge_budget(profile: PowerProfile) -> None:
     assert result.seconds_over_budget == 0.0
 
 
-@pytest.mark.parametrize("policy", [p for p in POLICY_NAMES if p not in ("static", "dynamo-sla")])
+@pytest.mark.parametrize("policy", [p for p in policy_names() if p not in ("static", "dynamo-sla")])
 def test_power_aware_policies_never_exceed_a_binding_budget(profile: PowerProfile, policy: str) -> None:
     budget = 9000.0  # two TP4 replicas at TDP fit (5.6 kW), four do not
     config = config_from_mapping({"budget": {"watts": budget}})
