@@ -286,9 +286,8 @@ def new_replica_before_annotation(lib_dir: Path, workdir: Path) -> PathResult:
     with NodeWorld(lib_dir, workdir) as world:
         world.sampler.start()
         share = steady(world, TWO_WORKERS[:1])
-        world.sampler.bound(share)
+        world.sampler.bound(share + 2 * 300)  # the planner counts it at its role's cap from its creation
         world.add_pod("llm-decode-1", 0, [], devices_first=False)
-        world.sampler.bound(share + 2 * 300)
         world.hold(0.3)
         world.give_devices("llm-decode-1", 0, [world.gpu(0, 2), world.gpu(0, 3)])
         world.hold(0.7)
@@ -304,9 +303,8 @@ def allocation_without_pod_event(lib_dir: Path, workdir: Path) -> PathResult:
     with NodeWorld(lib_dir, workdir) as world:
         world.sampler.start()
         share = steady(world, TWO_WORKERS[:1])
-        world.sampler.bound(share)
+        world.sampler.bound(share + 2 * 300)  # counted from its creation
         world.add_pod("llm-decode-1", 0, [], 300, devices_first=False)
-        world.sampler.bound(share + 2 * 300)
         world.hold(0.3)
         new = [world.gpu(0, 2), world.gpu(0, 3)]
         world.give_devices("llm-decode-1", 0, new)
@@ -319,14 +317,14 @@ def api_failure_after_grace(lib_dir: Path, workdir: Path) -> PathResult:
     """A new worker, not annotated yet, waits at the park limit; then the agent loses its API access (the
     planner's annotation never reaches it) and the new-pod grace (``agent.new_pod_grace_s``) runs out."""
     defaults = AgentConfig()
-    grace_s, resync_s = defaults.new_pod_grace_s, defaults.resync_s
+    grace_s, resync_s = getattr(defaults, "new_pod_grace_s", 0.0), defaults.resync_s
     with NodeWorld(lib_dir, workdir, proxy=True) as world:
         world.sampler.start()
         share = steady(world, TWO_WORKERS[:1])
         world.sampler.bound(share)
         new = [world.gpu(0, 2), world.gpu(0, 3)]
+        world.sampler.bound(share + 2 * 300)  # counted from its creation, before its GPUs are
         world.add_pod("llm-decode-1", 0, new, created_ago_s=max(0.0, grace_s - 3.0))
-        world.sampler.bound(share + 2 * 300)
         parked = world.wait_limits(dict.fromkeys(new, MIN_WATTS), timeout_s=5)
         world.proxies[0].cut()
         world.annotate("llm-decode-1", 300)  # the planner's cap: the agent cannot see it
@@ -391,8 +389,8 @@ def state_file_fault(kind: str) -> Callable[[Path, Path], PathResult]:
             world.delete_pod("llm-decode-0")
             world.sampler.bound(share - 800)
             parked = world.wait_limits(dict.fromkeys(freed, MIN_WATTS), timeout_s=3.0)
+            world.sampler.bound(share - 800 + 500)  # counted from its creation, before its GPUs are
             world.add_pod("llm-decode-1", 0, freed, 250)
-            world.sampler.bound(share - 800 + 500)
             capped = world.wait_limits(dict.fromkeys(freed, 250.0), timeout_s=2.0)
             world.hold(0.5)
             running = node.agent_running()
@@ -457,8 +455,8 @@ def unknown_config_section(lib_dir: Path, workdir: Path) -> PathResult:
         node.rewrite_config(misspell)
         up = node.roll(10.0)
         world.hold(0.5)
-        world.add_pod("llm-decode-1", 0, [], 300, devices_first=False)
         world.sampler.bound(share + 600)
+        world.add_pod("llm-decode-1", 0, [], 300, devices_first=False)
         world.hold(0.3)
         world.give_devices("llm-decode-1", 0, [world.gpu(0, 2), world.gpu(0, 3)])
         world.hold(2.0)
