@@ -50,6 +50,23 @@ kubernetes:
 prometheus:
   url: http://prometheus-operated.monitoring:9090
 ```
+
+## Input files
+
+Every file a user gives (this config, a scenario, an observation, a profile, a trace) is read by one safe
+reader (`powerplanner.input_files`), and each problem is one line naming the file, the line or field and
+the fix, with a non-zero exit:
+
+- at most 16 MiB (a trace: 1 GiB), and a regular file: `/dev/zero`, a FIFO or a socket is refused, not read;
+- nesting at most 64 levels deep; YAML aliases may not expand to more than 1,000,000 values (an alias bomb)
+  nor refer to themselves;
+- a key given twice in one mapping is an error naming both lines (YAML and JSON alike), where a plain parser
+  keeps the last one silently (a budget of 1,000 then 99,999 was 99,999); overriding a `<<:` merge is fine;
+- types are strict: `true` is not a number, `"5000"` in quotes is text, `8.0` is not an integer, `1` is not
+  a boolean. Exponents are numbers as YAML 1.2 reads them (`1.6e4`, `1e-9`), which YAML 1.1 parsers leave as
+  text;
+- intervals have a floor below which the loop would only spin and a ceiling above which the value is surely
+  a unit typo; each field below says its range and why.
 """
 
 

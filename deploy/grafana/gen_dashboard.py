@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "powerplanner-dashboard.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # this checkout's package, installed or not
 
-# The planner's metric names (powerplanner.live.telemetry); the agent's are spelled out in the queries.
+from powerplanner.contract import (  # noqa: E402 (after the path it is found on)
+    AGENT_DRAW_WATTS,
+    AGENT_ENERGY_JOULES,
+    AGENT_LIMIT_APPLIED_WATTS,
+    AGENT_LIMIT_REQUESTED_WATTS,
+    AGENT_POD_LABEL,
+)
+
+# The planner's metric names (powerplanner.live.telemetry); the agent's come from powerplanner.contract.
 P = {
     "budget": "powerplanner_budget_watts",
     "provisioned": "powerplanner_projected_provisioned_watts",
@@ -52,21 +61,22 @@ def dashboard() -> dict[str, Any]:
         (f'max({P["provisioned"]})', "provisioned (replicas x GPUs x cap)"),
         (f'max({P["measured"]})', "measured (planner)"),
         ('max(powerplanner_predicted_draw_watts)', "predicted draw (planner)"),
-        ('sum(powerplanner_agent_gpu_power_draw_watts)', "measured (sum of agent GPU draw)"),
-        ('sum(powerplanner_agent_gpu_power_limit_applied_watts)', "sum of applied limits"),
+        (f"sum({AGENT_DRAW_WATTS})", "measured (sum of agent GPU draw)"),
+        (f"sum({AGENT_LIMIT_APPLIED_WATTS})", "sum of applied limits"),
     ], 0, 0, w=24, unit="watt", desc="Provisioned must stay at or below the budget; measured is what the GPUs draw.")
     panel("Per-GPU cap per role (planner target and applied)",
           [(f'max by (role, kind) ({P["cap"]})', "{{role}} {{kind}}")], 0, 8, unit="watt")
     panel("Replicas per role (ready, starting, draining, target)", [
         (f'max by (role, state) ({P["replicas"]})', "{{role}} {{state}}")], 12, 8)
+    # The agent's workload label (pod_name), not the scrape target's pod (the agent's own pod).
+    per_gpu = "{{instance}} gpu{{gpu}} {{" + AGENT_POD_LABEL + "}}"
     panel("Applied vs requested limit per GPU (agent)", [
-        ('powerplanner_agent_gpu_power_limit_applied_watts', "applied {{instance}} gpu{{gpu}} {{pod}}"),
-        ('powerplanner_agent_gpu_power_limit_requested_watts', "requested {{instance}} gpu{{gpu}} {{pod}}"),
+        (AGENT_LIMIT_APPLIED_WATTS, f"applied {per_gpu}"),
+        (AGENT_LIMIT_REQUESTED_WATTS, f"requested {per_gpu}"),
     ], 0, 16, unit="watt")
-    panel("GPU power draw (agent)",
-          [('powerplanner_agent_gpu_power_draw_watts', "{{instance}} gpu{{gpu}} {{pod}}")], 12, 16, unit="watt")
+    panel("GPU power draw (agent)", [(AGENT_DRAW_WATTS, per_gpu)], 12, 16, unit="watt")
     panel("Energy per output token", [(
-        'sum(rate(powerplanner_agent_gpu_energy_joules_total[5m])) / '
+        f"sum(rate({AGENT_ENERGY_JOULES}_total[5m])) / "
         'sum(rate(dynamo_frontend_output_sequence_tokens_sum{model=~"$model"}[5m]))', "J / token")],
         0, 24, unit="joule", desc="GPU energy (agents) over output tokens (Dynamo frontend).")
     panel("Request rate", [('sum(rate(dynamo_frontend_requests_total{model=~"$model"}[1m]))', "requests/s")],

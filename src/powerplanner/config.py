@@ -11,20 +11,20 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
+from powerplanner.input_schema import InputModel
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
-class _Section(BaseModel):
-    """Strict base: unknown keys are errors, so a typo never silently falls back to a default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(InputModel):
+    """Strict base (powerplanner.input_schema): unknown keys are errors, so a typo never silently falls back to a
+    default, and a boolean or a quoted number is never read as a number."""
 
 
 class SlaConfig(_Section):
@@ -51,20 +51,49 @@ class ScheduleEntry(_Section):
 
 
 class AdminConfig(_Section):
-    """The HTTP admin endpoint (``PUT /budget``, ``GET /decision``); off unless enabled."""
+    """The HTTP admin endpoint (``PUT /budget``, ``GET /decision``); off unless enabled. docs/operations.md,
+    "The admin endpoint", says what it persists and how it is hardened."""
 
     enabled: bool = Field(False, description="Serve the admin endpoint.")
-    bind: str = Field("127.0.0.1:8081", description="host:port to listen on.")
+    bind: str = Field("127.0.0.1:8081", description="host:port to listen on (loopback unless you open it; "
+                      "`powerplanner run --admin-bind` overrides it, e.g. with the pod IP).")
     token: str | None = Field(None, description="Bearer token required on every request.")
     token_file: str | None = Field(None, description="File holding the bearer token (preferred over token).")
-    state_configmap: str = Field("powerplanner-budget", description="ConfigMap keeping the admin budget.")
-    tls_cert_file: str | None = Field(None, description="PEM certificate for HTTPS (with tls_key_file).")
-    tls_key_file: str | None = Field(None, description="PEM private key for HTTPS (with tls_cert_file).")
+    tls_cert_file: str | None = Field(None, description="PEM certificate (chain) to serve HTTPS; needs tls_key_file.")
+    tls_key_file: str | None = Field(None, description="PEM private key (unencrypted) of tls_cert_file.")
+    state_configmap: str = Field(
+        "powerplanner-budget",
+        description="ConfigMap in kubernetes.namespace where the planner keeps the budget set through the "
+        "endpoint (written before PUT/DELETE /budget answers, read back at start-up).",
+    )
+    timeout_s: Annotated[float, Field(ge=0.1, le=300, allow_inf_nan=False)] = Field(
+        10.0, description="Seconds a client has to send its whole request (TLS handshake, headers, body).")
+    max_connections: Annotated[int, Field(ge=1, le=1024)] = Field(
+        16, description="Connections served at once (one thread each); more are answered 503.")
+
+    @field_validator("token", "token_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty or only whitespace; set a value or leave the field out")
+        return value.strip() if value is not None else None
+
+    @field_validator("state_configmap")
+    @classmethod
+    def _configmap_name(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+        labels = value.split(".")
+        if len(value) > 253 or not all(p and set(p) <= allowed and "-" not in (p[0], p[-1]) for p in labels):
+            raise ValueError("must be a Kubernetes object name (lowercase letters, digits, '-' and '.', starting "
+                             "and ending with a letter or digit), e.g. powerplanner-budget")
+        return value
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> AdminConfig:
         if self.enabled and not (self.token or self.token_file):
             raise ValueError("admin.enabled needs admin.token or admin.token_file (a bearer token)")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("admin.tls_cert_file and admin.tls_key_file go together: set both (HTTPS) or neither")
         return self
 
 
@@ -122,8 +151,14 @@ class PlannerConfig(_Section):
         if name not in policy_names():
             raise ValueError(f"not a registered policy; use one of: {', '.join(policy_names())}")
         return name
-    adjustment_interval_s: PositiveFloat = Field(60.0, description="Replicas may change this often.")
-    cap_interval_s: PositiveFloat = Field(5.0, description="Caps may change this often (the cap tick).")
+
+    adjustment_interval_s: Annotated[float, Field(ge=1, le=86400, allow_inf_nan=False)] = Field(
+        60.0, description="Replicas may change this often. 1 s to 1 day: a replica takes minutes to start (Dynamo's "
+        "planner adjusts every 180 s), so less is a typo, and so is more than a day.")
+    cap_interval_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = Field(
+        5.0, description="Caps may change this often (the cap tick), at most adjustment_interval_s. 0.1 s to 1 h: "
+        "every tick queries Prometheus and an agent applies a cap in 0.1-1 s (pod watch, NVML), so a faster tick "
+        "only queues work; an hour between cap changes is a unit typo.")
     target_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
         0.8, description="Size replicas so each runs at this fraction of its SLA-bound capacity."
     )
@@ -143,7 +178,15 @@ class PlannerConfig(_Section):
         "at most the window's peak rate; caps still follow the current load.",
     )
     idle_ticks_to_min: Annotated[int, Field(ge=1)] = Field(
-        3, description="Adjustment ticks with no traffic before scaling both roles to their minimum."
+        3,
+        description="Consecutive adjustment ticks with zero traffic (the requests counter present, no increase) "
+        "before scaling both roles to their minimum; missing data is never zero traffic.",
+    )
+    metrics_missing_ticks: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        3,
+        description="Consecutive cap ticks without load data (request rate absent or NaN, a failed query) before "
+        "the planner raises powerplanner_metrics_missing and a MetricsMissing Warning Event; it holds from the "
+        "first such tick.",
     )
     static_caps_watts: dict[Literal["prefill", "decode"], PositiveFloat] = Field(
         default_factory=dict, description="Fixed per-GPU caps for dynamo-power/proportional (default: TDP)."
@@ -173,10 +216,15 @@ class PrometheusConfig(_Section):
     """Where load and latency come from."""
 
     url: str = "http://prometheus-operated.monitoring:9090"
-    timeout_s: PositiveFloat = 2.0
+    timeout_s: Annotated[float, Field(ge=0.1, le=300, allow_inf_nan=False)] = Field(
+        2.0, description="Timeout of one query. 0.1 s to 5 min: a healthy Prometheus answers in milliseconds, "
+        "less than 0.1 s fails every query, more than 5 min stalls the cap tick that long.")
     retries: Annotated[int, Field(ge=0, le=10)] = 2
-    backoff_s: NonNegativeFloat = 0.2
-    window_s: PositiveFloat | None = Field(None, description="Averaging window (default: adjustment interval).")
+    backoff_s: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = Field(
+        0.2, description="Pause before retrying a failed query; at most 60 s (a longer pause stalls the cap tick).")
+    window_s: Annotated[float, Field(ge=1, le=86400, allow_inf_nan=False)] | None = Field(
+        None, description="Averaging window (default: adjustment interval). 1 s to 1 day: rate() needs two scrapes "
+        "in the window, so less than a second is a unit typo (the window should span at least two scrape intervals).")
     frontend: Literal["dynamo", "vllm"] = "dynamo"
     model: str | None = Field(None, description="Value of the `model` label to filter on.")
     dynamo_namespace: str | None = Field(None, description="Value of the `dynamo_namespace` label.")
@@ -205,18 +253,28 @@ class AgentConfig(_Section):
 
     node_name: str | None = Field(None, description="Node to manage (default: env NODE_NAME).")
     allowed_namespaces: list[str] = Field(
-        default_factory=list, description="Namespaces whose pods may request caps; empty means all."
+        default_factory=list,
+        description="Namespaces whose Dynamo workers (pods with the DGD label) may request caps; set it to the "
+        "DGD's namespaces. Empty allows none: no pod's cap is honoured (the agent says so at start-up).",
     )
     floor_watts: PositiveFloat | None = Field(None, description="Node-wide lowest limit the agent will set.")
     ceiling_watts: PositiveFloat | None = Field(None, description="Node-wide highest limit the agent will set.")
-    park: bool = Field(False, description="Set GPUs no managed pod holds to park_watts.")
-    park_watts: PositiveFloat | None = Field(None, description="Park limit (default: the GPU's minimum).")
+    park: bool = Field(
+        True,
+        description="Keep GPUs no managed pod holds, and GPUs of workers whose cap has not arrived, at park_watts "
+        "(fail closed: a new replica starts low and rises when its cap arrives). false: such GPUs go back to their "
+        "original limit (after new_pod_grace_s for new workers), which lets a new replica briefly exceed the budget.",
+    )
+    park_watts: PositiveFloat | None = Field(
+        None,
+        description="Park limit (default: the GPU's minimum); keep it at or below the lowest cap the planner sets.",
+    )
     new_pod_grace_s: NonNegativeFloat = Field(
         60.0,
-        description="A Dynamo worker (DGD label) younger than this that holds GPUs before the planner "
-        "annotated it, or a pod the kubelet reports before the pod watch has (for this long), waits at the "
-        "park limit (park_watts, else the GPU minimum) instead of the original limit, so a new replica never "
-        "lifts the node over its budget; 0 turns this off.",
+        description="With park: false, how long a Dynamo worker (DGD label) younger than this that holds GPUs "
+        "before the planner annotated it, or a pod the kubelet reports before the pod watch has, waits at the park "
+        "limit before its GPUs go back to their original limit; 0 turns this off. With parking on they wait "
+        "until the annotation arrives, however long that takes.",
     )
     restore_on_exit: Literal["uninstall", "always", "never"] = Field(
         "uninstall",
@@ -228,10 +286,15 @@ class AgentConfig(_Section):
         "node's GPUs at their original limits until the next agent starts). never: never restore.",
     )
     dry_run: bool = False
-    resync_s: PositiveFloat = 30.0
+    resync_s: Annotated[float, Field(ge=0.5, le=3600, allow_inf_nan=False)] = Field(
+        30.0, description="Full pass over the node's pods and GPUs this often, besides the watch. 0.5 s to 1 h: each "
+        "pass lists pods from the API server and the kubelet (faster mostly loads them); a watch event missed "
+        "goes unseen until the next pass, so not more than an hour.")
     state_file: str = "/var/lib/powerplanner/agent-state.json"
     kubelet_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
-    kubelet_timeout_s: PositiveFloat = 2.0
+    kubelet_timeout_s: Annotated[float, Field(ge=0.1, le=60, allow_inf_nan=False)] = Field(
+        2.0, description="Timeout of a kubelet pod-resources call. 0.1 s to 60 s: the local socket answers in "
+        "milliseconds; a longer wait stalls the agent's pass.")
     proc_root: str = "/proc"
     metrics_bind: str = "0.0.0.0:9401"
     resource_name: str = "nvidia.com/gpu"
@@ -295,18 +358,45 @@ class AgentFileConfig(_Section):
     """What the node agent reads from a config file: its own section and the Kubernetes connection.
 
     The agent never reads the budget, so an agent-only file need not state one; the planner's sections may
-    sit in the same file (one ConfigMap for both) and are validated by the planner, not here.
+    sit in the same file (one ConfigMap for both) and are validated by the planner, not here. Any other
+    top-level key is an error, as in the planner's config: ``agnet: {park: false}`` must not silently leave the
+    defaults in force.
     """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     agent: AgentConfig = Field(default_factory=lambda: AgentConfig())
     kubernetes: KubernetesConfig = Field(default_factory=lambda: KubernetesConfig())
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_planner_sections(cls, data: Any) -> Any:
+        """The planner's sections are accepted and left to the planner; unknown keys stay, to be refused."""
+        if not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if k in cls.model_fields or k not in Config.model_fields}
+
+
+def _unknown_sections(data: Any, source: str) -> None:
+    """One line per top-level key neither the planner nor the agent knows, naming the known sections."""
+    if not isinstance(data, dict):
+        return
+    known = sorted(Config.model_fields)
+    unknown = [key for key in data if key not in Config.model_fields]
+    if unknown:
+        raise ConfigError(*(
+            f"{source}: {key}: unknown section (check the spelling; the known sections are {', '.join(known)})"
+            for key in unknown
+        ))
+
+
+def agent_config_from_mapping(data: Any, source: str = "config") -> AgentFileConfig:
+    """Validate a parsed mapping as the agent reads it; raise :class:`ConfigError` with one line per problem."""
+    _unknown_sections(data, source)
+    return _validated(AgentFileConfig, data, source)
+
 
 def load_agent_config(path: str | Path) -> AgentFileConfig:
     """Read and validate the agent's part of a YAML config file."""
-    return _validated(AgentFileConfig, _read_yaml(path), str(path))
+    return agent_config_from_mapping(_read_yaml(path), str(path))
 
 
 def is_finite(value: float | None) -> bool:

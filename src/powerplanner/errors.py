@@ -7,6 +7,7 @@ non-zero; it never shows a traceback for these.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -22,8 +23,16 @@ class UserError(Exception):
     def __init__(self, *lines: str) -> None:
         if not lines:
             raise ValueError("UserError needs at least one message")
-        self.lines: tuple[str, ...] = tuple(lines)
+        # One problem, one line, whatever a user's file held: a key or a value quoted in a message may carry a
+        # line break or a terminal escape (shown escaped, never interpreted).
+        self.lines: tuple[str, ...] = tuple(_one_line(line) for line in lines)
         super().__init__("\n".join(lines))
+
+
+def _one_line(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigError(UserError):
@@ -54,9 +63,31 @@ def field_path(loc: tuple[int | str, ...], top: str = "(top level)") -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
+        elif item == "[key]":
+            continue  # pydantic's marker for "the key of this mapping", named by the part before it
+        elif not item or not item.isprintable() or any(c in item for c in ".[] "):
+            parts.append(f"[{item!r:.60}]")  # a key the path syntax cannot show as it is (empty, a line break)
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts) or top
+
+
+def _strict_type_message(kind: str, got: object) -> str | None:
+    """Say why a strict number field refused a value (input models are strict: powerplanner.input_schema)."""
+    if kind not in ("float_type", "int_type"):
+        return None
+    wanted = "an integer" if kind == "int_type" else "a number"
+    if isinstance(got, bool):
+        return f"must be {wanted}, not true/false"
+    if isinstance(got, str):
+        try:
+            numeric = math.isfinite(float(got))
+        except ValueError:
+            numeric = False
+        return f"must be {wanted}, not text (write it without quotes)" if numeric else f"must be {wanted}"
+    if kind == "int_type" and isinstance(got, float):
+        return "must be an integer (a whole number, without a decimal point)"
+    return None
 
 
 def validation_lines(
@@ -85,6 +116,8 @@ def validation_lines(
             msg = f"required field is missing{missing_hint}"
         elif messages and (item["type"], loc) in messages:
             msg = messages[(item["type"], loc)]
+        else:
+            msg = _strict_type_message(item["type"], item.get("input")) or msg
         got = item.get("input")
         shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r:.60})"
         line = f"{source}: {field_path(loc)}: {msg}{shown}"

@@ -7,14 +7,14 @@ Observation itself; numbers must be finite and non-negative.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from powerplanner.errors import ObservationError, validation_lines
-from powerplanner.input_files import read_text
+from powerplanner.input_files import read_json
+from powerplanner.input_schema import InputModel
 from powerplanner.model.values import Observation, RoleState
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -22,8 +22,8 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(InputModel):
+    """Strict, like every input model (powerplanner.input_schema): ``true`` is not a number."""
 
 
 class RoleStateDoc(_Strict):
@@ -34,6 +34,9 @@ class RoleStateDoc(_Strict):
     draining_replicas: Count = Field(0, description="Replicas being removed (they hold GPUs until gone).")
     applied_cap_watts: Positive | None = Field(None, description="Per-GPU power limit in force; null = unknown.")
     measured_draw_watts: NonNegative | None = Field(None, description="Measured draw of the whole role, watts.")
+    gpus_per_replica: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="GPUs per replica as deployed; null = the profile's. Differing: the planner only cuts."
+    )
 
     def to_value(self) -> RoleState:
         return RoleState(
@@ -42,6 +45,7 @@ class RoleStateDoc(_Strict):
             draining_replicas=self.draining_replicas,
             applied_cap_watts=self.applied_cap_watts,
             measured_draw_watts=self.measured_draw_watts,
+            gpus_per_replica=self.gpus_per_replica,
         )
 
 
@@ -98,12 +102,6 @@ def observation_from_mapping(data: Any, source: str = "observation") -> Observat
 def load_observation(path: str | Path) -> ObservationDoc:
     """Read and validate an observation JSON file."""
     p = Path(path)
-    text = read_text(p, ObservationError, not_found="observation file not found; pass an existing JSON file",
-                     what="the observation")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ObservationError(
-            f"{p}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg}); fix the syntax"
-        ) from None
+    data = read_json(p, ObservationError, not_found="observation file not found; pass an existing JSON file",
+                     what="observation")
     return observation_from_mapping(data, str(p))

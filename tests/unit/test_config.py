@@ -22,7 +22,8 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert cfg.budget.watts == 12000
     assert cfg.budget.mode == "provisioned"
     assert cfg.planner.cap_interval_s <= cfg.planner.adjustment_interval_s
-    assert cfg.agent.allowed_namespaces == []
+    assert cfg.agent.allowed_namespaces == []  # no namespace: the chart sets the DGD's
+    assert cfg.agent.park is True
 
 
 @pytest.mark.parametrize(
@@ -84,3 +85,73 @@ def test_agent_file_still_validates_its_own_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_agent_config(write(tmp_path, "agent:\n  floor_watts: 500\n  ceiling_watts: 300\n"))
     assert info.value.lines == (f"{tmp_path / 'cfg.yaml'}: agent: agent.floor_watts must be <= agent.ceiling_watts",)
+
+
+@pytest.mark.parametrize("key", ["agnet", "Agent", "budgett"])
+def test_agent_file_refuses_an_unknown_section_naming_it_and_the_known_ones(tmp_path: Path, key: str) -> None:
+    from powerplanner.config import Config, load_agent_config
+
+    path = write(tmp_path, f"{key}: {{park: false}}\nagent: {{node_name: gpu-1}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_agent_config(path)
+    (line,) = info.value.lines
+    assert line.startswith(f"{path}: {key}: unknown section")
+    assert all(section in line for section in Config.model_fields)  # the known sections, from the planner's model
+
+
+def test_agent_file_accepts_the_planners_sections_unvalidated(tmp_path: Path) -> None:
+    """One ConfigMap for both: the planner validates its sections, the agent reads its own and refuses typos."""
+    from powerplanner.config import Config, load_agent_config
+
+    planner_sections = "".join(f"{name}: {{}}\n" for name in Config.model_fields if name not in ("agent", "kubernetes"))
+    cfg = load_agent_config(write(tmp_path, planner_sections + "agent: {node_name: gpu-1, park: false}\n"))
+    assert cfg.agent.node_name == "gpu-1" and cfg.agent.park is False
+
+
+def test_agent_cli_refuses_an_unknown_section_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["agent", "--config", str(write(tmp_path, "agnet: {park: true}\n"))])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err
+    assert "agnet: unknown section" in err and "the known sections are agent, budget" in err
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("budget: {watts: true}\n", "budget.watts: must be a number, not true/false (got True)"),
+    ("budget: {watts: '5000'}\n", "budget.watts: must be a number, not text (write it without quotes)"),
+    ("budget: {watts: 100}\nplanner: {cap_levels: 8.0}\n", "planner.cap_levels: must be an integer (a whole number"),
+    ("budget: {watts: 100}\nplanner: {prefill: {max_replicas: false}}\n", "must be an integer, not true/false"),
+    ("budget: {watts: 100}\nplanner: {static_caps_watts: {decode: true}}\n", "static_caps_watts.decode: must be"),
+    ("budget: {watts: 100}\nagent: {dry_run: 1}\n", "agent.dry_run"),
+])
+def test_booleans_are_never_numbers_and_numbers_never_booleans(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert len(info.value.lines) == 1 and expected in info.value.lines[0], info.value.lines
+
+
+def test_yaml_1_2_exponents_are_numbers(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "budget: {watts: 1.6e4}\n")).budget.watts == 16000.0
+
+
+@pytest.mark.parametrize(("section", "field", "low", "high"), [
+    ("planner", "cap_interval_s", 0.1, 3600),
+    ("planner", "adjustment_interval_s", 1, 86400),
+    ("prometheus", "timeout_s", 0.1, 300),
+    ("prometheus", "backoff_s", 0, 60),
+    ("prometheus", "window_s", 1, 86400),
+    ("agent", "resync_s", 0.5, 3600),
+    ("agent", "kubelet_timeout_s", 0.1, 60),
+])
+def test_intervals_have_a_floor_and_a_ceiling(tmp_path: Path, section: str, field: str, low: float,
+                                              high: float) -> None:
+    def load(value: float) -> object:
+        extra = {("planner", "cap_interval_s"): ", adjustment_interval_s: 86400",
+                 ("planner", "adjustment_interval_s"): ", cap_interval_s: 0.1"}.get((section, field), "")
+        return load_config(write(tmp_path, f"budget: {{watts: 100}}\n{section}: {{{field}: {value!r}{extra}}}\n"))
+
+    load(low)
+    load(high)
+    for bad in (low * 0.99 if low else -0.001, high * 1.01, 1e-9 if low else -1e-9):
+        with pytest.raises(ConfigError) as info:
+            load(bad)
+        assert len(info.value.lines) == 1 and f"{section}.{field}" in info.value.lines[0]

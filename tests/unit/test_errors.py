@@ -55,3 +55,15 @@ def test_each_caller_names_its_own_docs() -> None:
         "p.yaml: name: required field is missing (see docs/profile-format.md)",
         "p.yaml: nme: unknown field (check the spelling; see docs/profile-format.md)",
     ]
+
+
+def test_field_path_quotes_keys_the_path_syntax_cannot_show() -> None:
+    assert field_path(("agent", "b\nc")) == "agent['b\\nc']"
+    assert field_path(("", "a.b", "x y")) == "['']['a.b']['x y']"
+    assert field_path(("static_caps_watts", "foo", "[key]")) == "static_caps_watts.foo"
+
+
+def test_a_user_error_line_never_holds_a_line_break() -> None:
+    from powerplanner.errors import UserError
+
+    assert UserError("a\nb\x1b[31m", "ok").lines == ("a\\nb\\x1b[31m", "ok")

@@ -1,10 +1,13 @@
 """The agent's Prometheus metrics, on its own :class:`CollectorRegistry`.
 
-Per-GPU limits are exported from a snapshot the reconciler publishes after each pass, so a GPU's
-``pod``/``namespace``/``container`` labels change atomically when its holder changes (no stale series left
-behind). Power draw and energy are read from the GPU backend at scrape time, so they are as fresh as the
-scrape. The live planner reads ``powerplanner_agent_gpu_power_limit_applied_watts`` and
-``powerplanner_agent_gpu_power_draw_watts`` by these names.
+Per-GPU limits are exported from a snapshot the reconciler publishes after each pass, so a GPU's workload
+labels change atomically when its holder changes (no stale series left behind). Power draw and energy are read
+from the GPU backend at scrape time, so they are as fresh as the scrape.
+
+Metric and label names come from :mod:`powerplanner.contract`, where the planner and ``verify`` read them. The
+workload identity is in ``pod_name``, ``pod_namespace``, ``container_name``: labels no scraper sets, so the
+Prometheus Operator's own ``pod``/``namespace``/``container`` target labels never rename them to ``exported_*``
+(docs/operations.md, "Agent").
 """
 
 from __future__ import annotations
@@ -19,9 +22,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from powerplanner.agent.gpu import GpuBackend, GpuError
+from powerplanner.contract import (
+    AGENT_DRAW_WATTS,
+    AGENT_ENERGY_JOULES,
+    AGENT_GPU_LABELS,
+    AGENT_LIMIT_APPLIED_WATTS,
+    AGENT_LIMIT_DEFAULT_WATTS,
+    AGENT_LIMIT_MAX_WATTS,
+    AGENT_LIMIT_MIN_WATTS,
+    AGENT_LIMIT_REQUESTED_WATTS,
+    AGENT_LIMIT_REVISION,
+)
 
 _LOG = logging.getLogger("powerplanner.agent.exporter")
-GPU_LABELS = ("gpu", "uuid", "pod", "namespace", "container")
+GPU_LABELS = AGENT_GPU_LABELS  # gpu, uuid, then the workload: pod_name, pod_namespace, container_name
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,7 @@ class GpuSample:
     revision: int | None = None  # the planner's revision of the request acted on (its acknowledgement)
 
     def labels(self) -> list[str]:
+        """Values in the order of :data:`GPU_LABELS`."""
         return [str(self.index), self.uuid, self.pod, self.namespace, self.container]
 
 
@@ -52,26 +67,23 @@ class _GpuCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         samples = self._metrics.samples()
         families = {
-            key: GaugeMetricFamily(
-                f"powerplanner_agent_gpu_power_limit_{key}_watts", f"GPU power limit: {help_text}", labels=GPU_LABELS
-            )
-            for key, help_text in (
-                ("requested", "the lowest valid request of the pods holding the GPU, before clamping"),
-                ("applied", "the limit read back from the GPU after the last pass"),
-                ("default", "the driver's default limit"),
-                ("min", "the lowest limit the driver accepts"),
-                ("max", "the highest limit the driver accepts"),
+            key: GaugeMetricFamily(name, f"GPU power limit: {help_text}", labels=GPU_LABELS)
+            for key, name, help_text in (
+                ("requested", AGENT_LIMIT_REQUESTED_WATTS,
+                 "the lowest valid request of the pods holding the GPU, before clamping"),
+                ("applied", AGENT_LIMIT_APPLIED_WATTS, "the limit read back from the GPU after the last pass"),
+                ("default", AGENT_LIMIT_DEFAULT_WATTS, "the driver's default limit"),
+                ("min", AGENT_LIMIT_MIN_WATTS, "the lowest limit the driver accepts"),
+                ("max", AGENT_LIMIT_MAX_WATTS, "the highest limit the driver accepts"),
             )
         }
         revision = GaugeMetricFamily(
-            "powerplanner_agent_gpu_power_limit_revision",
+            AGENT_LIMIT_REVISION,
             "The planner's revision of the power-limit annotation this GPU's last pass acted on.",
             labels=GPU_LABELS,
         )
-        draw = GaugeMetricFamily("powerplanner_agent_gpu_power_draw_watts", "GPU power draw.", labels=GPU_LABELS)
-        energy = CounterMetricFamily(
-            "powerplanner_agent_gpu_energy_joules", "GPU energy since the driver loaded.", labels=GPU_LABELS
-        )
+        draw = GaugeMetricFamily(AGENT_DRAW_WATTS, "GPU power draw.", labels=GPU_LABELS)
+        energy = CounterMetricFamily(AGENT_ENERGY_JOULES, "GPU energy since the driver loaded.", labels=GPU_LABELS)
         for sample in samples:
             labels = sample.labels()
             if sample.requested_watts is not None:

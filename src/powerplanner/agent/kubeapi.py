@@ -26,9 +26,9 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import yaml
 
 from powerplanner.errors import EndpointError
+from powerplanner.input_files import read_yaml
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -97,10 +97,10 @@ def _from_kubeconfig(path: Path) -> KubeEndpoint:
     def fail(problem: str) -> EndpointError:
         return EndpointError(f"{path}: {problem}; fix the kubeconfig or set kubernetes.kubeconfig to another file")
 
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise fail(f"cannot read the kubeconfig ({exc})") from None
+    config = read_yaml(path, EndpointError, what="kubeconfig",
+                       not_found="kubeconfig not found; fix the path or set kubernetes.kubeconfig to another file")
+    if not isinstance(config, dict):
+        raise fail("the kubeconfig is not a mapping")
     base = path.parent
 
     def named(kind: str, name: str | None) -> dict[str, Any]:

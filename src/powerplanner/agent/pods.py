@@ -18,13 +18,8 @@ from typing import Any
 import httpx
 
 from powerplanner.agent.kubeapi import ApiError, PodApi
-from powerplanner.agent.policy import (
-    DGD_LABEL,
-    POWER_LIMIT_ANNOTATION,
-    REVISION_ANNOTATION,
-    PodInfo,
-    parse_revision,
-)
+from powerplanner.agent.policy import PodInfo
+from powerplanner.contract import DGD_LABEL, POWER_LIMIT_ANNOTATION, REVISION_ANNOTATION, parse_revision
 
 _LOG = logging.getLogger("powerplanner.agent.pods")
 

@@ -1,24 +1,26 @@
 """What limit each GPU should have: the pure core of the agent (no I/O, no clock).
 
-DESIGN.md section 7: the target of a GPU is the power-limit annotation of the pod that holds it,
-validated (a positive integer of watts) and clamped to the GPU's ``[min, max]`` and the node policy;
-with several pods on one GPU, the lowest; a GPU no managed pod holds goes back to its original limit,
-or to the park limit when parking is on.
+The target of a GPU is the power-limit annotation of the pod that holds it, validated (a positive integer of
+watts) and clamped to the GPU's ``[min, max]`` and the node policy; with several pods on one GPU, the lowest;
+a GPU no managed pod holds goes to the park limit while parking is on (the default), else back to its original
+limit. docs/architecture.md ("The node agent") and docs/install.md ("What holds the budget") say why.
 
 Choices made here, and why:
 
-- Only pods in an allowed namespace are *managed*. A pod outside them never changes a limit, but the GPU it
-  holds still counts as busy, so it is not parked under someone else's workload.
-- A pod that holds a GPU without asking for a cap releases it (back to its original limit): no annotation
-  means "no cap wanted". Except for a *new* Dynamo worker (a pod with the DGD label, younger than
-  ``new_pod_grace_s``): the planner annotates new replicas within a second of their creation, but the
-  kubelet may hand them their GPUs first, and the planner already counts them at their role's cap. The GPU's
-  current limit may be higher than that cap (its default, when parking is off, or a previous pod's cap), so
-  the GPU waits at the park limit (``park_watts``, else its minimum: below any cap) until the annotation
-  arrives or the grace ends. Other pods without an annotation are released at once: the planner will never
-  annotate them. A pod the kubelet reports before the pod watch has delivered it (rare: the watch sees a pod
-  when it is bound, the kubelet assigns devices later; ``unseen_since_s`` says since when) may be such a
-  worker, so its GPUs wait at the park limit too, for at most the grace.
+- A pod is *managed* when it is in an allowed namespace (an empty list allows none) and carries the DGD label
+  (``nvidia.com/dynamo-graph-deployment-name``): only the deployment's workers may ask for caps. A pod that is
+  not managed never sets a limit, whatever it asks (a tenant's ``"1"`` on a time-sliced GPU must not drop a
+  co-located worker), but the GPU it holds still counts as busy, so it is not parked under someone else's
+  workload: such a GPU is released (back to its original limit).
+- With parking on, the agent fails closed: a managed worker without a valid cap yet (a new replica the planner
+  has not annotated, or one whose annotation was removed) and a pod the kubelet reports before the pod watch has
+  delivered it (the watch lags, or the agent's API access fails) keep their GPUs at the park limit
+  (``park_watts``, else the GPU's minimum: below any cap) until a valid annotation arrives, with no time limit.
+  The planner already counts a new replica at its role's cap, so the park limit keeps the node under the
+  budget; the cost is that a worker nobody annotates stays at the park limit.
+- With parking off, the same GPUs wait at the park limit for at most ``new_pod_grace_s`` (a worker by its
+  creation time, an undelivered pod since it was first reported), then go back to their original limit: no
+  annotation means "no cap wanted".
 - A refused annotation (not a positive integer, out of range) makes its GPU *hold* its current limit: a
   typo must neither raise the power (budget safety) nor lower it (SLA safety). Another pod's valid request
   on the same GPU still wins.
@@ -45,6 +47,7 @@ from powerplanner.contract import (
 
 __all__ = [
     "DGD_LABEL",
+    "EMPTY_NAMESPACES_LINE",
     "MAX_ANNOTATION_CHARS",
     "MAX_REQUEST_WATTS",
     "POWER_LIMIT_ANNOTATION",
@@ -61,19 +64,32 @@ __all__ = [
     "plan_limits",
 ]
 
+# Logged at start-up when no namespace is allowed: the agent then honours no cap (it still parks free GPUs).
+EMPTY_NAMESPACES_LINE = (
+    "agent.allowed_namespaces is empty: no pod's cap is honoured; set it to the DGD's namespaces"
+)
+
+
 @dataclass(frozen=True)
 class AgentPolicy:
-    """Node policy: who may ask for caps, the node-wide range, and parking of idle GPUs."""
+    """Node policy: who may ask for caps, the node-wide range, and parking of idle GPUs.
 
-    allowed_namespaces: frozenset[str] = frozenset()  # empty: every namespace
+    The defaults are the config's (``agent.*`` in docs/configuration.md): parking on, no namespace allowed.
+    """
+
+    allowed_namespaces: frozenset[str] = frozenset()  # empty: no namespace (no pod's cap is honoured)
     floor_watts: float | None = None
     ceiling_watts: float | None = None
-    park: bool = False
+    park: bool = True
     park_watts: float | None = None  # None: each GPU's minimum
-    new_pod_grace_s: float = 0.0  # a new worker without an annotation waits at the park limit this long
+    new_pod_grace_s: float = 0.0  # parking off: how long a worker without a cap waits at the park limit
 
     def allows(self, namespace: str) -> bool:
-        return not self.allowed_namespaces or namespace in self.allowed_namespaces
+        return namespace in self.allowed_namespaces
+
+    def manages(self, pod: PodInfo) -> bool:
+        """Whether ``pod`` may set a limit: a Dynamo worker (DGD label) in an allowed namespace."""
+        return pod.dgd_worker and self.allows(pod.namespace)
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,8 @@ class GpuPlan:
     """The decision for one GPU.
 
     ``cap``/``park``: set ``target_watts``. ``release``: back to the original limit (if the agent changed it).
-    ``hold``: leave the current limit. ``holder`` is the pod whose request won (or the first holder), for labels.
+    ``hold``: leave the current limit. ``holder`` is the pod whose request won (else the first managed holder,
+    else the first holder), for labels.
     """
 
     uuid: str
@@ -172,17 +189,22 @@ def plan_limits(
         holders = sorted(set(by_gpu.get(gpu.uuid, [])), key=lambda h: (h.namespace, h.pod, h.container))
         requests: list[tuple[int, Holding, int | None]] = []
         refused = False
-        awaited = False  # a new worker (or a pod not delivered yet) holds it and its annotation has not arrived
+        awaited = False  # a managed worker (or a pod not delivered yet) holds it and has no cap yet
+        managed: list[Holding] = []  # holders that may set its limit (named in the plan and the metrics)
         for holder in holders:
             if not policy.allows(holder.namespace):
-                continue
+                continue  # not managed: never sets a limit (the GPU is busy, so it is not parked either)
             pod = pods.get((holder.namespace, holder.pod))
-            if pod is None:  # the kubelet reports it before the watch did: as new as a pod can be
+            if pod is None:  # the kubelet reports it before the watch did: maybe a new worker
                 since = (unseen_since_s or {}).get((holder.namespace, holder.pod), now_s)
-                awaited = awaited or _within_grace(since, policy, now_s)
+                managed.append(holder)
+                awaited = awaited or policy.park or _within_grace(since, policy, now_s)
                 continue
+            if not policy.manages(pod):
+                continue  # no DGD label: not the deployment's worker, its annotation is not read
+            managed.append(holder)
             if pod.annotation is None:
-                awaited = awaited or _is_new(pod, policy, now_s)
+                awaited = awaited or policy.park or _within_grace(pod.created_s, policy, now_s)
                 continue
             try:
                 watts = parse_power_annotation(pod.annotation, f"pod {pod.namespace}/{pod.name}")
@@ -197,12 +219,12 @@ def plan_limits(
             target, clamps = clamp_watts(watts, gpu, policy)
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "cap", target, watts, winner, clamps, revision)
         elif refused:
-            plans[gpu.uuid] = GpuPlan(gpu.uuid, "hold", holder=holders[0])
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "hold", holder=managed[0])
         elif awaited:
             target, clamps = clamp_watts(_park_watts(gpu, policy), gpu, policy)
-            plans[gpu.uuid] = GpuPlan(gpu.uuid, "park", target, holder=holders[0], clamps=clamps)
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "park", target, holder=managed[0], clamps=clamps)
         elif holders:
-            plans[gpu.uuid] = GpuPlan(gpu.uuid, "release", holder=holders[0])
+            plans[gpu.uuid] = GpuPlan(gpu.uuid, "release", holder=(managed or holders)[0])
         elif policy.park:
             target, clamps = clamp_watts(_park_watts(gpu, policy), gpu, policy)
             plans[gpu.uuid] = GpuPlan(gpu.uuid, "park", target, clamps=clamps)
@@ -213,10 +235,6 @@ def plan_limits(
 
 def _park_watts(gpu: GpuInfo, policy: AgentPolicy) -> float:
     return policy.park_watts if policy.park_watts is not None else gpu.min_limit_watts
-
-
-def _is_new(pod: PodInfo, policy: AgentPolicy, now_s: float | None) -> bool:
-    return pod.dgd_worker and _within_grace(pod.created_s, policy, now_s)
 
 
 def _within_grace(since_s: float | None, policy: AgentPolicy, now_s: float | None) -> bool:

@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         from powerplanner.agent.app import node_name_from, run_agent
         from powerplanner.agent.gpu import BackendUnavailable, GpuBackend
         from powerplanner.agent.nvml_backend import NvmlBackend
+        from powerplanner.agent.policy import EMPTY_NAMESPACES_LINE
         from powerplanner.agent.sim_backend import SimGpuBackend, sim_gpus
 
         node_name_from(cfg.agent)  # fail on a missing node name before touching the GPUs
@@ -43,6 +44,8 @@ def register(app: typer.Typer) -> None:
                 backend = NvmlBackend.open()
             except BackendUnavailable as exc:
                 raise EndpointError(str(exc)) from None
+        if not cfg.agent.allowed_namespaces:  # valid (it parks free GPUs only), but rarely what was meant
+            logging.getLogger("powerplanner.agent").warning(EMPTY_NAMESPACES_LINE)
         code = run_agent(cfg, backend, dry_run=dry_run)
         if code:
             raise typer.Exit(code)

@@ -15,6 +15,11 @@ def register(app: typer.Typer) -> None:
         once: bool = typer.Option(False, "--once", help="Run one tick and exit."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Decide and log; change nothing in the cluster."),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+        admin_bind: str | None = typer.Option(
+            None, "--admin-bind", metavar="HOST:PORT",
+            help="Listen address of the admin endpoint, overriding budget.admin.bind (the Helm chart passes the "
+            "pod IP here).",
+        ),
     ) -> None:
         """Keep a Dynamo prefill/decode deployment inside its power budget: every cap tick, observe
         Prometheus, decide replicas and per-GPU caps, and apply them in a power-safe order."""
@@ -25,6 +30,6 @@ def register(app: typer.Typer) -> None:
         if not isinstance(level, int):
             raise UserError(f"--log-level: unknown level {log_level!r}; use debug, info, warning or error")
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        code = run_service(config, once=once, dry_run=dry_run)
+        code = run_service(config, once=once, dry_run=dry_run, admin_bind=admin_bind)
         if code:
             raise typer.Exit(code)

@@ -26,6 +26,13 @@ def register(app: typer.Typer) -> None:
         rate_scale: Annotated[
             float | None, typer.Option("--rate-scale", help="Multiply the request rate (keeps shape and duration).")
         ] = None,
+        duration_s: Annotated[
+            float | None, typer.Option("--duration-s", help="Replay only the first this many seconds of the trace.")
+        ] = None,
+        compress_gaps_s: Annotated[
+            float | None,
+            typer.Option("--compress-gaps-s", help="Shorten every silence between requests to at most this (s)."),
+        ] = None,
         budget_watts: Annotated[
             float | None, typer.Option("--budget-watts", help="GPU power budget in watts (overrides the scenario).")
         ] = None,
@@ -56,7 +63,8 @@ def register(app: typer.Typer) -> None:
             tuple(p.strip() for p in policies.split(",") if p.strip()) if policies is not None
             else chosen.policies or policy_names()
         )
-        chosen = chosen.with_overrides(trace_path=trace, rate_scale=rate_scale, budget_watts=budget_watts, seed=seed)
+        chosen = chosen.with_overrides(trace_path=trace, rate_scale=rate_scale, budget_watts=budget_watts, seed=seed,
+                                       duration_s=duration_s, compress_gaps_s=compress_gaps_s)
         names = check_policies(names)
         sim_settings(chosen)  # bad simulator overrides fail here, before any worker starts
         chosen.config(chosen.budget_watts or 1.0)

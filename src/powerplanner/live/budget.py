@@ -2,31 +2,28 @@
 one of them (a facility signal, an operator at the admin endpoint, the schedule) can only make the
 planner more conservative than the configured value, never less.
 
-Sources: the config value (optionally hot-reloaded from the config file), the HTTP admin endpoint
-(``PUT /budget``, ``DELETE /budget``, ``GET /budget``, ``GET /decision``; off by default, bearer token when
-on), a PromQL query, and a daily UTC schedule. A source that cannot answer (file broken, query failed or
-empty) is inactive for that tick and its error is reported; the config value is always there as a floor
-of safety (it is never dropped).
+Sources: the config value (optionally hot-reloaded from the config file), the value set at the HTTP admin
+endpoint (served by :mod:`powerplanner.live.admin`, kept across restarts by
+:mod:`powerplanner.live.budget_store`), a PromQL query, and a daily UTC schedule. A source that cannot
+answer (file broken, query failed or empty) is inactive for that tick and its error is reported; the config
+value is always there as a floor of safety (it is never dropped).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from powerplanner.config import AdminConfig, ScheduleEntry, load_config
-from powerplanner.errors import ConfigError, UserError, field_path
+from powerplanner.config import ScheduleEntry, load_config
+from powerplanner.errors import ConfigError
+from powerplanner.live.budget_store import BudgetStore
+from powerplanner.live.kubernetes import KubernetesError
 from powerplanner.live.prometheus import PrometheusClient, PrometheusError
 
 log = logging.getLogger(__name__)
@@ -105,16 +102,39 @@ class ConfigFileBudget:
         return BudgetReading(self.name, self.watts, self._error)
 
 
+@dataclass(frozen=True)
+class AdminChange:
+    """How a ``PUT``/``DELETE /budget`` ended. ``applied``: the requested value is in force now; ``persisted``:
+    it is also in the store, so it survives a restart. ``watts`` is the admin value in force afterwards."""
+
+    watts: float | None
+    applied: bool
+    persisted: bool
+    error: str | None = None
+
+
 class AdminBudget:
-    """The value an operator set through ``PUT /budget`` (None until set; ``DELETE /budget`` clears it)."""
+    """The value an operator set through ``PUT /budget`` (None until set; ``DELETE /budget`` clears it).
+
+    With a store (docs/operations.md, "The admin endpoint"), a change that could lift the budget (a higher
+    value, or clearing it) is written first and applied only once the write succeeded; a cut is applied at
+    once (lowering is always safe) and then written. A cut whose write failed stays in force in memory, is
+    reported on every read as not persisted, and the write is retried once per read (each cap tick) until it
+    succeeds or the operator changes the value again.
+    """
 
     name = "admin"
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._watts: float | None = None
+    def __init__(self, store: BudgetStore | None = None, initial_watts: float | None = None) -> None:
+        self._store = store
+        self._write = threading.Lock()  # one store write at a time, in the order changes are made
+        self._lock = threading.Lock()  # the value (never held across a store call)
+        self._watts: float | None = initial_watts
+        self._unsaved = False  # in force in memory but not in the store (a cut whose write failed)
+        self._store_error: str | None = None
 
     def set(self, watts: float | None) -> None:
+        """Set the value in memory only (no store)."""
         with self._lock:
             self._watts = watts
 
@@ -123,8 +143,71 @@ class AdminBudget:
         with self._lock:
             return self._watts
 
+    @property
+    def persisted(self) -> bool:
+        """False while the value in force is not in the store (or there is no store)."""
+        with self._lock:
+            return self._store is not None and not self._unsaved
+
+    def change(self, watts: float | None) -> AdminChange:
+        """Make ``watts`` (None: clear) the admin value, durably when there is a store."""
+        with self._write:
+            with self._lock:
+                current = self._watts
+                cut = current is None if watts is None else (current is None or watts <= current)
+                if cut:
+                    self._watts = watts
+                    self._unsaved = True
+            if self._store is None:
+                with self._lock:
+                    self._watts = watts
+                return AdminChange(watts, applied=True, persisted=False)
+            try:
+                self._store.save(watts)
+            except KubernetesError as exc:
+                error = (f"not persisted to {self._store.where} ({exc.message}): "
+                         + ("applied in memory only, lost if the planner restarts" if cut else "not applied"))
+                with self._lock:
+                    self._store_error = error
+                    return AdminChange(self._watts, applied=cut, persisted=False, error=error)
+            with self._lock:
+                self._watts = watts
+                self._unsaved = False
+                self._store_error = None
+            return AdminChange(watts, applied=True, persisted=True)
+
+    def _retry_save(self) -> None:
+        """One more attempt at writing an unsaved cut; skipped while a change is being written."""
+        if self._store is None or not self._write.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                if not self._unsaved:
+                    return
+                watts = self._watts
+            try:
+                self._store.save(watts, retry=False)
+            except KubernetesError as exc:
+                with self._lock:
+                    self._store_error = (f"{_show(watts)} in force but not persisted to {self._store.where} "
+                                         f"({exc.message}); a restart would lose it; retrying every cap tick")
+                return
+            with self._lock:
+                if self._watts == watts:
+                    self._unsaved = False
+                    self._store_error = None
+            log.warning("admin: budget %s now persisted to %s", _show(watts), self._store.where)
+        finally:
+            self._write.release()
+
     def read(self, now_utc: datetime) -> BudgetReading:
-        return BudgetReading(self.name, self.watts)
+        self._retry_save()
+        with self._lock:
+            return BudgetReading(self.name, self._watts, self._store_error if self._unsaved else None)
+
+
+def _show(watts: float | None) -> str:
+    return "no admin budget" if watts is None else f"admin budget {watts:g} W"
 
 
 class PromQLBudget:
@@ -188,137 +271,3 @@ class CompositeBudget:
             raise RuntimeError("no active budget source")
         best = min(active, key=lambda r: float(r.watts or 0.0))
         return Budget(watts=float(best.watts or 0.0), source=best.source, readings=readings)
-
-
-# -- the admin endpoint ------------------------------------------------------------------------------
-
-
-class BudgetBody(BaseModel):
-    """Body of ``PUT /budget``."""
-
-    model_config = ConfigDict(extra="forbid")
-    watts: float = Field(gt=0, allow_inf_nan=False, description="New budget in watts (the lowest source wins).")
-
-
-def read_token(cfg: AdminConfig) -> str | None:
-    """The bearer token, from ``token_file`` (preferred) or ``token``."""
-    if cfg.token_file:
-        try:
-            token = Path(cfg.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(f"budget.admin.token_file: cannot read {cfg.token_file!r} ({exc}); "
-                            "point it at a readable file holding the token") from None
-        if not token:
-            raise UserError(f"budget.admin.token_file: {cfg.token_file!r} is empty; put the bearer token in it")
-        return token
-    return cfg.token
-
-
-def parse_bind(bind: str, field_name: str) -> tuple[str, int]:
-    """``host:port`` -> (host, port), with a clear error naming the config field."""
-    host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or not (0 <= int(port) < 65536):
-        raise UserError(f"{field_name}: {bind!r} is not host:port; use e.g. 127.0.0.1:8081")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-class AdminServer:
-    """``PUT /budget`` {"watts": W}, ``DELETE /budget``, ``GET /budget``, ``GET /decision`` on a thread.
-    Every request needs ``Authorization: Bearer <token>`` (compared in constant time)."""
-
-    def __init__(
-        self,
-        bind: str,
-        token: str,
-        admin: AdminBudget,
-        decision_json: Callable[[], dict[str, Any]],
-        budget_json: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
-        if not token:
-            raise UserError("budget.admin: a bearer token is required when the admin endpoint is enabled")
-        host, port = parse_bind(bind, "budget.admin.bind")
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("admin: " + format, *args)
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _authorized(self) -> bool:
-                header = self.headers.get("Authorization", "")
-                given = header[len("Bearer "):] if header.startswith("Bearer ") else ""
-                if not hmac.compare_digest(given.encode(), token.encode()):
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", "Bearer")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return False
-                return True
-
-            def do_GET(self) -> None:
-                if not self._authorized():
-                    return
-                if self.path == "/decision":
-                    self._send(200, decision_json())
-                elif self.path == "/budget":
-                    self._send(200, budget_json() if budget_json else {"admin_watts": admin.watts})
-                else:
-                    self._send(404, {"error": "unknown path; use /budget or /decision"})
-
-            def do_PUT(self) -> None:
-                if not self._authorized():
-                    return
-                if self.path != "/budget":
-                    self._send(404, {"error": "unknown path; PUT /budget"})
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(min(length, 65536))
-                try:
-                    body = BudgetBody.model_validate_json(raw)
-                except ValidationError as exc:
-                    problems = "; ".join(f"{field_path(e['loc'], top='body')}: {e['msg']}" for e in exc.errors())
-                    self._send(400, {"error": f'{problems}; send {{"watts": <positive number>}}'})
-                    return
-                admin.set(body.watts)
-                log.warning("admin: budget set to %g W", body.watts)
-                server.changes += 1
-                self._send(200, {"admin_watts": body.watts})
-
-            def do_DELETE(self) -> None:
-                if not self._authorized():
-                    return
-                if self.path != "/budget":
-                    self._send(404, {"error": "unknown path; DELETE /budget"})
-                    return
-                admin.set(None)
-                server.changes += 1
-                self._send(200, {"admin_watts": None})
-
-        self.changes = 0
-        try:
-            self._httpd = ThreadingHTTPServer((host, port), Handler)
-        except OSError as exc:
-            raise UserError(f"budget.admin.bind: cannot listen on {bind} ({exc.strerror}); choose a free address") \
-                from None
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="powerplanner-admin", daemon=True)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._httpd.server_address[:2]
-        return str(host), int(port)
-
-    def start(self) -> AdminServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()

@@ -5,6 +5,11 @@ which ticks replicas may change (``adjustment_interval_s``), so the loop never s
 never stop the loop: a Prometheus fault gives ``source_ok=False`` (the planner holds replicas and still
 obeys the budget with caps), a Kubernetes fault skips the tick's actuation, and every fault is counted
 in /metrics by kind and logged. Time is an injected :class:`~powerplanner.live.clock.Clock`.
+
+What the planner cannot trust it says on every tick (the decision's reasons, a gauge) and once per episode
+(a log line and a Warning Event): load data missing for ``metrics_missing_ticks`` ticks (``MetricsMissing``,
+the planner holds replicas), and a DGD whose GPUs per replica differ from the profile's (``GpuCountMismatch``,
+the planner only cuts power). See docs/operations.md, "Troubleshooting by symptom".
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from powerplanner.model.values import Decision, LoadForecast, Observation, Reaso
 
 log = logging.getLogger(__name__)
 
+_MISMATCH_LOG_EVERY_TICKS = 60  # repeat the GPU-count mismatch warning this often (5 min at a 5 s cap tick)
+
 
 class PlannerLike(Protocol):
     def tick(self, obs: Observation, oracle_load: LoadForecast | None = None) -> Decision: ...
@@ -44,6 +51,7 @@ class LoopSettings:
     dry_run: bool = False
     emit_events: bool = True
     blind_ticks: int = 3  # planner.blind_ticks: ticks without agent series before the feedback is called blind
+    metrics_missing_ticks: int = 3  # consecutive ticks without load data before the gauge and the Event
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ def build_observation(
             draining_replicas=rc.draining_replicas,
             applied_cap_watts=applied,
             measured_draw_watts=reading.draw_watts.get(role),
+            gpus_per_replica=rc.gpus_per_replica,
         )
     return Observation(
         time_s=time_s,
@@ -100,6 +109,16 @@ def build_observation(
         source_ok=reading.source_ok,
         source_error=reading.source_error,
     )
+
+
+def _missing_cause(obs: Observation) -> str:
+    """What is missing, in words an operator can act on."""
+    if not obs.source_ok:
+        return f"Prometheus fault ({obs.source_error or 'unknown error'})"
+    if obs.request_rate_per_s is None:
+        return ("no request rate: the frontend's requests counter is absent or NaN for prometheus.model / "
+                "dynamo_namespace (`powerplanner verify` checks the frontend metrics)")
+    return "requests arrive but their ISL/OSL histograms are absent or NaN"
 
 
 def to_jsonable(value: Any) -> Any:
@@ -148,6 +167,8 @@ class LiveLoop:
         self._source_was_ok = True
         self._last_reasons: tuple[Reason, ...] = ()
         self._budget_faults: set[str] = set()  # sources whose fault was logged (log once per transition)
+        self._missing_ticks = 0  # consecutive ticks whose decision says load data is missing
+        self._mismatch_ticks = 0  # consecutive ticks whose decision says the GPU count does not match
         self.ticks = 0
 
     @property
@@ -235,6 +256,8 @@ class LiveLoop:
             return self._finish(TickReport(now_s, budget, obs, None, (), (*errors, f"planner: {exc!r}"),
                                            state=state), started)
         tel.record_decision(decision)
+        self._report_missing(obs, decision)
+        self._report_mismatch(decision)
 
         current_caps = {role: obs.role(role).applied_cap_watts for role in ROLES}
         outcomes = execute(decision.steps, state, self.actuator, current_caps, dry_run=self.settings.dry_run)
@@ -252,6 +275,41 @@ class LiveLoop:
             self._event("PowerPlanApplied", self._summary(budget, decision, changed))
         return self._finish(TickReport(now_s, budget, obs, decision, tuple(outcomes), tuple(errors), state=state),
                             started)
+
+    def _report_missing(self, obs: Observation, decision: Decision) -> None:
+        """Gauge, log line and ``MetricsMissing`` Event once load data has been missing for N ticks in a row."""
+        n = self.settings.metrics_missing_ticks
+        missing = Reason.METRICS_MISSING in decision.reasons or Reason.SOURCE_ERROR_HOLD in decision.reasons
+        if missing:
+            self._missing_ticks += 1
+            if self._missing_ticks == n:
+                why = _missing_cause(obs)
+                log.warning("load metrics missing for %d tick(s): %s; holding replicas, caps not raised", n, why)
+                self._event("MetricsMissing", f"No load data for {n} tick(s): {why}. Holding replicas and not "
+                            "raising caps until it is back (docs/operations.md).", warning=True)
+        else:
+            if self._missing_ticks >= n:
+                log.warning("load metrics are back after %d tick(s) without them", self._missing_ticks)
+                self._event("MetricsRecovered", f"Load data is back after {self._missing_ticks} tick(s) without it")
+            self._missing_ticks = 0
+        self.telemetry.metrics_missing.set(1 if self._missing_ticks >= n else 0)
+
+    def _report_mismatch(self, decision: Decision) -> None:
+        """Gauge on every tick; log line and ``GpuCountMismatch`` Event once per episode (the log line again
+        every ``_MISMATCH_LOG_EVERY_TICKS`` ticks while it lasts)."""
+        mismatch = Reason.GPU_COUNT_MISMATCH in decision.reasons
+        self.telemetry.gpu_count_mismatch.set(1 if mismatch else 0)
+        if not mismatch:
+            if self._mismatch_ticks:
+                log.warning("GPUs per replica match the profile again; planning normally")
+            self._mismatch_ticks = 0
+            return
+        why = next((note for note in decision.notes if "GPU(s) per replica" in note), "GPU count mismatch")
+        if self._mismatch_ticks % _MISMATCH_LOG_EVERY_TICKS == 0:
+            log.warning("%s", why)
+        if self._mismatch_ticks == 0:
+            self._event("GpuCountMismatch", why, warning=True)
+        self._mismatch_ticks += 1
 
     def _finish(self, report: TickReport, started: float) -> TickReport:
         duration = self._timer() - started

@@ -5,10 +5,11 @@ Windowed averages are computed as Dynamo's SLA planner does (ai-dynamo/dynamo
 summed over every frontend series that matches the ``model`` / ``dynamo_namespace`` labels, so the
 average is request-weighted across frontends. The request rate is ``sum(increase(requests_total[W])) / W``.
 
-"No data" is explicit: an empty vector, NaN (an idle window: 0/0), infinities or negative values become
-``None``, never NaN, so the planner can tell "idle" (rate 0 or None with ``source_ok``) from "broken"
-(``source_ok=False``). A failing Prometheus (down, slow, 5xx, garbage) gives ``source_ok=False`` with the
-error named; the loop keeps going and the planner holds.
+"No data" is explicit: an empty vector, NaN (an idle window's averages: 0/0), infinities or negative values
+become ``None``, never NaN. Only a rate of 0 (the requests counter present, no increase over the window) says
+"idle"; a ``None`` rate (absent series, NaN) is missing data and the planner holds (docs/planner.md, "Missing
+data"). A failing Prometheus (down, slow, 5xx, garbage) gives ``source_ok=False`` with the error named; the
+loop keeps going and the planner holds.
 """
 
 from __future__ import annotations

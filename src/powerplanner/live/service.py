@@ -16,25 +16,30 @@ from typing import Any
 import kubernetes.client
 
 from powerplanner.config import Config, load_config
-from powerplanner.errors import UserError
+from powerplanner.errors import EndpointError, UserError
+from powerplanner.live.admin import AdminServer, AdminSettings, parse_bind
 from powerplanner.live.budget import (
     AdminBudget,
-    AdminServer,
     BudgetSource,
     CompositeBudget,
     ConfigFileBudget,
     PromQLBudget,
     ScheduleBudget,
     StaticBudget,
-    parse_bind,
-    read_token,
 )
+from powerplanner.live.budget_store import BudgetStore, ConfigMapBudgetStore
 from powerplanner.live.clock import Clock, RealClock
-from powerplanner.live.kubernetes import ClusterState, KubernetesActuator, build_api_client, check_reachable
+from powerplanner.live.kubernetes import (
+    ClusterState,
+    KubernetesActuator,
+    KubernetesError,
+    build_api_client,
+    check_reachable,
+)
 from powerplanner.live.loop import LiveLoop, LoopSettings, PlannerLike
 from powerplanner.live.prometheus import PrometheusClient, PrometheusMetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
-from powerplanner.model.roles import ROLES, Role
+from powerplanner.model.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -56,31 +61,25 @@ class Service:
                 log.debug("error while closing", exc_info=True)
 
 
-def default_planner(cfg: Config, state: ClusterState | None = None) -> PlannerLike:
-    """The configured policy on the configured profile. With the cluster state, warn when the DGD's GPUs per
-    replica differ from the profile's TP size (power would be mis-counted by that factor)."""
+def default_planner(cfg: Config) -> PlannerLike:
+    """The configured policy on the configured profile. A DGD whose GPUs per replica differ from the profile's
+    TP size is handled on every tick (the planner only cuts power, the loop says why; docs/planner.md)."""
     try:
         from powerplanner.model.profiles import profile_from_config
         from powerplanner.planning.planner import make_planner
     except ImportError as exc:  # pragma: no cover - only in a partial build
         raise UserError(f"the planner core is not available in this build ({exc}); reinstall powerplanner") from None
-    profile = profile_from_config(cfg.profile)
-    for role in ROLES:
-        gpus = state.role(role).gpus_per_replica if state is not None else None
-        if gpus is not None and gpus != profile.gpus_per_replica(role):
-            log.warning("%s: the DGD gives %d GPU(s) per replica, profile %s assumes %d; provisioned power is "
-                        "counted with the profile's; pick a profile with the deployment's TP size",
-                        role.value, gpus, profile.name, profile.gpus_per_replica(role))
-    return make_planner(cfg, profile)
+    return make_planner(cfg, profile_from_config(cfg.profile))
 
 
-def build_budget(cfg: Config, config_path: Path | None, prom: PrometheusClient) -> tuple[CompositeBudget, AdminBudget]:
+def build_budget(cfg: Config, config_path: Path | None, prom: PrometheusClient,
+                 admin: AdminBudget | None = None) -> tuple[CompositeBudget, AdminBudget]:
     sources: list[BudgetSource] = []
     if cfg.budget.reload_config and config_path is not None:
         sources.append(ConfigFileBudget(config_path, cfg.budget.watts))
     else:
         sources.append(StaticBudget(cfg.budget.watts))
-    admin = AdminBudget()
+    admin = admin or AdminBudget()
     if cfg.budget.admin.enabled:
         sources.append(admin)
     if cfg.budget.promql:
@@ -88,6 +87,38 @@ def build_budget(cfg: Config, config_path: Path | None, prom: PrometheusClient) 
     if cfg.budget.schedule:
         sources.append(ScheduleBudget(cfg.budget.schedule))
     return CompositeBudget(sources), admin
+
+
+_STORE_FIXES = {
+    "shape": "fix data.budget_watts (a positive number of watts, or 'none'), or delete the ConfigMap to drop "
+               "the stored budget",
+    "forbidden": "grant the planner get, create and patch on configmaps in that namespace (the Helm chart's RBAC)",
+}
+
+
+def restore_admin_budget(store: BudgetStore, *, persist: bool = True) -> AdminBudget:
+    """The admin budget as the last planner left it. The planner must not start with a budget possibly higher
+    than one an operator set, so any failure to read it (other than "never set") stops the start-up with one
+    line; meanwhile the agents keep the caps in force (docs/operations.md, "The admin endpoint").
+    ``persist=False`` (dry run): later changes stay in memory."""
+    try:
+        stored = store.load()
+    except KubernetesError as exc:
+        fix = _STORE_FIXES.get(exc.kind, "the planner does not start without it, so that it never plans with a "
+                               "budget possibly higher than the stored one (the agents keep the caps in force); "
+                               "it reads it again when restarted")
+        line = f"budget.admin.state_configmap: cannot read the stored admin budget ({exc.message}); {fix}"
+        if exc.kind in ("server", "timeout", "unreachable"):
+            raise EndpointError(line) from None
+        raise UserError(line) from None
+    if stored is None:
+        log.info("admin: no stored admin budget in %s", store.where)
+    elif stored.watts is None:
+        log.info("admin: stored admin budget in %s is cleared (%s)", store.where, stored.updated_at or "no date")
+    else:
+        log.warning("admin: budget %g W restored from %s (set %s)", stored.watts, store.where,
+                    stored.updated_at or "at an unknown time")
+    return AdminBudget(store if persist else None, stored.watts if stored else None)
 
 
 def build_service(
@@ -102,12 +133,18 @@ def build_service(
     start_checks: bool = True,
     watch_pods: bool = True,
     pod_watch_read_timeout_s: float = 5.0,
+    admin_bind: str | None = None,
+    budget_store: BudgetStore | None = None,
 ) -> Service:
     """Everything ``powerplanner run`` needs, checked. Injected pieces (clock, API client, planner) are for
     tests and benchmarks; by default they come from the config and the environment. ``watch_pods`` starts
     the pod watch that caps new replicas the moment the operator creates them (never in dry-run); it notices
-    ``close()`` within ``pod_watch_read_timeout_s`` (tests use a short one: a server waits for open watches)."""
+    ``close()`` within ``pod_watch_read_timeout_s`` (tests use a short one: a server waits for open watches).
+    With the admin endpoint on, the budget it last set is read back from ``budget_store`` (default: the
+    ConfigMap ``budget.admin.state_configmap``) before anything runs; ``admin_bind`` overrides its address."""
     clock = clock or RealClock()
+    admin_cfg = cfg.budget.admin
+    admin_settings = AdminSettings.from_config(admin_cfg, admin_bind) if admin_cfg.enabled else None
     prom = PrometheusClient.from_config(cfg.prometheus)
     closers: list[Callable[[], None]] = [prom.close]
     if start_checks:
@@ -121,7 +158,12 @@ def build_service(
                  state.api_version, state.ready_detail, state.role(Role.PREFILL).service,
                  state.role(Role.DECODE).service)
     metrics = PrometheusMetricsSource(prom, cfg.prometheus, cfg.kubernetes.namespace)
-    budget, admin_budget = build_budget(cfg, config_path, prom)
+    stored_admin: AdminBudget | None = None
+    if admin_settings is not None:
+        store = budget_store or ConfigMapBudgetStore(client, cfg.kubernetes.namespace, admin_cfg.state_configmap,
+                                                     clock.utc_now)
+        stored_admin = restore_admin_budget(store, persist=not dry_run)
+    budget, admin_budget = build_budget(cfg, config_path, prom, stored_admin)
     telemetry = LoopTelemetry()
     settings = LoopSettings(
         cap_interval_s=cfg.planner.cap_interval_s,
@@ -129,8 +171,9 @@ def build_service(
         dry_run=dry_run,
         emit_events=cfg.kubernetes.emit_events,
         blind_ticks=cfg.planner.blind_ticks,
+        metrics_missing_ticks=cfg.planner.metrics_missing_ticks,
     )
-    loop = LiveLoop(planner or default_planner(cfg, state), metrics, actuator, budget, clock, settings, telemetry,
+    loop = LiveLoop(planner or default_planner(cfg), metrics, actuator, budget, clock, settings, telemetry,
                     diagnose_feedback=metrics.diagnose_feedback if cfg.prometheus.power_source == "agent" else None)
     service = Service(loop=loop, admin_budget=admin_budget, closers=closers)
     try:
@@ -153,9 +196,8 @@ def build_service(
                 raise UserError(f"serve.metrics_bind: cannot listen on {cfg.serve.metrics_bind} ({exc.strerror}); "
                                 "choose a free address") from None
             closers.append(httpd.shutdown)
-        if cfg.budget.admin.enabled:
-            token = read_token(cfg.budget.admin) or ""
-            admin = AdminServer(cfg.budget.admin.bind, token, admin_budget, loop.last_decision_json,
+        if admin_settings is not None:
+            admin = AdminServer(admin_settings, admin_budget, loop.last_decision_json,
                                 lambda: _budget_json(loop)).start()
             service.admin_server = admin
             closers.append(admin.stop)
@@ -176,10 +218,11 @@ def _budget_json(loop: LiveLoop) -> dict[str, Any]:
     }
 
 
-def run_service(config_path: Path, once: bool = False, dry_run: bool = False) -> int:
+def run_service(config_path: Path, once: bool = False, dry_run: bool = False, admin_bind: str | None = None) -> int:
     """``powerplanner run``: returns the process exit code."""
     cfg = load_config(config_path)
-    service = build_service(cfg, config_path, dry_run=dry_run, watch_pods=not once)  # one tick: no watch
+    service = build_service(cfg, config_path, dry_run=dry_run, watch_pods=not once,  # one tick: no watch
+                            admin_bind=admin_bind)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

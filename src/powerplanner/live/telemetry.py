@@ -69,6 +69,18 @@ class LoopTelemetry:
             registry=r,
         )
         self.dgd_ready = Gauge(f"{PREFIX}_dgd_ready", "1 when the DGD is Ready.", registry=r)
+        self.metrics_missing = Gauge(
+            f"{PREFIX}_metrics_missing",
+            "1 while load data (request rate, ISL/OSL) has been missing for planner.metrics_missing_ticks ticks "
+            "or more: absent or NaN frontend series, or a failed query. The planner holds replicas meanwhile.",
+            registry=r,
+        )
+        self.gpu_count_mismatch = Gauge(
+            f"{PREFIX}_gpu_count_mismatch",
+            "1 while the DGD's GPUs per replica differ from the profile's for some role: the planner only cuts "
+            "power until a profile with the deployment's TP size is given.",
+            registry=r,
+        )
         self.dry_run = Gauge(f"{PREFIX}_dry_run", "1 in dry-run mode (decide and log, touch nothing).", registry=r)
         self.last_tick = Gauge(f"{PREFIX}_last_tick_timestamp_seconds", "Clock time of the last tick.", registry=r)
 

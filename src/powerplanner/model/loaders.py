@@ -17,7 +17,6 @@ fix; pydantic validates the YAML document here, at the edge, and the rest of ``m
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import zipfile
 from collections.abc import Mapping
@@ -25,10 +24,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from powerplanner.errors import ProfileError, validation_lines
-from powerplanner.input_files import read_text, read_yaml
+from powerplanner.input_files import read_json, read_yaml
+from powerplanner.input_schema import InputModel
 from powerplanner.model.builtin import default_cap_model
 from powerplanner.model.capmodel import CapModel
 from powerplanner.model.capped import CappedProfile
@@ -62,8 +62,8 @@ Clock = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+class _Doc(InputModel):
+    """Strict, like every input model (powerplanner.input_schema): ``true`` is not a number."""
 
 
 class GpuDoc(_Doc):
@@ -383,20 +383,12 @@ def _read_npz(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def _read_text(path: Path) -> str:
-    return read_text(path, ProfileError, not_found="file not found; check the path", what="the file")
-
-
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg}); "
-                           "fix the syntax") from None
+    return read_json(path, ProfileError, not_found="file not found; check the path", what="profile")
 
 
 def _read_yaml(path: Path) -> Any:
-    return read_yaml(path, ProfileError, not_found="file not found; check the path", what="the file",
+    return read_yaml(path, ProfileError, not_found="file not found; check the path", what="profile",
                      empty_is_mapping=False)
 
 

@@ -2,7 +2,8 @@
 
 An :class:`Observation` is what a metrics source saw over one window; a :class:`Decision` is what
 the planner wants, with the ordered :class:`Step` list that gets there without exceeding the budget.
-Missing metrics are ``None`` (never NaN): "no data" is explicit.
+Missing metrics are ``None`` (never NaN): "no data" is explicit, and it is never read as "no traffic"
+(docs/planner.md, "Missing data").
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class RoleState:
     draining_replicas: int = 0
     applied_cap_watts: float | None = None  # per GPU, as the agent reports it; None = unknown
     measured_draw_watts: float | None = None  # whole role, all GPUs; None = unknown
+    # GPUs per replica as deployed (the DGD's GPU limits); None = not stated, the profile's TP size is assumed.
+    # When it differs from the profile's, the planner only cuts power (docs/planner.md, "GPU-count mismatch").
+    gpus_per_replica: int | None = None
 
     @property
     def holding_replicas(self) -> int:
@@ -39,7 +43,8 @@ class Observation:
     """One window of metrics, built the same way from Prometheus (live) and from the simulator.
 
     Rates and lengths are window averages (Dynamo: ``increase(X_sum[W]) / increase(X_count[W])``).
-    ``None`` means the source had no data (idle deployment, NaN average, query failed).
+    ``None`` means the source had no data (absent series, NaN, query failed). A request rate of ``0`` is the
+    only evidence of no traffic: the requests counter is present and did not increase over the window.
     """
 
     time_s: float
@@ -103,6 +108,8 @@ class Reason(StrEnum):
     BUDGET_CUT = "budget_cut"
     CAP_TICK_ONLY = "cap_tick_only"
     HOLD_NO_DATA = "hold_no_data"
+    METRICS_MISSING = "metrics_missing"  # no request rate (absent or NaN series) or no ISL/OSL while requests arrive
+    GPU_COUNT_MISMATCH = "gpu_count_mismatch"  # deployed GPUs per replica differ from the profile's: only cuts
     IDLE_SCALE_TO_MIN = "idle_scale_to_min"
     SOURCE_ERROR_HOLD = "source_error_hold"
     BAD_OBSERVATION = "bad_observation"

@@ -74,6 +74,12 @@ def _dynamo_sizing(kit: Toolkit, ctx: PlanContext) -> dict[Role, int]:
     return {Role.PREFILL: n_p, Role.DECODE: n_d}
 
 
+def _minimums_exceed_pool(kit: Toolkit) -> bool:
+    pool = kit.config.planner.gpu_pool
+    need = sum(kit.bounds[role].min_replicas * kit.gpus_per_replica[role] for role in ROLES)
+    return pool is not None and need > pool
+
+
 class DynamoSlaPolicy:
     """Dynamo's SLA planner: replica sizing only, caps at TDP."""
 
@@ -111,6 +117,14 @@ class DynamoPowerPolicy:
         if not self._gate(ctx.budget_watts):
             return self._fail_closed(ctx)
         proposed = _dynamo_sizing(self._kit, ctx)
+        if _minimums_exceed_pool(self._kit):
+            return Choice(
+                targets=_targets(proposed, self._caps),
+                reasons=(Reason.SLA_SIZED, Reason.INFEASIBLE_MIN_REPLICAS),
+                infeasible=True,
+                notes=("dynamo-power: the minimum replicas need more GPUs than planner.gpu_pool; Dynamo's GPU "
+                       "ceiling clamp then returns (0, 0)",),
+            )
         cur = {role: ctx.current_replicas[role] for role in ROLES}
         b = self._kit.bounds
         new_p, new_d, why = apply_power_budget(

@@ -7,10 +7,16 @@ comes from ``Observation.time_s``). It owns what every policy shares:
 - the two timescales: replicas may change only when ``time_s - last_adjust >= adjustment_interval_s``
   (or on the first tick); caps may change on every tick, so a budget cut is honoured on the next cap tick;
 - prediction (rate, ISL, OSL) and correction factors, updated on adjustment ticks with good data;
-- idle handling: no traffic for ``idle_ticks_to_min`` adjustment ticks scales to the minimum; a window with
-  no arrivals whose observed TTFT or ITL is above its target is a backlog still being served, not idle;
-- holding the previous targets when data is missing, bad or the source failed (caps still obey a
-  lowered budget);
+- idle handling: no traffic for ``idle_ticks_to_min`` consecutive adjustment ticks scales to the minimum.
+  "No traffic" needs positive evidence: a request rate of 0 (the requests counter present, no increase).
+  A window with no arrivals whose observed TTFT or ITL is above its target is a backlog still being served,
+  not idle;
+- holding the previous targets when data is missing (no rate: absent or NaN series; no ISL/OSL while
+  requests arrive), bad or the source failed: replicas hold, caps never rise above the held ones, and both
+  still obey a lowered budget (``metrics_missing`` / ``source_error_hold``);
+- failing closed when the deployment's GPUs per replica (``RoleState.gpus_per_replica``, from the DGD)
+  differ from the profile's: the policy is not asked, targets only cut power, counted with the deployed GPUs
+  (:mod:`powerplanner.planning.fail_closed`, ``gpu_count_mismatch``);
 - the power-safe transition plan from the observed state to the targets, re-planned every tick, so a
   scale-up deferred because draining replicas still hold power proceeds on a later cap tick;
 - the explanation: reasons, projected provisioned power, predicted draw and attainment per role.
@@ -27,6 +33,7 @@ from powerplanner.errors import UserError
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleState, RoleTarget
+from powerplanner.planning.fail_closed import cut_only_targets
 from powerplanner.planning.optimizer import Allocation, evaluate
 from powerplanner.planning.policy import Choice, PlanContext, Policy, Toolkit
 from powerplanner.planning.predictors import LoadPredictor
@@ -100,6 +107,13 @@ class Planner:
         if state == "source_error":
             reasons.append(Reason.SOURCE_ERROR_HOLD)
             notes.append(f"metrics source failed: {obs.source_error or 'unknown error'}; holding targets")
+        elif state == "missing":
+            reasons.append(Reason.METRICS_MISSING)
+            notes.append("no load data this window (request rate absent or NaN, or no ISL/OSL while requests "
+                         "arrive): holding the replica target, caps not raised; only a requests counter present "
+                         "with zero increase counts as idle")
+        deployed = self._deployed_gpus(clean)
+        mismatch = {role: deployed[role] for role in ROLES if deployed[role] != self._kit.gpus_per_replica[role]}
         oracle = self.receives_oracle_load and oracle_load is not None
 
         if adjust:
@@ -115,7 +129,7 @@ class Planner:
             elif state == "idle":
                 self._idle_ticks += 1
                 self._remember_rate(0.0, predicted)
-            elif state == "backlog":
+            else:  # backlog, missing or failed data: no evidence of idleness, the idle count restarts
                 self._idle_ticks = 0
             self._forecast = oracle_load if oracle else self._predictor.forecast()
         forecast = self._forecast
@@ -134,27 +148,32 @@ class Planner:
             held=self._targets,
             current_replicas=current_desired,
         )
-        try:
-            choice = self._choose(ctx, adjust, state, oracle, held_replicas, reasons, notes)
-        except UserError as exc:
-            # A profile that refuses this load (e.g. a measured table that ends before this ISL) must not
-            # stop the planner: hold the replicas, caps that fit the budget, and say why.
-            notes.append(f"planning failed for this load ({'; '.join(exc.lines)}); holding the replica target")
-            reasons.append(Reason.BAD_OBSERVATION)
-            ctx = dataclasses.replace(ctx, forecast=None)
-            choice = self._policy.hold(ctx, held_replicas)
+        current_states = {role: clean.role(role) for role in ROLES}
+        if mismatch:
+            choice = self._cut_only(current_states, deployed, mismatch, budget)
+        else:
+            try:
+                choice = self._choose(ctx, adjust, state, oracle, held_replicas, reasons, notes)
+            except UserError as exc:
+                # A profile that refuses this load (e.g. a measured table that ends before this ISL) must not
+                # stop the planner: hold the replicas, caps that fit the budget, and say why.
+                notes.append(f"planning failed for this load ({'; '.join(exc.lines)}); holding the replica target")
+                reasons.append(Reason.BAD_OBSERVATION)
+                ctx = dataclasses.replace(ctx, forecast=None)
+                choice = self._policy.hold(ctx, held_replicas)
+            if state in ("missing", "source_error"):
+                choice = self._no_cap_raise(choice, current_states)
         targets = dict(choice.targets)
         reasons.extend(r for r in choice.reasons if r not in reasons)
         notes.extend(choice.notes)
 
-        current_states = {role: clean.role(role) for role in ROLES}
-        current_prov = current_provisioned_watts(current_states, self._kit.gpus_per_replica, self._kit.max_cap_watts)
+        current_prov = current_provisioned_watts(current_states, deployed, self._kit.max_cap_watts)
         limit: float | None = budget if choice.power_safe else None
-        projected = sum(targets[r].replicas * self._kit.gpus_per_replica[r] * targets[r].cap_watts for r in ROLES)
-        if limit is not None and self._config.budget.mode == "measured":
+        projected = sum(targets[r].replicas * deployed[r] * targets[r].cap_watts for r in ROLES)
+        if limit is not None and self._config.budget.mode == "measured" and not mismatch:
             limit = max(budget, projected, current_prov)
         steps = plan_transition(
-            current_states, targets, self._kit.gpus_per_replica, limit,
+            current_states, targets, deployed, limit,
             self._config.planner.gpu_pool if choice.power_safe else None, self._kit.max_cap_watts,
         )
         if current_prov > budget + 1e-6 and choice.power_safe and Reason.BUDGET_CUT not in reasons:
@@ -167,8 +186,12 @@ class Planner:
                 f"provisioned {settled[-1]:,.0f} W stays above the {budget:,.0f} W budget until draining "
                 "replicas release their GPUs (worst case counted)"
             )
-        alloc = choice.allocation or self._evaluate(targets, ctx)
+        # Under a GPU-count mismatch the profile describes another deployment: no prediction, the worst case.
+        alloc = None if mismatch else (choice.allocation or self._evaluate(targets, ctx))
         self._targets = targets
+        draw = alloc.predicted_draw_watts if alloc is not None else self._idle_draw(targets)
+        if mismatch:
+            draw = projected
         return Decision(
             time_s=clean.time_s,
             policy=self.policy_name,
@@ -177,7 +200,7 @@ class Planner:
             budget_watts=budget,
             reasons=tuple(reasons),
             projected_provisioned_watts=projected,
-            predicted_draw_watts=alloc.predicted_draw_watts if alloc is not None else self._idle_draw(targets),
+            predicted_draw_watts=draw,
             predicted_attainment=(
                 {"prefill": alloc.attainment_prefill, "decode": alloc.attainment_decode} if alloc is not None else {}
             ),
@@ -188,6 +211,55 @@ class Planner:
             infeasible=choice.infeasible,
             notes=tuple(notes),
         )
+
+    def _deployed_gpus(self, obs: Observation) -> dict[Role, int]:
+        """GPUs per replica as deployed; the profile's where the observation does not say."""
+        out = {}
+        for role in ROLES:
+            stated = obs.role(role).gpus_per_replica
+            out[role] = stated if stated is not None else self._kit.gpus_per_replica[role]
+        return out
+
+    def _cut_only(self, current: Mapping[Role, RoleState], deployed: Mapping[Role, int],
+                  mismatch: Mapping[Role, int], budget_watts: float) -> Choice:
+        """Fail closed on a GPU-count mismatch (:mod:`powerplanner.planning.fail_closed`): the policy, sized on
+        the profile's TP, is not asked; the targets only cut, counted with the deployed GPUs."""
+        kit = self._kit
+        fc = cut_only_targets(
+            current, deployed, kit.cap_levels, {role: kit.bounds[role].min_replicas for role in ROLES},
+            budget_watts, kit.max_cap_watts,
+        )
+        said = "; ".join(
+            f"{role.value}: the deployment has {gpus} GPU(s) per replica, profile {self._profile.name} assumes "
+            f"{kit.gpus_per_replica[role]}" for role, gpus in mismatch.items()
+        )
+        notes = [f"{said}; only cutting power (no scale-up, no cap raise), counted with the deployed GPUs, until "
+                 "a profile with the deployment's TP size is given"]
+        reasons = [Reason.GPU_COUNT_MISMATCH]
+        if not fc.fits:
+            notes.append(f"even every replica removal allowed leaves {fc.provisioned_watts:,.0f} W over the "
+                         f"{budget_watts:,.0f} W budget")
+        if fc.infeasible:
+            reasons.append(Reason.INFEASIBLE_MIN_REPLICAS)
+        return Choice(targets=fc.targets, reasons=tuple(reasons), infeasible=fc.infeasible,
+                      budget_limited=fc.infeasible, notes=tuple(notes), replicas_changed_on_cap_tick=True)
+
+    def _no_cap_raise(self, choice: Choice, current: Mapping[Role, RoleState]) -> Choice:
+        """Missing or failed data is no reason to add power: caps stay at or below the held targets' (before
+        the first decision: the caps in force, where known)."""
+        if not choice.power_safe:
+            return choice
+        ceiling: dict[Role, float | None] = (
+            {role: t.cap_watts for role, t in self._targets.items()} if self._targets is not None
+            else {role: current[role].applied_cap_watts for role in ROLES}
+        )
+        targets = {}
+        for role, t in choice.targets.items():
+            top = ceiling[role]
+            targets[role] = t if top is None or t.cap_watts <= top else dataclasses.replace(t, cap_watts=top)
+        if targets == dict(choice.targets):
+            return choice
+        return dataclasses.replace(choice, targets=targets, allocation=None)
 
     def _remember_rate(self, rate_per_s: float | None, predicted: LoadForecast | None) -> None:
         """Keep the observed rate and the predictor's error on it (observed - predicted) for the burst window."""
@@ -271,14 +343,18 @@ class Planner:
                 f"no arrivals this interval but latency above target (TTFT {_ms(ctx.obs.ttft_ms)}, ITL "
                 f"{_ms(ctx.obs.itl_ms)}): a backlog is still being served, so not idle; holding the replica target"
             )
-        elif adjust and state in ("idle", "ok"):
+        elif adjust and state in ("idle", "ok", "missing"):
             reasons.append(Reason.HOLD_NO_DATA)
-            notes.append("no usable traffic data this interval; holding the replica target")
+            if state != "missing":  # missing data has its own note
+                notes.append("no usable traffic data this interval; holding the replica target")
         return self._policy.hold(ctx, held)
 
     def _data_state(self, raw: Observation, clean: Observation) -> str:
-        """ok / idle / backlog / bad / source_error for the load fields of this observation.
+        """ok / idle / backlog / missing / source_error for the load fields of this observation.
 
+        ``idle`` needs positive evidence: a rate of exactly 0 (the requests counter is there and did not grow).
+        No rate at all (``None``: absent series, NaN), a bad one, or requests without ISL/OSL is ``missing``:
+        it says nothing about traffic, so it never moves replicas toward the minimum.
         ``backlog``: nothing arrived in the window, yet requests finished in it (TTFT or ITL samples exist)
         with latency above the target. Those requests queued behind earlier work; scaling to the minimum
         now would strand them, so it is not idle.
@@ -286,9 +362,9 @@ class Planner:
         if not raw.source_ok:
             return "source_error"
         rate = raw.request_rate_per_s
-        if rate is not None and not (_finite(rate) and rate >= 0):
-            return "bad"
-        if rate is None or rate == 0:
+        if rate is None or not (_finite(rate) and rate >= 0):
+            return "missing"
+        if rate == 0:
             ttft_s = clean.ttft_ms / 1000.0 if clean.ttft_ms is not None else None
             itl_s = clean.itl_ms / 1000.0 if clean.itl_ms is not None else None
             if (ttft_s is not None and ttft_s > self._kit.sla_ttft_s) or (
@@ -297,7 +373,7 @@ class Planner:
                 return "backlog"
             return "idle"
         if clean.isl_tokens is None or clean.osl_tokens is None:
-            return "bad"
+            return "missing"
         return "ok"
 
     def _sanitise(self, obs: Observation) -> tuple[Observation, list[str]]:
@@ -361,6 +437,10 @@ class Planner:
         if draw is not None and not (_finite(draw) and draw >= 0):
             problems.append(f"{role.value}.measured_draw_watts={draw!r} is not a number >= 0; ignored")
             cap_fix["measured_draw_watts"] = None
+        gpus = rs.gpus_per_replica
+        if gpus is not None and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1):
+            problems.append(f"{role.value}.gpus_per_replica={gpus!r} is not a count >= 1; the profile's is assumed")
+            cap_fix["gpus_per_replica"] = None
         if not counts and not cap_fix:
             return rs
         return dataclasses.replace(rs, **counts, **cap_fix)  # type: ignore[arg-type]

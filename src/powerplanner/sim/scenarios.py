@@ -16,14 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from powerplanner.config import Config, config_from_mapping
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
+from powerplanner.input_schema import InputModel
 from powerplanner.sim.metrics import SlaTargets
 from powerplanner.sim.traces import (
     BUILTIN_TRACE_NAMES,
+    MAX_SPAN_S,
     BurstShape,
     ConstantShape,
     DiurnalShape,
@@ -34,6 +36,8 @@ from powerplanner.sim.traces import (
     RateShape,
     StepShape,
     builtin_trace,
+    check_extent,
+    compress_gaps,
     read_trace,
     scale_rate,
     synthetic_trace,
@@ -86,6 +90,7 @@ class Scenario:
     sla: SlaTargets = field(default_factory=lambda: SlaTargets(ttft_ms=500.0, itl_ms=50.0))
     rate_scale: float = 1.0
     duration_s: float | None = None
+    compress_gaps_s: float | None = None  # shorten every silence between requests to at most this
     budget_watts: float | None = None
     budget_fraction: float | None = None  # of dynamo-sla's peak provisioned power on this scenario
     profile: str = DEFAULT_PROFILE
@@ -103,6 +108,12 @@ class Scenario:
             raise ConfigError(f"scenario {self.name}: give budget watts or a fraction, not both")
         if not (self.rate_scale > 0 and math.isfinite(self.rate_scale)):
             raise ConfigError(f"scenario {self.name}: rate_scale must be a positive number")
+        if self.duration_s is not None and not 0 < self.duration_s <= MAX_SPAN_S:
+            raise ConfigError(f"scenario {self.name}: duration must be more than 0 and at most {MAX_SPAN_S:g} s "
+                              f"(8 days; got {self.duration_s:g}); e.g. --duration-s 3600")
+        if self.compress_gaps_s is not None and not (self.compress_gaps_s > 0 and math.isfinite(self.compress_gaps_s)):
+            raise ConfigError(f"scenario {self.name}: gap compression must be a positive number of seconds "
+                              f"(got {self.compress_gaps_s:g}); e.g. --compress-gaps-s 60")
         if self.budget_watts is not None and not self.budget_watts > 0:
             raise ConfigError(f"scenario {self.name}: budget watts must be positive")
         if self.budget_fraction is not None and not self.budget_fraction > 0:
@@ -111,24 +122,30 @@ class Scenario:
     # --- derived values ----------------------------------------------------------------------------------
 
     def load_trace(self) -> Trace:
-        """The scenario's requests: read or generate, cut to the duration limit, then rate-scale."""
+        """The scenario's requests: read or generate, shorten long gaps, cut to the duration limit, then
+        rate-scale. A trace file is then checked for its span and gaps (:func:`check_extent`), so the simulator
+        never replays a user's trace without bound."""
         spec = self.trace
         if spec.builtin is not None:
-            return builtin_trace(
+            return self._compressed(builtin_trace(
                 spec.builtin, duration_s=self.duration_s or DEFAULT_BUILTIN_DURATION_S,
                 rate_scale=self.rate_scale, seed=self.seed,
-            )
+            ))
         if spec.synthetic is not None:
             syn = spec.synthetic
             duration = min(syn.duration_s, self.duration_s) if self.duration_s else syn.duration_s
-            return synthetic_trace(
+            return self._compressed(synthetic_trace(
                 self.name, duration, syn.mean_rate_per_s * self.rate_scale, syn.isl, syn.osl, syn.shape, self.seed
-            )
+            ))
         assert spec.path is not None
-        trace = read_trace(spec.path)
+        trace = self._compressed(read_trace(spec.path))
         if self.duration_s is not None:
             trace = truncate(trace, self.duration_s)
+        check_extent(trace, spec.path)
         return scale_rate(trace, self.rate_scale, seed=self.seed)
+
+    def _compressed(self, trace: Trace) -> Trace:
+        return trace if self.compress_gaps_s is None else compress_gaps(trace, self.compress_gaps_s)
 
     def config(self, budget_watts: float) -> Config:
         """The planner configuration of this scenario at a given budget (overrides validated here)."""
@@ -150,15 +167,18 @@ class Scenario:
         budget_watts: float | None = None,
         seed: int | None = None,
         policies: tuple[str, ...] | None = None,
+        duration_s: float | None = None,
+        compress_gaps_s: float | None = None,
     ) -> Scenario:
         """The scenario with command-line overrides applied (``None`` keeps the scenario's value).
 
-        A new trace replaces the scenario's rate scale and duration limit too (they were chosen for the
-        scenario's own trace): the file is replayed whole at its own rate unless ``rate_scale`` is given.
+        A new trace replaces the scenario's rate scale, duration limit and gap compression too (they were
+        chosen for the scenario's own trace): the file is replayed whole at its own rate unless ``rate_scale``,
+        ``duration_s`` or ``compress_gaps_s`` is given.
         """
         out = self
         if trace_path is not None:
-            out = replace(out, trace=TraceSpec(path=trace_path), rate_scale=1.0, duration_s=None)
+            out = replace(out, trace=TraceSpec(path=trace_path), rate_scale=1.0, duration_s=None, compress_gaps_s=None)
         if rate_scale is not None:
             out = replace(out, rate_scale=rate_scale)
         if budget_watts is not None:
@@ -167,6 +187,10 @@ class Scenario:
             out = replace(out, seed=seed)
         if policies is not None:
             out = replace(out, policies=policies)
+        if duration_s is not None:
+            out = replace(out, duration_s=duration_s)
+        if compress_gaps_s is not None:
+            out = replace(out, compress_gaps_s=compress_gaps_s)
         return out
 
 
@@ -211,11 +235,13 @@ def builtin_scenario_names() -> list[str]:
 # YAML scenario files (pydantic at the edge)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(InputModel):
+    """Strict, like every input model (powerplanner.input_schema)."""
 
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+SpanSeconds = Annotated[float, Field(gt=0, le=MAX_SPAN_S, allow_inf_nan=False)]
+"""A trace duration: at most the span the simulator replays (powerplanner.sim.traces.MAX_SPAN_S, 8 days)."""
 
 
 class _LognormalModel(_Strict):
@@ -262,7 +288,7 @@ class _ShapeModel(_Strict):
 
 
 class _SyntheticModel(_Strict):
-    duration_s: PositiveFloat
+    duration_s: SpanSeconds
     mean_rate_per_s: PositiveFloat
     isl: _LengthModel
     osl: _LengthModel
@@ -306,7 +332,8 @@ class ScenarioFile(_Strict):
     description: str = ""
     trace: _TraceModel
     rate_scale: PositiveFloat = 1.0
-    duration_s: PositiveFloat | None = None
+    duration_s: SpanSeconds | None = None
+    compress_gaps_s: PositiveFloat | None = None
     budget: _BudgetModel | None = None
     sla: _SlaModel = Field(default_factory=lambda: _SlaModel())
     profile: str = DEFAULT_PROFILE
@@ -346,6 +373,7 @@ def scenario_from_mapping(data: Any, source: str, base_dir: Path | None = None) 
         sla=SlaTargets(ttft_ms=model.sla.ttft_ms, itl_ms=model.sla.itl_ms),
         rate_scale=model.rate_scale,
         duration_s=model.duration_s,
+        compress_gaps_s=model.compress_gaps_s,
         budget_watts=model.budget.watts if model.budget else None,
         budget_fraction=model.budget.fraction_of_dynamo_sla_peak if model.budget else None,
         profile=model.profile,

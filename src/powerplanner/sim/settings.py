@@ -8,7 +8,7 @@ separate pods); a scenario may override any of them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from powerplanner.errors import ConfigError
 
@@ -18,6 +18,9 @@ _LLAMA2_70B_KV_BYTES_PER_TOKEN = 2 * 80 * 8 * 128 * 2
 # One 400 Gb/s InfiniBand/RoCE NIC (the usual 1 NIC per GPU on DGX H100, but the prefill->decode KV stream of
 # one request is taken as going through one NIC pair): 50 GB/s line rate, ~80% achievable with NIXL/UCX RDMA.
 _KV_LINK_BYTES_PER_S = 0.8 * 50e9
+MAX_DRAIN_LIMIT_S = 8 * 86400.0
+"""Longest drain after the last arrival: the simulator ticks through it, so it is bounded like a trace's span
+(powerplanner.sim.traces.MAX_SPAN_S)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,11 @@ class SimSettings:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        for item in fields(self):  # a scenario's `sim:` mapping is YAML: `true` must not become 1
+            if isinstance(getattr(self, item.name), bool):
+                problems.append(f"sim settings: {item.name} must be a number, not true/false; fix the value")
+        if problems:
+            raise ConfigError(*problems)
 
         def nonneg(name: str, value: float | None) -> None:
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -90,6 +98,10 @@ class SimSettings:
         for name in ("replica_start_s", "cap_apply_s", "kv_transfer_base_s", "kv_transfer_s_per_token",
                      "drain_limit_s", "budget_cut_grace_s"):
             nonneg(name, getattr(self, name))
+        if math.isfinite(self.drain_limit_s) and self.drain_limit_s > MAX_DRAIN_LIMIT_S:
+            problems.append(f"sim settings: drain_limit_s must be at most {MAX_DRAIN_LIMIT_S:g} s (8 days, the longest "
+                            f"trace replayed; got {self.drain_limit_s:g}): the run ticks through it when requests "
+                            "cannot finish")
         positive_int("prefill_max_batch_tokens", self.prefill_max_batch_tokens)
         positive_int("decode_max_batch", self.decode_max_batch)
         positive_int("initial_prefill_replicas", self.initial_prefill_replicas, 0)

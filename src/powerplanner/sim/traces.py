@@ -17,7 +17,8 @@ from the published statistics of the Azure conversation trace (see ``AZURE_CONV_
 from __future__ import annotations
 
 import csv
-import json
+import io
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,10 +28,35 @@ from pathlib import Path
 import numpy as np
 
 from powerplanner.errors import TraceError
+from powerplanner.input_files import DocumentProblem, loads_json, open_input
 from powerplanner.sim.types import FloatArray, IntArray, Trace
 
 MAX_REPORTED_PROBLEMS = 5
 """A broken file can have thousands of bad lines; the first few tell the user what to fix."""
+
+MAX_TRACE_BYTES = 1024**3
+"""Largest trace file read (1 GiB, tens of millions of requests: more than the simulator replays in useful
+time); it also stops a file that never ends."""
+
+MAX_LINE_CHARS = 1024 * 1024
+"""Longest line of a trace file: one request is well under a kilobyte (a Mooncake line with its block hashes a
+few); a longer line is not a trace (``/dev/zero``-like data, a binary file)."""
+
+MAX_TOKENS_PER_REQUEST = 10_000_000
+"""Largest token count of one request: ten times the longest context window offered today; more is a corrupt
+field (and would overflow the simulator's 64-bit counters)."""
+
+MAX_REQUESTS = 10_000_000
+"""Most requests a generated or rate-scaled trace may hold (about 3 GB of simulator state)."""
+
+MAX_SPAN_S = 8 * 86400.0
+"""Longest trace the simulator replays (8 days: a week-long production trace fits). The simulator ticks the
+planner every cap interval through the whole span, idle or not (17,280 ticks per day at 5 s), so a trace whose
+timestamps are in the wrong unit or that holds two requests years apart would run for hours or days."""
+
+MAX_GAP_S = 24 * 3600.0
+"""Longest silence between two consecutive requests (24 h): a longer one is traces joined together or a bad
+timestamp, and replaying it only ticks an idle cluster."""
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
@@ -92,14 +118,29 @@ def make_trace(name: str, arrival_s: Iterable[float], isl_tokens: Iterable[int],
 
 
 def _open_text(path: Path) -> Iterator[str]:
-    """Yield the file's lines, converting OS and encoding failures into a TraceError."""
+    """Yield the file's lines, converting OS and encoding failures into a TraceError.
+
+    The file must be a regular file of at most :data:`MAX_TRACE_BYTES` (a FIFO or a device is refused by
+    :func:`~powerplanner.input_files.open_input`, never waited on or read forever), and no line may exceed
+    :data:`MAX_LINE_CHARS`.
+    """
+    binary = open_input(path, TraceError, not_found="trace file not found; pass an existing file with --trace",
+                        what="trace", max_bytes=MAX_TRACE_BYTES)
+    total = 0
     try:
-        with path.open("r", encoding="utf-8", newline="") as handle:
-            yield from handle
-    except FileNotFoundError:
-        raise TraceError(f"{path}: trace file not found; pass an existing file with --trace") from None
-    except IsADirectoryError:
-        raise TraceError(f"{path}: is a directory; pass a trace file (.csv or .jsonl) with --trace") from None
+        with io.TextIOWrapper(binary, encoding="utf-8", newline="") as handle:
+            for line_no in itertools.count(1):
+                line = handle.readline(MAX_LINE_CHARS + 1)
+                if not line:
+                    return
+                if len(line) > MAX_LINE_CHARS:
+                    raise TraceError(f"{path}: line {line_no}: longer than {MAX_LINE_CHARS:,} characters; a trace has "
+                                     "one short line per request, is this a trace file?")
+                total += len(line)
+                if total > MAX_TRACE_BYTES:
+                    raise TraceError(f"{path}: more than {MAX_TRACE_BYTES / 1024**3:g} GiB, the most a trace may "
+                                     "hold; cut it (e.g. with head) or check that it is the right file")
+                yield line
     except UnicodeDecodeError as exc:
         raise TraceError(f"{path}: not UTF-8 text ({exc.reason}); pass a CSV or JSONL trace") from None
     except OSError as exc:
@@ -208,13 +249,13 @@ def read_azure_csv(path: str | Path, name: str | None = None) -> Trace:
             if t is None:
                 problems.add(line, f"bad TIMESTAMP {row[i_ts]!r:.40}; use 'YYYY-MM-DD HH:MM:SS.fffffff'")
                 continue
-            if n_in is None or n_in <= 0:
-                problems.add(line, f"ContextTokens must be a positive integer (got {row[i_in]!r:.20}); "
-                             "fix or drop the row")
+            if n_in is None or not 0 < n_in <= MAX_TOKENS_PER_REQUEST:
+                problems.add(line, f"ContextTokens must be a positive integer of at most {MAX_TOKENS_PER_REQUEST:,} "
+                             f"(got {row[i_in]!r:.20}); fix or drop the row")
                 continue
-            if n_out is None or n_out <= 0:
-                problems.add(line, f"GeneratedTokens must be a positive integer (got {row[i_out]!r:.20}); "
-                             "fix or drop the row")
+            if n_out is None or not 0 < n_out <= MAX_TOKENS_PER_REQUEST:
+                problems.add(line, f"GeneratedTokens must be a positive integer of at most "
+                             f"{MAX_TOKENS_PER_REQUEST:,} (got {row[i_out]!r:.20}); fix or drop the row")
                 continue
             if t < previous:
                 problems.add(line, f"TIMESTAMP {row[i_ts].strip()} is earlier than the previous row's; "
@@ -262,9 +303,9 @@ def read_mooncake_jsonl(path: str | Path, name: str | None = None) -> Trace:
             continue
         seen_any = True
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problems.add(line_no, f"not valid JSON ({exc.msg}); each line must be one JSON object")
+            obj = loads_json(text)
+        except DocumentProblem as exc:
+            problems.add(line_no, f"{exc.message} (a Mooncake trace has one JSON object per line)")
             continue
         if not isinstance(obj, dict):
             problems.add(line_no, "expected a JSON object with timestamp, input_length, output_length")
@@ -279,10 +320,12 @@ def read_mooncake_jsonl(path: str | Path, name: str | None = None) -> Trace:
             continue
         bad_len = [
             k for k, v in (("input_length", n_in), ("output_length", n_out))
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v != int(v) or v <= 0
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v != int(v)
+            or not 0 < v <= MAX_TOKENS_PER_REQUEST
         ]
         if bad_len:
-            problems.add(line_no, f"{', '.join(bad_len)} must be a positive integer; fix or drop the line")
+            problems.add(line_no, f"{', '.join(bad_len)} must be a positive integer of at most "
+                         f"{MAX_TOKENS_PER_REQUEST:,}; fix or drop the line")
             continue
         t = float(ts) / 1000.0
         if t < previous:
@@ -509,6 +552,10 @@ def synthetic_trace(
         raise TraceError(f"{name}: synthetic duration_s must be a positive number (got {duration_s!r})")
     if mean_rate_per_s <= 0 or not math.isfinite(mean_rate_per_s):
         raise TraceError(f"{name}: synthetic mean rate must be a positive number of requests/s")
+    if mean_rate_per_s * duration_s > MAX_REQUESTS:
+        raise TraceError(f"{name}: {mean_rate_per_s:g} requests/s for {_span_text(duration_s)} is about "
+                         f"{mean_rate_per_s * duration_s:,.0f} requests, more than the {MAX_REQUESTS:,} a trace may "
+                         "hold; lower the rate (or rate scale) or the duration")
     shape = shape or ConstantShape()
     rng = np.random.default_rng(seed)
     grid = np.linspace(0.0, duration_s, 4097)
@@ -519,6 +566,9 @@ def synthetic_trace(
         if 0 <= extra < duration_s:
             peak_mult = max(peak_mult, float(shape.multiplier(np.asarray([extra]))[0]))
     peak = mean_rate_per_s * peak_mult
+    if peak * duration_s > 4 * MAX_REQUESTS:  # thinning draws at the peak rate: a spiky shape could still explode
+        raise TraceError(f"{name}: the rate shape's peak ({peak:g} requests/s) over {_span_text(duration_s)} draws "
+                         f"more than {4 * MAX_REQUESTS:,} candidate requests; lower the peak or the duration")
 
     def rate(t: FloatArray) -> FloatArray:
         return mean_rate_per_s * shape.multiplier(t)
@@ -564,6 +614,9 @@ def scale_rate(trace: Trace, k: float, seed: int = 0, spread_s: float = 60.0) ->
     if k == 1:
         return trace
     n = len(trace)
+    if k * n > MAX_REQUESTS:
+        raise TraceError(f"{trace.name}: rate scale {k:g} makes about {k * n:,.0f} requests, more than the "
+                         f"{MAX_REQUESTS:,} a trace may hold; lower --rate-scale or replay less with --duration-s")
     whole = math.floor(k)
     frac = k - whole
     copies = whole + (1 if frac > 1e-12 else 0)
@@ -596,6 +649,51 @@ def scale_rate(trace: Trace, k: float, seed: int = 0, spread_s: float = 60.0) ->
         isl_tokens=np.concatenate(parts_i)[order],
         osl_tokens=np.concatenate(parts_o)[order],
     )
+
+
+def compress_gaps(trace: Trace, max_gap_s: float) -> Trace:
+    """The trace with every silence between consecutive requests longer than ``max_gap_s`` shortened to it
+    (``--compress-gaps-s``): idle nights or traces joined together replay without ticking an idle cluster for
+    hours. Requests keep their order and lengths; only the arrivals after a long gap move earlier."""
+    if not (max_gap_s > 0 and math.isfinite(max_gap_s)):
+        raise TraceError(f"gap compression must be a positive number of seconds (got {max_gap_s!r}); "
+                         "e.g. --compress-gaps-s 60")
+    gaps = np.diff(trace.arrival_s)
+    if gaps.size == 0 or float(np.max(gaps)) <= max_gap_s:
+        return trace
+    arrival = np.concatenate(([0.0], np.cumsum(np.minimum(gaps, max_gap_s))))
+    return Trace(trace.name, arrival, trace.isl_tokens, trace.osl_tokens)
+
+
+def _span_text(seconds: float) -> str:
+    """A duration as a person reads it: ``45 s``, ``3.5 h``, ``12.0 days``, ``3.0 years``."""
+    if seconds >= 365.25 * 86400:
+        return f"{seconds / (365.25 * 86400):,.1f} years"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:,.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:,.0f} s"
+
+
+def check_extent(trace: Trace, source: str, *, max_span_s: float = MAX_SPAN_S, max_gap_s: float = MAX_GAP_S) -> None:
+    """Refuse a trace the simulator would replay for hours on end (it ticks through every second of the span):
+    a silence between two requests over ``max_gap_s``, or a span over ``max_span_s``. The line names the
+    figure and the options that fix it (``--compress-gaps-s``, ``--duration-s``)."""
+    if len(trace) > 1:
+        gaps = np.diff(trace.arrival_s)
+        i = int(np.argmax(gaps))
+        if float(gaps[i]) > max_gap_s:
+            raise TraceError(
+                f"{source}: requests {i + 1} and {i + 2} (in arrival order) are {_span_text(float(gaps[i]))} apart, "
+                f"more than the {_span_text(max_gap_s)} of silence a trace may hold (traces joined together, or "
+                "timestamps in the wrong unit?); pass --compress-gaps-s 60 to shorten every gap to 60 s, or "
+                "--duration-s to replay only the start")
+    if trace.duration_s > max_span_s:
+        raise TraceError(
+            f"{source}: spans {_span_text(trace.duration_s)} from its first request to its last, more than the "
+            f"{_span_text(max_span_s)} the simulator replays (it ticks through every second); pass --duration-s "
+            "to replay only the start, or check the timestamps' unit (Mooncake: milliseconds)")
 
 
 def truncate(trace: Trace, duration_s: float) -> Trace:

@@ -48,6 +48,16 @@ PLANNER_ACCESS: tuple[tuple[str, str, str, str], ...] = (
     ("create", "", "events", ""),
 )
 
+
+def planner_access(budget_configmap: str) -> tuple[tuple[str, str, str, str, str], ...]:
+    """Every right the planner needs as (verb, group, resource, subresource, name): PLANNER_ACCESS in the DGD's
+    namespace, plus its admin budget's ConfigMap (live/budget_store.py), which the chart grants by name."""
+    return (
+        *((verb, group, resource, sub, "") for verb, group, resource, sub in PLANNER_ACCESS),
+        ("create", "", "configmaps", "", ""),
+        *((verb, "", "configmaps", "", budget_configmap) for verb in ("get", "patch")),
+    )
+
 CHECK_NAMES = (
     "kubernetes-api", "rbac", "dgd", "prometheus", "frontend-metrics", "planner", "agents", "agent-series",
     "annotations", "applied-limits", "budget",
@@ -68,6 +78,7 @@ class VerifySettings:
     prefill_service: str | None = None
     decode_service: str | None = None
     resource_name: str = "nvidia.com/gpu"
+    budget_configmap: str = "powerplanner-budget"  # budget.admin.state_configmap
     max_age_s: float = 120.0
     tolerance_watts: float = 1.0
     planner_selector: Mapping[str, str] = field(
@@ -138,10 +149,12 @@ class Verifier:
             return skipped(name, "kubernetes-api")
         denied: list[str] = []
         errors: list[str] = []
-        for verb, group, resource, sub in PLANNER_ACCESS:
+        access = planner_access(self.s.budget_configmap)
+        for verb, group, resource, sub, object_name in access:
             what = f"{verb} {resource}{'/' + sub if sub else ''}{'.' + group if group else ''}"
+            what += f" {object_name}" if object_name else ""
             try:
-                allowed, reason = self.cluster.may(verb, group, resource, self.s.namespace, sub)
+                allowed, reason = self.cluster.may(verb, group, resource, self.s.namespace, sub, object_name)
             except ClusterError as exc:
                 errors.append(f"{what}: {exc.message}")
                 continue
@@ -151,11 +164,11 @@ class Verifier:
             return failed(name, "SelfSubjectAccessReview failed", "the API must accept SelfSubjectAccessReviews "
                           "(authorization.k8s.io/v1); check the API server's authorization mode", tuple(errors))
         if denied:
-            return failed(name, f"{len(denied)} of {len(PLANNER_ACCESS)} rights the planner needs are missing",
+            return failed(name, f"{len(denied)} of {len(access)} rights the planner needs are missing",
                           "install the chart with rbac.create=true (Role <release>-powerplanner-planner in namespace "
                           f"{self.s.namespace}); run verify as the planner (--as system:serviceaccount:<release "
                           "namespace>:<release>-powerplanner-planner) to check its ServiceAccount", tuple(denied))
-        return passed(name, f"all {len(PLANNER_ACCESS)} rights the planner needs are granted in {self.s.namespace}")
+        return passed(name, f"all {len(access)} rights the planner needs are granted in {self.s.namespace}")
 
     def check_dgd(self) -> CheckResult:
         name = "dgd"

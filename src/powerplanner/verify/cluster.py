@@ -73,16 +73,16 @@ class ClusterReader:
         except (ValueError, AttributeError):
             return "unknown"
 
-    def may(self, verb: str, group: str, resource: str, namespace: str | None, subresource: str = "") -> tuple[
-        bool, str
-    ]:
-        """SelfSubjectAccessReview: may the current identity do ``verb`` on ``resource``? (allowed, reason)."""
-        body = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource,
-                                            "subresource": subresource, "namespace": namespace or ""}},
-        }
+    def may(self, verb: str, group: str, resource: str, namespace: str | None, subresource: str = "",
+            name: str = "") -> tuple[bool, str]:
+        """SelfSubjectAccessReview: may the current identity do ``verb`` on ``resource`` (the object ``name``
+        when given: rights the chart grants by resourceNames)? (allowed, reason)."""
+        attributes = {"verb": verb, "group": group, "resource": resource, "subresource": subresource,
+                      "namespace": namespace or ""}
+        if name:
+            attributes["name"] = name
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes}}
         api: Any = kubernetes.client.AuthorizationV1Api(self._client)
         try:
             resp = api.create_self_subject_access_review(body, _preload_content=False, _request_timeout=TIMEOUT_S)

@@ -82,6 +82,7 @@ def build_verifier(
         prefill_service=cfg.kubernetes.prefill_service if cfg else None,
         decode_service=cfg.kubernetes.decode_service if cfg else None,
         resource_name=cfg.agent.resource_name if cfg else "nvidia.com/gpu",
+        budget_configmap=cfg.budget.admin.state_configmap if cfg else "powerplanner-budget",
         max_age_s=max_age_s,
     )
     if planner_selector is not None:

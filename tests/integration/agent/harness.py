@@ -22,10 +22,12 @@ from typing import Any
 import httpx
 import yaml
 
+from powerplanner.contract import DGD_LABEL, POWER_LIMIT_ANNOTATION
 from tests.fixtures.nvml import FakeNvml
 
 NODE = "gpu-node-1"
-ANNOTATION = "dynamo.nvidia.com/gpu-power-limit"
+ANNOTATION = POWER_LIMIT_ANNOTATION
+NAMESPACE = "llm"  # where pod_body puts pods, and the namespace the agent configs allow unless told otherwise
 
 
 def free_port() -> int:
@@ -54,6 +56,8 @@ def write_kubeconfig(path: Path, server_url: str) -> Path:
 def write_agent_config(
     directory: Path, server_url: str, kubelet_socket: Path, metrics_port: int, **agent: Any
 ) -> Path:
+    """An agent config for the fake peers: the agent's defaults (parking on) except what ``agent`` overrides,
+    with :data:`NAMESPACE` allowed (the agent's default allows no namespace)."""
     directory.mkdir(parents=True, exist_ok=True)
     kubeconfig = write_kubeconfig(directory / "kubeconfig.yaml", server_url)
     section = {
@@ -64,6 +68,7 @@ def write_agent_config(
         "metrics_bind": f"127.0.0.1:{metrics_port}",
         "resync_s": 5.0,
         "proc_root": str(directory / "proc"),
+        "allowed_namespaces": [NAMESPACE],
     }
     section.update(agent)
     config = {"budget": {"watts": 10000}, "kubernetes": {"kubeconfig": str(kubeconfig)}, "agent": section}
@@ -72,14 +77,16 @@ def write_agent_config(
     return path
 
 
-def pod_body(name: str, namespace: str = "llm", watts: str | None = None, node: str = NODE,
-             uid: str | None = None) -> dict[str, Any]:
+def pod_body(name: str, namespace: str = NAMESPACE, watts: str | None = None, node: str = NODE,
+             uid: str | None = None, dgd: str | None = "llm") -> dict[str, Any]:
+    """A running pod on ``node``; a Dynamo worker of DGD ``dgd`` (its label) unless ``dgd`` is None."""
     annotations = {ANNOTATION: watts} if watts is not None else {}
+    labels = {DGD_LABEL: dgd} if dgd is not None else {}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "uid": uid or str(uuid.uuid4()),
-                     "annotations": annotations},
+                     "annotations": annotations, "labels": labels},
         "spec": {"nodeName": node, "containers": [{"name": "main", "image": "vllm"}]},
         "status": {"phase": "Running"},
     }

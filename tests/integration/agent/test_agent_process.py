@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 import kubernetes
 import pytest
 
+from powerplanner.agent.policy import EMPTY_NAMESPACES_LINE
+from powerplanner.contract import AGENT_CONTAINER_LABEL, AGENT_NAMESPACE_LABEL, AGENT_POD_LABEL
 from tests.fixtures.k8s import EmulatedCluster
 from tests.fixtures.kubelet import FakeKubelet, PodDevices
 from tests.fixtures.nvml import (
@@ -54,11 +57,13 @@ class Env:
         return self.nvml.read().gpus[index].uuid
 
     def add_pod(self, name: str, gpus: list[int], watts: str | None, namespace: str = "llm",
-                uid: str | None = None) -> None:
-        self.api.create_namespaced_pod(namespace, pod_body(name, namespace, watts, uid=uid))
+                uid: str | None = None, dgd: str | None = "llm", device_ids: tuple[str, ...] = ()) -> None:
+        """A pod holding ``gpus`` (or the kubelet's ``device_ids``); a Dynamo worker unless ``dgd`` is None."""
+        self.api.create_namespaced_pod(namespace, pod_body(name, namespace, watts, uid=uid, dgd=dgd))
+        devices = device_ids or tuple(self.uuid(i) for i in gpus)
         self.kubelet.set_pods(
             [p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)]
-            + ([PodDevices(namespace, name, "main", tuple(self.uuid(i) for i in gpus))] if gpus else [])
+            + ([PodDevices(namespace, name, "main", devices)] if devices else [])
         )
 
     def annotate(self, name: str, watts: str, namespace: str = "llm") -> None:
@@ -110,10 +115,11 @@ def test_annotations_become_limits_and_sigterm_restores_every_changed_gpu(env: E
     # A pod of another node (the emulator ignores the field selector; the agent filters client-side).
     env.api.create_namespaced_pod("llm", pod_body("elsewhere", "llm", "210", node="gpu-node-2"))
     env.kubelet.set_pods([*env.kubelet.pods, PodDevices("llm", "elsewhere", "main", (env.uuid(3),))])
-    # Grace off: a holder the watch never delivers is then released at once (with the grace on it would wait
-    # parked for 60 s, test_policy covers that); either way its 210 W annotation is never applied.
+    # Parking off and grace off: a GPU without a cap goes back to its original limit, and a holder the watch
+    # never delivers is released at once (parking on keeps it parked: see the parking tests below); either way
+    # its 210 W annotation is never applied.
     # restore_on_exit always: this test is about the restore path (the default hands over: test_agent_lifecycle).
-    agent = env.agent(new_pod_grace_s=0, restore_on_exit="always")
+    agent = env.agent(new_pod_grace_s=0, park=False, restore_on_exit="always")
     env.until(lambda: env.limits() == [300, 300, 700, 700])
     assert env.state_file() == {env.uuid(0): 700.0, env.uuid(1): 700.0}
 
@@ -122,9 +128,10 @@ def test_annotations_become_limits_and_sigterm_restores_every_changed_gpu(env: E
     env.annotate("decode-0", "400")
     env.until(lambda: env.limits() == [250, 250, 400, 700])
     text = agent.metrics()
-    assert metric_value(text, "powerplanner_agent_gpu_power_limit_applied_watts", gpu="0", pod="prefill-0",
-                        namespace="llm", container="main") == 250
-    assert metric_value(text, "powerplanner_agent_gpu_power_limit_requested_watts", gpu="2", pod="decode-0") == 400
+    workload = {AGENT_POD_LABEL: "prefill-0", AGENT_NAMESPACE_LABEL: "llm", AGENT_CONTAINER_LABEL: "main"}
+    assert metric_value(text, "powerplanner_agent_gpu_power_limit_applied_watts", gpu="0", **workload) == 250
+    assert metric_value(text, "powerplanner_agent_gpu_power_limit_requested_watts", gpu="2",
+                        **{AGENT_POD_LABEL: "decode-0"}) == 400
     assert metric_value(text, "powerplanner_agent_gpu_power_draw_watts", gpu="0") == 250  # min(demand, limit)
     assert metric_value(text, "powerplanner_agent_gpu_energy_joules_total", gpu="1") == 2000
 
@@ -200,7 +207,7 @@ def test_kubelet_socket_missing_falls_back_to_nvml_processes_and_cgroups(env: En
     env.nvml.update_gpu(1, procs=(4242,))
     env.add_pod("decode-0", [], "280", uid=uid)
     agent = env.agent(kubelet_socket=str(env.workdir / "no-such-kubelet.sock"))
-    env.until(lambda: env.limits() == [700, 280, 700, 700])
+    env.until(lambda: env.limits() == [200, 280, 200, 200])  # the GPUs no process of a pod uses are parked
     assert agent.terminate() == 0 and env.limits()[1] == 280  # handed over
 
 
@@ -245,13 +252,13 @@ def test_watch_5xx_and_dropped_watch_recover(env: Env) -> None:
 def test_killed_mid_apply_then_restarted_recovers_and_restores_the_original(env: Env) -> None:
     env.add_pod("p", [0], "300")
     env.nvml.set_delay("nvmlDeviceSetPowerManagementLimit", 5000)
-    first = env.agent()
+    first = env.agent(park=False)  # parking off: only GPU 0 is ever changed
     env.until(lambda: env.state_file() == {env.uuid(0): 700.0})  # recorded before the set, which now hangs
     first.signal(signal.SIGKILL)
     first.wait()
     env.nvml.clear_errors()
     assert env.limits()[0] == 700
-    second = env.agent()
+    second = env.agent(park=False)
     env.until(lambda: env.limits()[0] == 300)
     assert env.state_file() == {env.uuid(0): 700.0}  # still the true original, not a cap
     env.delete_pod("p")
@@ -261,7 +268,7 @@ def test_killed_mid_apply_then_restarted_recovers_and_restores_the_original(env:
     second.signal(signal.SIGKILL)
     second.wait()
     env.delete_pod("q")
-    third = env.agent()  # start-up restores the GPU whose pod is gone
+    third = env.agent(park=False)  # start-up restores the GPU whose pod is gone
     env.until(lambda: env.limits() == [700, 700, 700, 700] and env.state_file() == {})
     assert third.terminate() == 0
 
@@ -308,3 +315,77 @@ def test_simulated_gpus_for_a_demo(env: Env) -> None:
                                    uuid="GPU-sim-0001") == 300)
     assert agent.terminate() == 0
     assert env.nvml.set_calls() == []  # the real (fake) NVML is never touched
+
+
+def test_parking_by_default_new_workers_wait_parked_and_freed_gpus_go_back_to_the_park_limit(env: Env) -> None:
+    """The defaults (parking on): free GPUs and a worker without its cap sit at the GPU minimum (200 W), the
+    worker rises when its cap arrives, and a GPU whose pod is gone goes back to the park limit, not to 700 W."""
+    env.add_pod("prefill-0", [0], None)
+    env.add_pod("other-app", [3], "1", dgd=None)  # not a Dynamo worker: its GPU is released, its "1" ignored
+    agent = env.agent()
+    env.until(lambda: env.limits() == [200, 200, 200, 700])
+    env.annotate("prefill-0", "450")
+    env.until(lambda: env.limits() == [450, 200, 200, 700])
+    env.add_pod("decode-0", [1], "380")
+    env.until(lambda: env.limits() == [450, 380, 200, 700])
+    env.delete_pod("prefill-0")
+    env.until(lambda: env.limits() == [200, 380, 200, 700])
+    assert agent.proc is not None and agent.proc.poll() is None
+
+
+def test_a_time_sliced_gpu_keeps_the_workers_cap_whatever_tenants_ask(env: Env) -> None:
+    """The issue's case: a worker asks 450 W on a time-sliced GPU; a DGD-labelled tenant in another namespace and
+    an unlabelled pod in the worker's namespace both ask "1" on slices of the same GPU. Before, 200 W."""
+    gpu = env.uuid(1)
+    env.add_pod("decode-0", [], "450", device_ids=(f"{gpu}::0",))
+    env.add_pod("job", [], "1", namespace="tenant", device_ids=(f"{gpu}::1",))
+    env.add_pod("notebook", [], "1", dgd=None, device_ids=(f"{gpu}::2",))
+    agent = env.agent()
+    env.until(lambda: env.limits()[1] == 450)
+    env.annotate("decode-0", "430")  # a pass after the tenants are known: still the worker's cap
+    env.until(lambda: env.limits()[1] == 430)
+    assert metric_value(agent.metrics(), "powerplanner_agent_gpu_power_limit_requested_watts", gpu="1",
+                        **{AGENT_POD_LABEL: "decode-0", AGENT_NAMESPACE_LABEL: "llm"}) == 430
+    assert "tenant/job" not in agent.log() and "llm/notebook" not in agent.log()  # their annotations are not read
+
+
+@pytest.mark.parametrize("park", [True, False])
+def test_a_holder_the_watch_cannot_deliver_stays_parked_while_parking_is_on(env: Env, park: bool) -> None:
+    """The agent's API access fails mid-run (403 on every pod list and watch), and the kubelet hands a GPU to a
+    pod the agent cannot see. Parking on: that GPU stays at the park limit past the grace, for as long as the
+    API stays unreachable. Parking off: it goes back to 700 W once the grace (1 s here) is over."""
+    env.add_pod("prefill-0", [0], "300")
+    agent = env.agent(park=park, new_pod_grace_s=1.0, resync_s=0.3)
+    env.until(lambda: env.limits()[0] == 300)
+    env.cluster.inject("GET", "pods", status=403, times=100_000)
+    _drop_watches(env.cluster)
+    env.until(lambda: (metric_value(agent.metrics(), "powerplanner_agent_watch_restarts_total", reason="http_403")
+                       or 0) >= 1)
+    env.kubelet.set_pods([*env.kubelet.pods, PodDevices("llm", "prefill-1", "main", (env.uuid(1),))])
+
+    def passes() -> float:
+        return metric_value(agent.metrics(), "powerplanner_agent_reconcile_duration_seconds_count") or 0
+
+    if park:
+        env.until(lambda: env.limits()[1] == 200)  # parked: it may be a new worker
+        time.sleep(1.5)  # past the grace; then let at least two more passes run
+        seen = passes()
+        env.until(lambda: passes() >= seen + 2)
+        assert env.limits()[:2] == [300, 200]
+    else:
+        env.until(lambda: env.limits()[1] == 700)
+    env.cluster.clear_faults()
+
+
+def test_no_allowed_namespace_honours_no_cap_and_says_so(env: Env) -> None:
+    env.add_pod("prefill-0", [0], "300")
+    agent = env.agent(allowed_namespaces=[])
+    # Free GPUs are parked; the pod is not managed (as any pod of a namespace not allowed), so its 300 W is
+    # ignored and its GPU keeps its original limit.
+    env.until(lambda: env.limits() == [700, 200, 200, 200])
+    count = "powerplanner_agent_reconcile_duration_seconds_count"
+    seen = metric_value(agent.metrics(), count) or 0
+    env.annotate("prefill-0", "250")  # the pod change wakes a pass, which changes nothing
+    env.until(lambda: (metric_value(agent.metrics(), count) or 0) > seen)
+    assert env.limits() == [700, 200, 200, 200]
+    assert agent.log().count(EMPTY_NAMESPACES_LINE) == 1

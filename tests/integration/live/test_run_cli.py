@@ -143,3 +143,11 @@ def test_process_serves_metrics_and_stops_on_sigterm(tmp_path: Path, live_promet
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_admin_bind_flag_overrides_the_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config(tmp_path, "http://127.0.0.1:1", tmp_path / "no-kubeconfig",
+                  budget={"watts": 16000, "admin": {"enabled": True, "token": "t"}})
+    assert main(["run", "--config", str(path), "--once", "--admin-bind", "pod-ip-missing"]) == 2
+    (line,) = error_lines(capsys)
+    assert line.startswith("error: budget.admin.bind: 'pod-ip-missing' is not host:port")

@@ -9,7 +9,7 @@ import pytest
 
 from powerplanner.contract import POWER_LIMIT_ANNOTATION
 from powerplanner.verify import CheckResult, Report, Status
-from powerplanner.verify.checks import CHECK_NAMES, PLANNER_ACCESS
+from powerplanner.verify.checks import CHECK_NAMES, planner_access
 from tests.fixtures.k8s import PODS
 from tests.integration.verify.conftest import World, as_json, only_failing, statuses
 from tests.integration.verify.world import AGENT_NS, DGD, NS, add_component_pod
@@ -28,7 +28,10 @@ def test_healthy_installation_passes_every_check(world: World) -> None:
     assert any("sum of applied limits on the worker GPUs (agents) 1600 W" in d for d in budget.details)
     # One SelfSubjectAccessReview per right the planner needs, in the DGD's namespace.
     reviews = world.cluster.call(lambda: list(world.cluster.emulator.reviews))
-    assert len(reviews) == len(PLANNER_ACCESS)
+    assert len(reviews) == len(planner_access("powerplanner-budget"))
+    named = [r["spec"]["resourceAttributes"] for r in reviews if r["spec"]["resourceAttributes"].get("name")]
+    assert {(a["verb"], a["resource"], a["name"]) for a in named} == {("get", "configmaps", "powerplanner-budget"),
+                                                                   ("patch", "configmaps", "powerplanner-budget")}
     assert {r["spec"]["resourceAttributes"]["namespace"] for r in reviews} == {NS}
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,15 @@ from powerplanner.agent.policy import AgentPolicy, Holding, PodInfo
 from powerplanner.agent.reconciler import Reconciler
 from powerplanner.agent.sim_backend import SimGpuBackend, sim_gpus
 from powerplanner.agent.state import StateStore
+
+# Most reconciler tests are about caps and releases: namespace "llm" allowed, parking off, so a GPU without a
+# cap goes back to its original limit (700 W). Tests of parking (the default) say park=True.
+RELEASE_POLICY = AgentPolicy(allowed_namespaces=frozenset({"llm"}), park=False)
+
+
+def agent_policy(**changes: Any) -> AgentPolicy:
+    """:data:`RELEASE_POLICY` with ``changes``."""
+    return replace(RELEASE_POLICY, **changes)
 
 
 @dataclass
@@ -39,9 +51,10 @@ class World:
         return self.backend.gpus()[index].uuid
 
     def put_pod(self, name: str, gpus: list[int], watts: str | None, namespace: str = "llm",
-                revision: int | None = None) -> None:
+                revision: int | None = None, dgd_worker: bool = True) -> None:
+        """A pod holding ``gpus``; a Dynamo worker (DGD label) unless ``dgd_worker=False``."""
         self.pods[(namespace, name)] = PodInfo(namespace, name, uid=f"uid-{namespace}-{name}", annotation=watts,
-                                               revision=revision)
+                                               revision=revision, dgd_worker=dgd_worker)
         self.mapper.table = [h for h in self.mapper.table if (h.namespace, h.pod) != (namespace, name)]
         self.mapper.table += [Holding(self.uuid(i), namespace, name, "main") for i in gpus]
 
@@ -58,7 +71,7 @@ class World:
 
     def restart(self, policy: AgentPolicy | None = None, dry_run: bool = False) -> World:
         """A new agent process over the same GPUs, pods and state file."""
-        return make_world(self.state.path, policy or AgentPolicy(), backend=self.backend, mapper=self.mapper,
+        return make_world(self.state.path, policy or RELEASE_POLICY, backend=self.backend, mapper=self.mapper,
                           pods=self.pods, dry_run=dry_run)
 
 
@@ -70,6 +83,7 @@ def make_world(
     mapper: StaticMapper | None = None,
     pods: dict[tuple[str, str], PodInfo] | None = None,
     dry_run: bool = False,
+    wall_clock: Callable[[], float] = time.time,
 ) -> World:
     backend = backend or SimGpuBackend(sim_gpus(gpu_count))
     mapper = mapper or StaticMapper()
@@ -77,8 +91,8 @@ def make_world(
     state = StateStore(state_path, "node-a", backend.gpus())
     metrics = AgentMetrics(backend)
     snapshot = pods
-    reconciler = Reconciler(backend, mapper, lambda: dict(snapshot), state, metrics, policy or AgentPolicy(),
-                            dry_run=dry_run, sleep=lambda _s: None)
+    reconciler = Reconciler(backend, mapper, lambda: dict(snapshot), state, metrics, policy or RELEASE_POLICY,
+                            dry_run=dry_run, sleep=lambda _s: None, wall_clock=wall_clock)
     return World(backend, mapper, pods, state, metrics, reconciler)
 
 

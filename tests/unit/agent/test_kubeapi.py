@@ -119,3 +119,23 @@ def test_get_errors_are_typed(handler: Callable[[httpx.Request], httpx.Response]
     assert isinstance(info.value, KubeApiError)
     if isinstance(info.value, ApiError):
         assert info.value.status in (403, 404, 500)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("a: 1\na: 2\n", "duplicate key"),
+    ("[" * 200 + "]" * 200, "nested"),
+    ("- just\n- a list\n", "not a mapping"),
+])
+def test_a_hostile_kubeconfig_is_one_line(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(EndpointError) as info:
+        endpoint_from(str(path))
+    (line,) = info.value.lines
+    assert str(path) in line and says in line
+
+
+def test_dev_zero_as_a_kubeconfig_is_one_line() -> None:
+    with pytest.raises(EndpointError) as info:
+        endpoint_from("/dev/zero")
+    assert len(info.value.lines) == 1 and "/dev/zero" in info.value.lines[0]

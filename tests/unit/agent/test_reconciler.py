@@ -12,8 +12,15 @@ import pytest
 
 from powerplanner.agent import state as state_module
 from powerplanner.agent.gpu import InvalidArgument, NoPermission, NotSupported
-from powerplanner.agent.policy import AgentPolicy
-from tests.unit.agent.conftest import World, make_world
+from powerplanner.agent.policy import Holding
+from powerplanner.contract import AGENT_CONTAINER_LABEL, AGENT_NAMESPACE_LABEL, AGENT_POD_LABEL
+from tests.unit.agent.conftest import World, agent_policy, make_world
+
+
+def gpu_labels(world: World, gpu: int, pod: str, namespace: str = "llm", container: str = "main") -> dict[str, str]:
+    """The labels of one GPU's series, by the contract's names (the workload in pod_name, pod_namespace, ...)."""
+    return {"gpu": str(gpu), "uuid": world.uuid(gpu), AGENT_POD_LABEL: pod, AGENT_NAMESPACE_LABEL: namespace,
+            AGENT_CONTAINER_LABEL: container}
 
 
 def test_caps_the_gpus_a_pod_holds_and_only_on_change(world: World) -> None:
@@ -49,7 +56,7 @@ def test_lowest_request_wins_on_a_shared_gpu(world: World) -> None:
 
 
 def test_clamps_to_gpu_and_node_policy_and_counts_them(tmp_path: Path) -> None:
-    w = make_world(tmp_path / "s.json", AgentPolicy(floor_watts=250, ceiling_watts=600))
+    w = make_world(tmp_path / "s.json", agent_policy(floor_watts=250, ceiling_watts=600))
     w.put_pod("low", [0], "100")
     w.put_pod("high", [1], "900")
     w.reconciler.reconcile()
@@ -102,20 +109,48 @@ def test_bad_annotation_on_a_fresh_gpu_leaves_it_untouched(world: World) -> None
 
 
 def test_namespace_not_allowed_changes_nothing(tmp_path: Path) -> None:
-    w = make_world(tmp_path / "s.json", AgentPolicy(allowed_namespaces=frozenset({"llm"})))
+    w = make_world(tmp_path / "s.json", agent_policy())
     w.put_pod("intruder", [0], "200", namespace="other")
+    w.put_pod("unlabelled", [1], "200", dgd_worker=False)  # allowed namespace, but not a Dynamo worker
     w.reconciler.reconcile()
     assert w.backend.set_calls == []
 
 
-def test_parking_sets_free_gpus_to_the_park_limit_and_unparks_when_held(tmp_path: Path) -> None:
-    w = make_world(tmp_path / "s.json", AgentPolicy(park=True, park_watts=220))
-    w.put_pod("p", [0], None)  # holds GPU 0 without asking for a cap
+def test_no_allowed_namespace_honours_no_cap(tmp_path: Path) -> None:
+    w = make_world(tmp_path / "s.json", agent_policy(allowed_namespaces=frozenset()))
+    w.put_pod("p", [0], "200")
     w.reconciler.reconcile()
-    assert w.limits() == [700, 220, 220, 220]
+    assert w.backend.set_calls == []
+
+
+def test_parking_keeps_free_gpus_and_workers_without_a_cap_parked(tmp_path: Path) -> None:
+    w = make_world(tmp_path / "s.json", agent_policy(park=True, park_watts=220))
+    w.put_pod("p", [0], None)  # a Dynamo worker the planner has not annotated yet: parked, however old
+    w.put_pod("other", [3], None, dgd_worker=False)  # someone else's workload: its GPU is not ours to park
+    w.reconciler.reconcile()
+    assert w.limits() == [220, 220, 220, 700]
     w.put_pod("q", [1], "500")
+    w.put_pod("p", [0], "300")
     w.reconciler.reconcile()
-    assert w.limits() == [700, 500, 220, 220]
+    assert w.limits() == [300, 500, 220, 700]
+    w.delete_pod("q")  # its GPU goes to the park limit, not back to 700 W
+    w.reconciler.reconcile()
+    assert w.limits() == [300, 220, 220, 700]
+    w.put_pod("p", [0], None)  # its annotation removed: parked again (fail closed)
+    w.reconciler.reconcile()
+    assert w.limits() == [220, 220, 220, 700]
+
+
+def test_parking_keeps_a_holder_the_pod_watch_never_delivered_parked(tmp_path: Path) -> None:
+    """The agent's API access fails: the kubelet reports a pod the watch cannot deliver. Parking on: its GPU
+    stays parked for as long as that lasts (with parking off it would be released after the grace)."""
+    clock = [1_000.0]
+    w = make_world(tmp_path / "s.json", agent_policy(park=True, new_pod_grace_s=60.0), wall_clock=lambda: clock[0])
+    w.mapper.table = [Holding(w.uuid(0), "llm", "unseen", "main")]
+    for now in (1_000.0, 1_059.0, 1_061.0, 5_000.0):
+        clock[0] = now
+        w.reconciler.reconcile()
+        assert w.limits() == [200, 200, 200, 200], now
 
 
 def test_dry_run_changes_nothing_and_writes_no_state(tmp_path: Path) -> None:
@@ -224,7 +259,7 @@ def test_a_corrupt_file_left_by_a_predecessor_restores_the_default_not_the_cap(t
 def test_a_restart_hands_over_without_a_single_set(tmp_path: Path, park: bool) -> None:
     """SIGTERM leaves the limits and the state file; the next agent's first pass finds every GPU where its plan
     wants it and writes nothing (the budget holds across the restart)."""
-    policy = AgentPolicy(park=park)
+    policy = agent_policy(park=park)
     w = make_world(tmp_path / "state.json", policy)
     w.put_pod("p", [0, 1], "300")
     w.put_pod("q", [2], "450")
@@ -241,7 +276,7 @@ def test_a_restart_hands_over_without_a_single_set(tmp_path: Path, park: bool) -
 @pytest.mark.parametrize(("park", "expected"), [(False, 700), (True, 200)])
 def test_at_start_up_a_gpu_whose_pod_is_gone_follows_the_normal_plan(tmp_path: Path, park: bool,
                                                                       expected: float) -> None:
-    policy = AgentPolicy(park=park)
+    policy = agent_policy(park=park)
     w = make_world(tmp_path / "state.json", policy)
     w.put_pod("p", [0], "300")
     w.put_pod("q", [1], "400")
@@ -303,8 +338,7 @@ def test_the_revision_acted_on_is_exported_for_the_planner(world: World) -> None
     reg = world.metrics.registry
 
     def revision(gpu: int, pod: str) -> float | None:
-        labels = {"gpu": str(gpu), "uuid": world.uuid(gpu), "pod": pod, "namespace": "llm", "container": "main"}
-        return reg.get_sample_value("powerplanner_agent_gpu_power_limit_revision", labels)
+        return reg.get_sample_value("powerplanner_agent_gpu_power_limit_revision", gpu_labels(world, gpu, pod))
 
     assert revision(0, "p") is None  # nothing acted on yet
     world.reconciler.reconcile()
@@ -317,7 +351,7 @@ def test_the_revision_acted_on_is_exported_for_the_planner(world: World) -> None
 def test_gpu_default_metrics_are_published(world: World) -> None:
     world.put_pod("p", [0], "300")
     world.reconciler.reconcile()
-    labels = {"gpu": "0", "uuid": world.uuid(0), "pod": "p", "namespace": "llm", "container": "main"}
+    labels = gpu_labels(world, 0, "p")
     reg = world.metrics.registry
     assert reg.get_sample_value("powerplanner_agent_gpu_power_limit_requested_watts", labels) == 300
     assert reg.get_sample_value("powerplanner_agent_gpu_power_limit_applied_watts", labels) == 300

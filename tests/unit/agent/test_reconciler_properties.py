@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from powerplanner.agent.gpu import GpuLost, InvalidArgument, NoPermission, NotSupported
 from powerplanner.agent.policy import AgentPolicy
-from tests.unit.agent.conftest import make_world
+from tests.unit.agent.conftest import agent_policy, make_world
 
 ANNOTATIONS = st.one_of(
     st.none(),
@@ -20,7 +20,7 @@ ANNOTATIONS = st.one_of(
 )
 OPS = st.one_of(
     st.tuples(st.just("put"), st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["llm", "other"]),
-              st.sets(st.integers(0, 3), max_size=3), ANNOTATIONS),
+              st.sets(st.integers(0, 3), max_size=3), ANNOTATIONS, st.booleans()),
     st.tuples(st.just("delete"), st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["llm", "other"])),
     st.tuples(st.just("fault"), st.integers(0, 3),
               st.sampled_from([NoPermission, NotSupported, InvalidArgument, GpuLost])),
@@ -46,8 +46,8 @@ def test_limits_stay_safe_through_any_history_and_sigterm_restores_everything(
         gpus = {g.uuid: g for g in world.backend.gpus()}
         for op in ops:
             if op[0] == "put":
-                _, name, namespace, held, raw = op
-                world.put_pod(name, sorted(held), raw, namespace)
+                _, name, namespace, held, raw, dgd_worker = op
+                world.put_pod(name, sorted(held), raw, namespace, dgd_worker=dgd_worker)
             elif op[0] == "delete":
                 world.delete_pod(op[1], op[2])
             elif op[0] == "fault":
@@ -57,7 +57,7 @@ def test_limits_stay_safe_through_any_history_and_sigterm_restores_everything(
             start = len(world.backend.set_calls)
             result = world.reconciler.reconcile()
             managed = {h.gpu_uuid for h in world.mapper.table
-                       if (h.namespace, h.pod) in world.pods and policy.allows(h.namespace)}
+                       if (h.namespace, h.pod) in world.pods and policy.manages(world.pods[(h.namespace, h.pod)])}
             for uuid, watts in world.backend.set_calls[start:]:
                 gpu = gpus[uuid]
                 plan = result.plans[uuid]
@@ -86,7 +86,7 @@ def test_limits_stay_safe_through_any_history_and_sigterm_restores_everything(
 
 def test_restore_retries_a_transient_fault_and_keeps_a_persistent_one_for_the_next_start(tmp_path: Path) -> None:
     # The history hypothesis found: a GPU capped and at its target collects NVML faults that only a restore meets.
-    world = make_world(tmp_path / "state.json", AgentPolicy())
+    world = make_world(tmp_path / "state.json", agent_policy())
     world.put_pod("a", [0], "200")
     world.reconciler.reconcile()
     world.backend.fail(world.uuid(0), "set", NoPermission, times=2)

@@ -22,6 +22,7 @@ class FakeActuator:
     fail_on: set[str] = field(default_factory=set)
     read_error: KubernetesError | None = None
     revisions: dict[Role, int] = field(default_factory=lambda: {Role.PREFILL: 0, Role.DECODE: 0})  # +1 per cap write
+    gpus_per_replica: int = 4  # what the DGD states for both roles
 
     def read_state(self) -> ClusterState:
         if self.read_error is not None:
@@ -33,7 +34,7 @@ class FakeActuator:
             roles[role] = RoleCluster(service=role.value, spec_replicas=self.replicas[role],
                                       ready_replicas=self.replicas[role], starting_replicas=0,
                                       draining_replicas=self.draining if role is Role.DECODE else 0,
-                                      gpus_per_replica=4, pods=pods)
+                                      gpus_per_replica=self.gpus_per_replica, pods=pods)
         return ClusterState("llm", "default", "v1alpha1", self.ready, "Ready" if self.ready else "state=pending",
                             roles)
 

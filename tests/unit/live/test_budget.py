@@ -11,16 +11,14 @@ import pytest
 
 from powerplanner.config import AdminConfig, ScheduleEntry
 from powerplanner.errors import UserError
+from powerplanner.live.admin import AdminServer, AdminSettings, parse_bind, read_token
 from powerplanner.live.budget import (
     AdminBudget,
-    AdminServer,
     CompositeBudget,
     ConfigFileBudget,
     PromQLBudget,
     ScheduleBudget,
     StaticBudget,
-    parse_bind,
-    read_token,
 )
 from powerplanner.live.prometheus import PrometheusClient
 
@@ -77,7 +75,7 @@ def test_promql_budget_needs_one_positive_number() -> None:
 
 def test_admin_endpoint_needs_the_token_and_validates_the_body() -> None:
     admin = AdminBudget()
-    server = AdminServer("127.0.0.1:0", "s3cret", admin, lambda: {"decision": "x"}).start()
+    server = AdminServer(AdminSettings("127.0.0.1:0", "s3cret"), admin, lambda: {"decision": "x"}).start()
     host, port = server.address
     base = f"http://{host}:{port}"
     auth = {"Authorization": "Bearer s3cret"}

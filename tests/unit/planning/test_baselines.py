@@ -134,6 +134,15 @@ def test_dynamo_power_fails_closed_when_the_minimum_does_not_fit(profile: FakePr
     assert Reason.STARTUP_GATE in d.reasons and Reason.INFEASIBLE_MIN_REPLICAS in d.reasons
 
 
+def test_dynamo_power_is_infeasible_when_the_minimum_needs_more_gpus_than_the_pool(profile: FakeProfile) -> None:
+    """Dynamo's GPU ceiling returns (0, 0) when the minimums overshoot the pool (hypothesis found a TP8 prefill
+    with min_replicas 2 and gpu_pool 8): the decision must say infeasible, not quietly go below the minimum."""
+    config = make_config(gpu_pool=8, prefill={"min_replicas": 2})
+    d = make_planner(config, profile, "dynamo-power").tick(obs())
+    assert d.infeasible and Reason.INFEASIBLE_MIN_REPLICAS in d.reasons
+    assert "gpu_pool" in " ".join(d.notes)
+
+
 def test_dynamo_power_uses_the_static_caps(profile: FakeProfile) -> None:
     planner = make_planner(make_config(), profile, "dynamo-power", static_caps_watts={Role.PREFILL: 450.0,
                                                                                        Role.DECODE: 300.0})

@@ -24,8 +24,8 @@ def test_ours_holds_caps_on_idle_cap_ticks_after_scaling_to_minimum(profile: Fak
     planner = make_planner(config, profile, "ours")
     planner.tick(obs(time_s=0, rate=5.0))
     caps: list[tuple[float, float]] = []
-    for t in range(60, 301, 5):
-        d = planner.tick(obs(time_s=t, rate=0.0 if t % 10 else None, isl=None, osl=None,
+    for t in range(60, 301, 5):  # adjustment ticks see zero traffic; every other cap tick sees no data at all
+        d = planner.tick(obs(time_s=t, rate=None if t % 10 == 5 else 0.0, isl=None, osl=None,
                              prefill=_state(1, 200.0), decode=_state(1, 200.0)))
         caps.append((d.prefill.cap_watts, d.decode.cap_watts))
         if t == 60:

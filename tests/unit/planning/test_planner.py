@@ -115,12 +115,31 @@ def test_idle_scales_to_minimum_after_configured_ticks(profile: FakeProfile) -> 
     planner = make_planner(config, profile)
     busy = planner.tick(obs(time_s=0, rate=12.0))
     assert busy.prefill.replicas + busy.decode.replicas > 2
-    first_idle = planner.tick(obs(time_s=60, rate=None, isl=None, osl=None))
+    first_idle = planner.tick(obs(time_s=60, rate=0.0, isl=None, osl=None))
     assert Reason.HOLD_NO_DATA in first_idle.reasons
     assert first_idle.prefill.replicas == busy.prefill.replicas
     second_idle = planner.tick(obs(time_s=120, rate=0.0, isl=None, osl=None))
     assert Reason.IDLE_SCALE_TO_MIN in second_idle.reasons
     assert (second_idle.prefill.replicas, second_idle.decode.replicas) == (1, 1)
+
+
+def test_missing_rate_is_not_idle_and_restarts_the_idle_count(profile: FakeProfile) -> None:
+    """``None`` (absent or NaN series) is no evidence of zero traffic: it holds, and zero-traffic windows must
+    follow one another for ``idle_ticks_to_min`` adjustment ticks."""
+    config = make_config(idle_ticks_to_min=2, prefill={"min_replicas": 1}, decode={"min_replicas": 1})
+    planner = make_planner(config, profile)
+    busy = planner.tick(obs(time_s=0, rate=12.0))
+    held = (busy.prefill.replicas, busy.decode.replicas)
+    for i, rate in enumerate((None, None, 0.0, None, 0.0, None, None)):
+        d = planner.tick(obs(time_s=60.0 * (i + 1), rate=rate, isl=None, osl=None))
+        assert (d.prefill.replicas, d.decode.replicas) == held, (i, rate, d.reasons)
+        assert Reason.IDLE_SCALE_TO_MIN not in d.reasons
+        if rate is None:
+            assert Reason.METRICS_MISSING in d.reasons and Reason.HOLD_NO_DATA in d.reasons
+    d = planner.tick(obs(time_s=480, rate=0.0, isl=None, osl=None))
+    assert Reason.IDLE_SCALE_TO_MIN not in d.reasons  # one zero window so far
+    d = planner.tick(obs(time_s=540, rate=0.0, isl=None, osl=None))
+    assert Reason.IDLE_SCALE_TO_MIN in d.reasons and (d.prefill.replicas, d.decode.replicas) == (1, 1)
 
 
 @pytest.mark.parametrize(

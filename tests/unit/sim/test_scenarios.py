@@ -125,3 +125,54 @@ def test_an_unknown_field_points_to_the_page_that_lists_the_fields(tmp_path: Pat
     with pytest.raises(ConfigError) as info:
         load_scenario(str(write(tmp_path, "trace: {builtin: default}\nplanner: {adjustment_interval: 3}\n")))
     assert "see docs/configuration.md" in info.value.lines[0]
+
+
+def _years_trace(tmp_path: Path) -> Path:
+    path = tmp_path / "years.jsonl"
+    path.write_text('{"timestamp": 0, "input_length": 100, "output_length": 10}\n'
+                    '{"timestamp": 5000, "input_length": 100, "output_length": 10}\n'
+                    '{"timestamp": 94672800000, "input_length": 100, "output_length": 10}\n')
+    return path
+
+
+def test_a_trace_years_long_is_refused_and_the_suggested_options_fix_it(tmp_path: Path) -> None:
+    scenario = load_scenario("default").with_overrides(trace_path=str(_years_trace(tmp_path)))
+    with pytest.raises(TraceError, match=r"3\.0 years apart"):
+        scenario.load_trace()
+    compressed = scenario.with_overrides(compress_gaps_s=60).load_trace()
+    assert compressed.duration_s == pytest.approx(65.0) and len(compressed) == 3
+    cut = scenario.with_overrides(duration_s=3600).load_trace()
+    assert len(cut) == 2
+
+
+def test_a_new_trace_drops_the_scenarios_gap_compression(tmp_path: Path) -> None:
+    scenario = load_scenario(str(write(tmp_path, "trace: {builtin: default}\ncompress_gaps_s: 30\n")))
+    assert scenario.compress_gaps_s == 30
+    assert scenario.with_overrides(trace_path=str(_years_trace(tmp_path))).compress_gaps_s is None
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"duration_s": 1e9}, "duration must be more than 0 and at most 691200 s"),
+    ({"duration_s": 0.0}, "duration must be more than 0"),
+    ({"compress_gaps_s": -1.0}, "gap compression must be a positive number"),
+    ({"compress_gaps_s": float("nan")}, "gap compression must be a positive number"),
+])
+def test_bad_duration_and_gap_overrides_are_one_line(overrides: dict[str, float], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_scenario("default").with_overrides(**overrides)  # type: ignore[arg-type]
+    assert len(info.value.lines) == 1 and expected in info.value.lines[0]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("trace: {builtin: default}\nduration_s: 1e9\n", "duration_s: Input should be less than or equal to 691200"),
+    ("trace: {builtin: default}\nrate_scale: true\n", "rate_scale: must be a number, not true/false"),
+    ("trace: {builtin: default}\nsim: {decode_max_batch: true}\n", "decode_max_batch must be a number, not true/false"),
+    ("trace: {builtin: default}\nsim: {drain_limit_s: 1e9}\n", "drain_limit_s must be at most"),
+    ("trace: {builtin: default}\nplanner: {cap_interval_s: 1e-9}\n", "planner.cap_interval_s"),
+])
+def test_scenario_bounds_and_booleans(tmp_path: Path, text: str, expected: str) -> None:
+    from powerplanner.sim.runner import sim_settings
+
+    with pytest.raises(ConfigError) as info:
+        sim_settings(load_scenario(str(write(tmp_path, text))))
+    assert len(info.value.lines) == 1 and expected in info.value.lines[0], info.value.lines

@@ -13,12 +13,16 @@ from hypothesis import strategies as st
 from powerplanner.errors import TraceError
 from powerplanner.sim.traces import (
     AZURE_CONV_STATS,
+    MAX_LINE_CHARS,
+    MAX_REQUESTS,
     BurstShape,
     DiurnalShape,
     FixedLengths,
     LognormalLengths,
     StepShape,
     builtin_trace,
+    check_extent,
+    compress_gaps,
     make_trace,
     read_azure_csv,
     read_mooncake_jsonl,
@@ -150,7 +154,7 @@ def test_many_bad_rows_are_summarised(tmp_path: Path) -> None:
 
 BAD_MOONCAKE = [
     ("", "file is empty"),
-    ('{"timestamp": 1, "input_length": 5, "output_length": 5}\nnot json\n', "line 2: not valid JSON"),
+    ('{"timestamp": 1, "input_length": 5, "output_length": 5}\nnot json\n', "line 2: invalid JSON"),
     ('{"timestamp": 1, "input_length": 5}\n', "line 1: missing key(s) output_length"),
     ('{"timestamp": "soon", "input_length": 5, "output_length": 5}\n', "line 1: bad timestamp"),
     ('{"timestamp": 1, "input_length": 0, "output_length": 5}\n', "line 1: input_length must be a positive"),
@@ -278,3 +282,79 @@ def test_truncate_keeps_the_prefix() -> None:
     assert len(cut) == int(np.sum(trace.arrival_s < 120))
     with pytest.raises(TraceError):
         truncate(trace, 0)
+
+
+# --- span, gaps and sizes: the simulator never replays a trace without bound ---------------------------------
+
+
+def _mooncake(tmp_path: Path, times_ms: list[float]) -> Path:
+    return write(tmp_path, "t.jsonl", "".join(json.dumps({"timestamp": t, "input_length": 10, "output_length": 5})
+                                               + "\n" for t in times_ms))
+
+
+def test_a_gap_of_years_names_both_options(tmp_path: Path) -> None:
+    trace = read_trace(_mooncake(tmp_path, [0, 1000, 94_672_800_000]))
+    with pytest.raises(TraceError) as info:
+        check_extent(trace, "t.jsonl")
+    (line,) = info.value.lines
+    assert "requests 2 and 3 (in arrival order) are 3.0 years apart" in line
+    assert "--compress-gaps-s" in line and "--duration-s" in line
+
+
+def test_a_long_span_without_long_gaps_suggests_the_duration(tmp_path: Path) -> None:
+    trace = read_trace(_mooncake(tmp_path, [i * 3_600_000 for i in range(24 * 9)]))  # one an hour for 9 days
+    with pytest.raises(TraceError) as info:
+        check_extent(trace, "t.jsonl")
+    (line,) = info.value.lines
+    assert "spans 9.0 days" in line and "--duration-s" in line and "milliseconds" in line
+    check_extent(truncate(trace, 86400.0), "t.jsonl")
+
+
+def test_limits_are_inclusive() -> None:
+    days = [d * 86400.0 for d in range(9)]  # gaps of exactly 24 h, a span of exactly 8 days
+    check_extent(make_trace("t", days, [1] * 9, [1] * 9), "t")
+
+
+@settings(max_examples=200, deadline=None)
+@given(gaps=st.lists(st.floats(0, 1e9, allow_nan=False), min_size=1, max_size=30), cap=st.floats(0.001, 1e4))
+def test_compress_gaps_shortens_only_long_gaps(gaps: list[float], cap: float) -> None:
+    arrival = np.concatenate(([0.0], np.cumsum(gaps)))
+    trace = make_trace("t", arrival, np.arange(1, arrival.size + 1), np.ones(arrival.size, dtype=np.int64))
+    out = compress_gaps(trace, cap)
+    new = np.diff(out.arrival_s)
+    old = np.diff(trace.arrival_s)
+    assert np.all(new <= cap * (1 + 1e-9) + 1e-6)
+    short = old <= cap
+    np.testing.assert_allclose(new[short], old[short], rtol=1e-9, atol=1e-6)
+    np.testing.assert_array_equal(out.isl_tokens, trace.isl_tokens)
+    assert out.duration_s <= cap * len(gaps) * (1 + 1e-9) + 1e-6
+
+
+def test_compress_gaps_refuses_a_non_positive_gap() -> None:
+    with pytest.raises(TraceError, match="--compress-gaps-s 60"):
+        compress_gaps(make_trace("t", [0.0, 1.0], [1, 1], [1, 1]), 0.0)
+
+
+def test_an_endless_line_is_refused_with_its_number(tmp_path: Path) -> None:
+    first = '{"timestamp": 0, "input_length": 1, "output_length": 1}\n'
+    p = write(tmp_path, "t.jsonl", first + "x" * (MAX_LINE_CHARS + 5))
+    with pytest.raises(TraceError) as info:
+        read_trace(p)
+    assert info.value.lines == (f"{p}: line 2: longer than {MAX_LINE_CHARS:,} characters; a trace has one short line "
+                                "per request, is this a trace file?",)
+
+
+def test_token_counts_past_int64_are_a_line_problem_not_an_overflow(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match="line 1: input_length must be a positive integer of at most"):
+        read_trace(write(tmp_path, "t.jsonl", '{"timestamp": 0, "input_length": 1e20, "output_length": 1}\n'))
+    with pytest.raises(TraceError, match="line 2: ContextTokens must be a positive integer of at most"):
+        read_trace(write(tmp_path, "t.csv", HEADER + "2023-11-16 18:15:46.6805900," + "9" * 25 + ",5\n"))
+
+
+def test_generated_and_scaled_traces_are_bounded_before_allocating() -> None:
+    with pytest.raises(TraceError, match=f"more than the {MAX_REQUESTS:,}"):
+        synthetic_trace("big", 8 * 86400.0, 1e6, FixedLengths(1), FixedLengths(1))
+    with pytest.raises(TraceError, match="lower --rate-scale"):
+        scale_rate(make_trace("t", [0.0, 1.0], [1, 1], [1, 1]), 1e9)
+    with pytest.raises(TraceError, match="more than the"):
+        builtin_trace("default", duration_s=1800.0, rate_scale=1e6)
