@@ -351,22 +351,25 @@ def state_file_unwritable(lib_dir: Path, workdir: Path) -> PathResult:
 
 
 def _state_text(world: NodeWorld, originals: dict[str, float | str], node: str | None = None) -> str:
-    body: dict[str, Any] = {"version": 1, "originals": originals}
-    if node is not None:
-        body["node"] = node
+    """A state file as the agent writes it (version 2, the node's name), for ``node`` (default: this one)."""
+    body = {"version": 2, "node": node or world.nodes[0].name, "originals": originals}
     return json.dumps(body, indent=1)
 
 
+def _all_default(world: NodeWorld) -> dict[str, float | str]:
+    return dict.fromkeys(world.nodes[0].uuids(), DEFAULT_WATTS)
+
+
 STATE_FAULTS: dict[str, Callable[[NodeWorld], bytes]] = {
-    "non_utf8": lambda w: b'{"version": 1, "originals": {"\xff\xfe\xfa": 700.0}}\n',
-    "truncated": lambda w: _state_text(w, dict.fromkeys(w.nodes[0].uuids(), DEFAULT_WATTS)).encode()[:40],
+    "non_utf8": lambda w: b'{"version": 2, "node": "node-a", "originals": {"\xff\xfe\xfa": 700.0}}\n',
+    "truncated": lambda w: _state_text(w, _all_default(w)).encode()[:40],
     "empty": lambda w: b"",
+    # the file of another node (a shared or copied host path): its GPUs, its name
     "other_node": lambda w: _state_text(w, {f"GPU-{i:08x}-9999-9999-9999-{i:012x}": 650.0 for i in range(4)},
                                         node="node-z").encode(),
-    "nan_entry": lambda w: _state_text(w, {**dict.fromkeys(w.nodes[0].uuids(), DEFAULT_WATTS),
-                                           w.nodes[0].uuids()[0]: "NaN"}).replace('"NaN"', "NaN").encode(),
-    "negative_entry": lambda w: _state_text(w, {**dict.fromkeys(w.nodes[0].uuids(), DEFAULT_WATTS),
-                                                w.nodes[0].uuids()[0]: -300.0}).encode(),
+    "nan_entry": lambda w: _state_text(w, {**_all_default(w), w.nodes[0].uuids()[0]: "NaN"}).replace(
+        '"NaN"', "NaN").encode(),
+    "negative_entry": lambda w: _state_text(w, {**_all_default(w), w.nodes[0].uuids()[0]: -300.0}).encode(),
 }
 
 
@@ -402,6 +405,30 @@ def state_file_fault(kind: str) -> Callable[[Path, Path], PathResult]:
             return result
 
     return run
+
+
+def pod_replaced_while_agent_down(lib_dir: Path, workdir: Path) -> PathResult:
+    """During an agent restart (a rollout step: the old agent is gone, the new one not up yet) the planner
+    scales a role down and back up on that node: a worker at 400 W ends and a new one capped at 250 W gets its
+    GPUs, which nobody has parked (the agent that would have is down)."""
+    with NodeWorld(lib_dir, workdir) as world:
+        node = world.nodes[0]
+        world.sampler.start()
+        share = steady(world, (Worker("llm-prefill-0", 0, (0, 1), 300), Worker("llm-decode-0", 0, (2, 3), 400)))
+        world.sampler.bound(share)
+        node.stop_agent()
+        freed = [world.gpu(0, 2), world.gpu(0, 3)]
+        world.delete_pod("llm-decode-0")
+        world.sampler.bound(share - 800)
+        world.hold(0.2)
+        world.sampler.bound(share - 800 + 500)  # counted at its role's cap from its creation
+        world.add_pod("llm-decode-1", 0, freed, 250)
+        world.hold(1.0)  # the rest of the agent's downtime
+        node.start_agent()
+        up = node.wait_agent()
+        capped = world.wait_limits(dict.fromkeys(freed, 250.0), timeout_s=5.0)
+        world.hold(0.5)
+        return world.result("pod_replaced_while_agent_down", new_agent_up=up, new_worker_capped=capped)
 
 
 def tenant_request_on_time_sliced_gpu(lib_dir: Path, workdir: Path) -> PathResult:
@@ -614,6 +641,9 @@ class BudgetPath:
     planner: bool = False  # the planner is in the loop: needs the Prometheus server binary
     # A second property some paths check besides the budget (a detail key that must be true).
     also: str | None = None
+    # Why the path still goes over the budget, while nothing in the product closes it (the test expects the
+    # failure, strictly: a fix makes it pass and the test then asks for this note to go).
+    open_gap: str | None = None
 
 
 PATHS: dict[str, BudgetPath] = {p.name: p for p in (
@@ -632,6 +662,9 @@ PATHS: dict[str, BudgetPath] = {p.name: p for p in (
     BudgetPath("state_file_unwritable", "6", state_file_unwritable),
     BudgetPath("helm_budget_change", "7", helm_budget_change, planner=True),
     *(BudgetPath(f"state_file_{kind}", "8", state_file_fault(kind)) for kind in STATE_FAULTS),
+    BudgetPath("pod_replaced_while_agent_down", "found", pod_replaced_while_agent_down, open_gap=(
+        "GPUs freed while their node's agent is down keep the old pod's cap (nobody parks them) and a new pod that "
+        "gets them is counted at its own, lower cap until the agent is back: 1.27x for the agent's downtime")),
     BudgetPath("tenant_request_on_time_sliced_gpu", "9", tenant_request_on_time_sliced_gpu,
                also="tenant_ignored"),
     BudgetPath("empty_allowed_namespaces", "9", empty_allowed_namespaces, also="tenant_ignored"),
@@ -650,5 +683,7 @@ def run_path(name: str, lib_dir: Path, workdir: Path) -> PathResult:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result.detail["issue_item"] = PATHS[name].issue
+    if PATHS[name].open_gap:
+        result.detail["open_gap"] = PATHS[name].open_gap
     result.detail["duration_s"] = round(time.monotonic() - started, 1)
     return result
