@@ -22,7 +22,6 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,9 +40,7 @@ def quiet_teardown() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from tests.fixtures.nvml import build_fake_nvml
-    from tests.integration.e2e.budget_paths import PATHS, PathResult, run_path
-
-    from powerplanner.agent.proto_stubs import load_podresources_stubs
+    from tests.integration.e2e.budget_paths import PATHS, run_paths
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this path (repeatable)")
@@ -68,19 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cannot build the fake NVML library: {exc}", file=sys.stderr)
             return 2
         quiet_teardown()
-        load_podresources_stubs()  # the fake kubelets' gRPC stubs, loaded once before paths run side by side
-        results: dict[str, PathResult] = {}
-        long_paths = [n for n in names if PATHS[n].long and not args.sequential]
-        with ThreadPoolExecutor(max_workers=max(1, len(long_paths))) as pool:
-            pending: dict[str, Future[PathResult]] = {
-                n: pool.submit(run_path, n, lib_dir, work / n) for n in long_paths}
-            for name in names:
-                if name not in pending:
-                    results[name] = run_path(name, lib_dir, work / name)
-                    print(f"{name}: {results[name].worst_ratio:.3f}", file=sys.stderr)
-            for name, future in pending.items():
-                results[name] = future.result()
-                print(f"{name}: {results[name].worst_ratio:.3f}", file=sys.stderr)
+        results = run_paths(names, lib_dir, work, side_by_side=not args.sequential,
+                            on_result=lambda r: print(f"{r.name}: {r.worst_ratio:.3f}", file=sys.stderr))
     ordered = [results[n] for n in names]
     worst = max((r.worst_ratio for r in ordered), default=0.0)
     report = {
