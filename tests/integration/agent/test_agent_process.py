@@ -355,7 +355,7 @@ def test_a_holder_the_watch_cannot_deliver_stays_parked_while_parking_is_on(env:
     pod the agent cannot see. Parking on: that GPU stays at the park limit past the grace, for as long as the
     API stays unreachable. Parking off: it goes back to 700 W once the grace (1 s here) is over."""
     env.add_pod("prefill-0", [0], "300")
-    agent = env.agent(park=park, new_pod_grace_s=1.0, resync_s=0.3)
+    agent = env.agent(park=park, new_pod_grace_s=1.0, resync_s=0.5)
     env.until(lambda: env.limits()[0] == 300)
     env.cluster.inject("GET", "pods", status=403, times=100_000)
     _drop_watches(env.cluster)
