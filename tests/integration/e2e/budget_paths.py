@@ -347,7 +347,7 @@ def state_file_unwritable(lib_dir: Path, workdir: Path) -> PathResult:
         world.sampler.bound(600.0)  # the planner counts the worker at its cap from its creation
         world.add_pod("llm-prefill-0", 0, [world.gpu(0, 0), world.gpu(0, 1)], 300)
         capped = world.wait_limits({world.gpu(0, 0): 300.0, world.gpu(0, 1): 300.0}, timeout_s=3.0)
-        world.hold(0.5)
+        world.hold(1.5)
         return world.result("state_file_unwritable", capped=capped, agent_log=agent_log_tail(world.nodes[0]))
 
 
