@@ -1,8 +1,11 @@
-"""The pieces of a two-node GPU cluster around the Kubernetes emulator, for the whole-loop test.
+"""The pieces of a GPU cluster around the Kubernetes emulator, for the whole-loop test and the budget fault paths.
 
 - :class:`GpuNode`: one node = a fake NVML (its own state file, loaded by its own agent process through
   ``LD_LIBRARY_PATH``), a fake kubelet (PodResources over a unix socket) and the real ``powerplanner agent``
-  subprocess (tests/integration/agent/harness.py) watching the emulator through a kubeconfig.
+  subprocess (tests/integration/agent/harness.py) watching the emulator through a kubeconfig, with the config
+  file the Helm chart renders for its default values (:func:`agent_section`). The agent runs as the chart's
+  DaemonSet runs it: a pod object owned by the DaemonSet, ``POD_NAME``/``POD_NAMESPACE`` in its environment, and
+  a rolling update (:meth:`GpuNode.roll`) is SIGTERM to the old process, then a new pod and process.
 - :class:`Scheduler`: stands in for kube-scheduler plus the NVIDIA device plugin. It binds a worker pod to a
   node with free GPUs and tells that node's kubelet which GPU UUIDs the pod holds; it frees them when the pod
   is gone. GPUs are handed out when a pod has existed for ``bind_after`` operator passes: a model server's
@@ -11,22 +14,32 @@
 - :class:`Frontend`: Dynamo's frontend metrics (``dynamo_frontend_*`` with ``model``, ``dynamo_namespace``) fed
   by a traffic thread. Each request's TTFT and ITL come from the *applied* limits read back from the fake
   GPUs the role's ready pods hold, with the physics of DESIGN.md section 4 (prefill slows roughly with
-  the clock, decode is flat down to about half of TDP) and queueing from the load per replica.
+  the clock, decode is flat down to about half of TDP) and queueing from the load per replica. Its export can
+  break (no series, NaN) while traffic goes on.
+- :class:`PowerSampler`: provisioned power (the limits in force on the GPUs the deployment's pods hold, a
+  time-sliced GPU once) against the budget the scenario says is in force, every 50 ms; :func:`excess_figures`.
+- :class:`TcpProxy`: a relay in front of the API server that a test can cut (one agent loses its API access).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kubernetes.client
+import yaml
+from kmock import ResourceInfo
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from powerplanner.contract import DGD_LABEL as LABEL_DGD
 from powerplanner.contract import POWER_LIMIT_ANNOTATION as CAP_ANNOTATION
@@ -34,24 +47,84 @@ from powerplanner.contract import SUB_COMPONENT_LABEL as LABEL_SUBTYPE
 from tests.fixtures.k8s import PODS, EmulatedCluster
 from tests.fixtures.kubelet import FakeKubelet, PodDevices, short_socket_dir
 from tests.fixtures.nvml import FakeGpu, FakeNvml, make_uuid, new_fake_nvml
-from tests.integration.agent.harness import AgentProcess, free_port, write_agent_config
+from tests.integration.agent.harness import AgentProcess, free_port, write_kubeconfig
+from tests.integration.e2e.chart_render import default_agent_settings
 
 MAX_WATTS = 700.0
 MIN_WATTS = 200.0
 
 
+AGENT_NAMESPACE = "powerplanner"  # where the chart installs the agent DaemonSet
+AGENT_DAEMONSET = "pp-powerplanner-agent"
+DAEMONSETS = "apps/v1/daemonsets"
+CONFIGMAPS = "v1/configmaps"
+COMPONENT_LABELS = {"app.kubernetes.io/name": "powerplanner", "app.kubernetes.io/component": "agent"}
+
+
+def register_resources(cluster: EmulatedCluster) -> None:
+    """The emulator serves only the resources it was told about: add the agent's DaemonSet and the planner's
+    ConfigMaps (the admin budget is kept in one) to what tests/fixtures/k8s.py registers."""
+
+    def register() -> None:
+        for resource in (DAEMONSETS, CONFIGMAPS):
+            cluster.emulator.resources[resource] = ResourceInfo()
+
+    cluster.call(register)
+
+
+def add_agent_daemonset(cluster: EmulatedCluster) -> None:
+    """The agent's DaemonSet as the chart creates it (an agent checks it at exit: gone means uninstalled)."""
+    cluster.put(DAEMONSETS, {"apiVersion": "apps/v1", "kind": "DaemonSet",
+                             "metadata": {"name": AGENT_DAEMONSET, "namespace": AGENT_NAMESPACE, "uid": "ds-uid",
+                                          "labels": dict(COMPONENT_LABELS)},
+                             "spec": {"selector": {"matchLabels": dict(COMPONENT_LABELS)}}})
+
+
+def agent_section(node_dir: Path, kubelet_socket: Path, metrics_port: int, node_name: str) -> dict[str, Any]:
+    """The agent's configuration as the chart renders it for its default values (chart_render.py), with the
+    host-specific keys pointed at this node: name, state file, kubelet socket, metrics port, /proc."""
+    section = default_agent_settings()
+    section.update({
+        "node_name": node_name,
+        "state_file": str(node_dir / "agent-state.json"),
+        "kubelet_socket": str(kubelet_socket),
+        "metrics_bind": f"127.0.0.1:{metrics_port}",
+        "proc_root": str(node_dir / "proc"),
+    })
+    return section
+
+
+def write_config(path: Path, kubeconfig: Path, section: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+    """An agent config file: the Kubernetes connection and the agent section (``extra``: more top-level keys)."""
+    body: dict[str, Any] = {"kubernetes": {"kubeconfig": str(kubeconfig)}, "agent": section, **(extra or {})}
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    return path
+
+
 @dataclass
 class GpuNode:
+    """One GPU node: fake NVML, fake kubelet and the real agent process, run as the chart's DaemonSet runs it
+    (its own pod object, ``POD_NAME``/``POD_NAMESPACE`` from the downward API, a rolling update = SIGTERM,
+    then a new pod and process)."""
+
     name: str
     nvml: FakeNvml
     kubelet: FakeKubelet
     agent: AgentProcess
     socket_dir: Path
-    held: dict[str, list[str]] = field(default_factory=dict)  # pod -> GPU UUIDs
+    node_dir: Path
+    cluster: EmulatedCluster | None = None
+    held: dict[str, list[str]] = field(default_factory=dict)  # pod -> device ids the kubelet reports
+    pod_namespace: dict[str, str] = field(default_factory=dict)  # pod -> its namespace (default: the DGD's)
+    generation: int = 0
+    exits: list[int | None] = field(default_factory=list)  # exit status of every agent process stopped
 
     @classmethod
     def start(cls, name: str, index: int, gpus: int, lib_dir: Path, workdir: Path, api_url: str,
-              namespace: str, **agent_overrides: Any) -> GpuNode:
+              namespace: str, cluster: EmulatedCluster | None = None, agent: dict[str, Any] | None = None,
+              start_agent: bool = True) -> GpuNode:
+        """``agent``: settings on top of the chart's (see :func:`agent_section`). With ``cluster`` the agent
+        gets a pod object owned by the agent DaemonSet (create it with :func:`add_agent_daemonset`)."""
         node_dir = workdir / name
         devices = tuple(FakeGpu(uuid=make_uuid(index * 100 + i), demand_mw=450_000, energy_mj=1_000_000)
                         for i in range(gpus))
@@ -60,37 +133,114 @@ class GpuNode:
         kubelet = FakeKubelet(socket_path=socket_dir / "kubelet.sock")
         kubelet.start()
         port = free_port()
-        # The agent's defaults (parking on: GPUs no pod holds sit at their minimum, so a GPU handed to a new pod
-        # is never briefly at its default, 700 W, before the pod's annotation is applied), with the DGD's
-        # namespace allowed, as the chart sets it.
-        config = write_agent_config(node_dir, api_url, kubelet.socket_path, port, node_name=name, resync_s=2.0,
-                                    allowed_namespaces=[namespace], **agent_overrides)
-        agent = AgentProcess(config, nvml, port, node_dir / "agent.log")
-        agent.start()
-        return cls(name, nvml, kubelet, agent, socket_dir)
+        section = agent_section(node_dir, kubelet.socket_path, port, name)
+        section.update(agent or {})
+        kubeconfig = write_kubeconfig(node_dir / "kubeconfig.yaml", api_url)
+        config = write_config(node_dir / "agent.yaml", kubeconfig, section)
+        process = AgentProcess(config, nvml, port, node_dir / "agent.log")
+        node = cls(name, nvml, kubelet, process, socket_dir, node_dir, cluster)
+        if start_agent:
+            node.start_agent()
+        return node
+
+    # -- the agent as a DaemonSet pod --------------------------------------------------------------------
+    @property
+    def agent_pod(self) -> str:
+        return f"{AGENT_DAEMONSET}-{self.name}-{self.generation}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.node_dir / "agent-state.json"
+
+    def start_agent(self) -> None:
+        """A new agent pod and process (``wait_agent`` waits for its /metrics)."""
+        self.generation += 1
+        if self.cluster is not None:
+            self.cluster.put(PODS, {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": self.agent_pod, "namespace": AGENT_NAMESPACE, "labels": dict(COMPONENT_LABELS),
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": AGENT_DAEMONSET,
+                                                  "uid": "ds-uid", "controller": True}]},
+                "spec": {"nodeName": self.name, "containers": [{"name": "agent"}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+            })
+        self.agent = AgentProcess(self.agent.config_path, self.nvml, self.agent.metrics_port,
+                                  self.node_dir / f"agent-{self.generation}.log",
+                                  extra_env={"POD_NAME": self.agent_pod, "POD_NAMESPACE": AGENT_NAMESPACE})
+        self.agent.start()
+
+    def wait_agent(self, timeout_s: float = 30.0) -> bool:
+        """True once the agent serves /metrics; False when it exited (or never came up)."""
+        try:
+            self.agent.wait_ready(timeout_s)
+        except AssertionError:
+            return False
+        return True
+
+    def agent_running(self) -> bool:
+        return self.agent.proc is not None and self.agent.proc.poll() is None
+
+    def stop_agent(self, timeout_s: float = 20.0) -> int | None:
+        """What the kubelet does to the old pod of a rolling update: mark it terminating, SIGTERM, wait for the
+        exit, and the pod object goes. Returns the exit status (None when it had already exited)."""
+        if self.cluster is not None:
+            self.cluster.patch(PODS, AGENT_NAMESPACE, self.agent_pod,
+                               {"metadata": {"deletionTimestamp": now_rfc3339()}})
+        code: int | None = None
+        if self.agent_running():
+            code = self.agent.terminate(timeout_s)
+        else:
+            self.agent.kill()
+            code = self.agent.proc.returncode if self.agent.proc is not None else None
+        if self.cluster is not None:
+            self.cluster.delete(PODS, AGENT_NAMESPACE, self.agent_pod)
+        self.exits.append(code)
+        return code
+
+    def roll(self, timeout_s: float = 30.0) -> bool:
+        """One node's step of the DaemonSet's rolling update; True when the new agent came up."""
+        self.stop_agent()
+        self.start_agent()
+        return self.wait_agent(timeout_s)
+
+    def rewrite_config(self, transform: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Change the agent's config file (a new ConfigMap version; the next agent process reads it)."""
+        path = self.agent.config_path
+        body = transform(yaml.safe_load(path.read_text(encoding="utf-8")))
+        path.write_text(yaml.safe_dump(body), encoding="utf-8")
 
     @property
     def metrics_target(self) -> str:
         return f"127.0.0.1:{self.agent.metrics_port}"
 
+    # -- the kubelet's view --------------------------------------------------------------------------------
     def free(self) -> list[str]:
-        used = {u for uuids in self.held.values() for u in uuids}
+        used = {physical_uuid(u) for uuids in self.held.values() for u in uuids}
         return [g.uuid for g in self.nvml.read().gpus if g.uuid not in used]
 
     def publish(self, namespace: str) -> None:
-        self.kubelet.set_pods([PodDevices(namespace, pod, "main", tuple(uuids)) for pod, uuids in self.held.items()])
+        self.kubelet.set_pods([PodDevices(self.pod_namespace.get(pod, namespace), pod, "main", tuple(uuids))
+                               for pod, uuids in self.held.items()])
 
     def limits_watts(self) -> dict[str, float]:
         return {g.uuid: g.limit_mw / 1000.0 for g in self.nvml.read().gpus}
 
+    def uuids(self) -> list[str]:
+        return [g.uuid for g in self.nvml.read().gpus]
+
     def stop(self) -> int | None:
         code = None
-        if self.agent.proc is not None and self.agent.proc.poll() is None:
+        if self.agent_running():
             code = self.agent.terminate()
         self.agent.kill()
         self.kubelet.stop()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
         return code
+
+
+def physical_uuid(device_id: str) -> str:
+    """The GPU behind a kubelet device id: ``<UUID>::<n>`` is a time-sliced replica of ``<UUID>``."""
+    return device_id.split("::", 1)[0]
 
 
 def pod_gpu_count(pod: dict[str, Any]) -> int:
@@ -133,10 +283,14 @@ class Scheduler:
                 target = next((n for n in self.nodes if len(n.free()) >= need), None)
                 if target is None:
                     continue  # Pending: no room (the planner's gpu_pool keeps this from happening)
-                # Bound first, devices later: the kubelet reports a pod's GPUs only once its containers run.
+                # Bound first, devices later: the kubelet reports a pod's GPUs only once its containers run,
+                # and then reports the started containers in the pod's status (an event the agents see).
                 self._core.patch_namespaced_pod(name, self.namespace, {"spec": {"nodeName": target.name}})
                 target.held[name] = target.free()[:need]
                 target.publish(self.namespace)
+                self._core.patch_namespaced_pod(name, self.namespace, {"status": {"containerStatuses": [
+                    {"name": "main", "containerID": f"containerd://{name}", "image": "vllm", "imageID": "vllm",
+                     "restartCount": 0, "ready": False, "started": True, "state": {"running": {}}}]}})
             for node in self.nodes:
                 node.publish(self.namespace)
 
@@ -187,14 +341,17 @@ class RoleView:
 
 
 class Frontend:
-    """Dynamo-shaped frontend metrics; :meth:`run` serves ``rate()`` requests per second until stopped."""
+    """Dynamo-shaped frontend metrics; :meth:`run` serves ``rate()`` requests per second until stopped.
+
+    ``outage`` breaks the export while traffic goes on: ``"empty"`` serves no series (a relabelled or
+    renamed metric, a dropped target), ``"nan"`` serves every sample as NaN (a broken exporter)."""
 
     def __init__(self, model: str, dynamo_namespace: str, view: Callable[[], dict[str, RoleView]],
                  isl: int = 2000, osl: int = 200, base_ttft_s: float = 0.12, base_itl_s: float = 0.02,
                  prefill_rps_per_replica: float = 4.0, decode_rps_per_replica: float = 4.0) -> None:
-        self.registry = CollectorRegistry()
+        self.metrics = CollectorRegistry()
         labels = ["model", "dynamo_namespace"]
-        r = self.registry
+        r = self.metrics
         self.ttft = Histogram("dynamo_frontend_time_to_first_token_seconds", "TTFT", labels,
                               buckets=LATENCY_BUCKETS, registry=r)
         self.itl = Histogram("dynamo_frontend_inter_token_latency_seconds", "ITL", labels, buckets=LATENCY_BUCKETS,
@@ -210,6 +367,9 @@ class Frontend:
         for h in (self.ttft, self.itl, self.isl, self.osl, self.duration):
             h.labels(*self.labels)
         self.requests.labels(*self.labels)
+        self.outage: str = "none"
+        self.registry = CollectorRegistry(auto_describe=False)  # what the exporter serves
+        self.registry.register(_FrontendExport(self))
         self.view = view
         self.isl_tokens, self.osl_tokens = isl, osl
         self.base_ttft_s, self.base_itl_s = base_ttft_s, base_itl_s
@@ -248,6 +408,22 @@ class Frontend:
             self.served += count
 
 
+class _FrontendExport(Collector):
+    """The frontend's metrics as served, through its ``outage`` switch."""
+
+    def __init__(self, frontend: Frontend) -> None:
+        self._frontend = frontend
+
+    def collect(self) -> Iterator[Metric]:
+        outage = self._frontend.outage
+        if outage == "empty":
+            return
+        for family in self._frontend.metrics.collect():
+            if outage == "nan":
+                family.samples = [s._replace(value=math.nan) for s in family.samples]
+            yield family
+
+
 def role_view(cluster: EmulatedCluster, scheduler: Scheduler, namespace: str, dgd: str) -> dict[str, RoleView]:
     """Ready, non-terminating worker pods per role and the limits their GPUs really have (fake NVML)."""
     holdings = scheduler.holdings()
@@ -280,34 +456,184 @@ class PowerSample:
     unannotated_pods: int
     detail: str = ""  # pod: [GPU limits] annotation, for the report of an excursion
 
+    @property
+    def bounded(self) -> bool:
+        """Whether the budget bounds this sample: not while the world starts, nor while a cut is carried out
+        (a cut cannot be instant: caps drop on the next tick, removed replicas hold their GPUs until they go)."""
+        return self.phase not in UNBOUNDED_PHASES and math.isfinite(self.budget_watts)
+
+    @property
+    def over(self) -> bool:
+        return self.bounded and self.applied_sum_watts > self.budget_watts + 1e-6
+
+
+UNBOUNDED_PHASES = ("start", "cutting")
+
+Holdings = Callable[[], Mapping[str, tuple[GpuNode, list[str]]]]
+
 
 class PowerSampler:
-    """Samples, every ``period_s``, the sum of the applied limits of the GPUs the worker pods hold."""
+    """Samples, every ``period_s``, provisioned power: the sum of the limits in force (read back from the fake
+    GPUs) of the GPUs the deployment's worker pods hold (``holdings``: pod -> node and kubelet device ids; a
+    time-sliced GPU counts once). ``phase`` and ``budget_watts`` are set by the scenario as it goes."""
 
-    def __init__(self, cluster: EmulatedCluster, scheduler: Scheduler, namespace: str, period_s: float = 0.05):
-        self.cluster, self.scheduler, self.namespace, self.period_s = cluster, scheduler, namespace, period_s
+    def __init__(self, cluster: EmulatedCluster, holdings: Holdings, nodes: Sequence[GpuNode], namespace: str,
+                 period_s: float = 0.05) -> None:
+        self.cluster, self.holdings, self.nodes, self.namespace = cluster, holdings, nodes, namespace
+        self.period_s = period_s
         self.phase = "start"
         self.budget_watts = math.inf
         self.samples: list[PowerSample] = []
+        self._lock = threading.Lock()
         self._t0 = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def bound(self, budget_watts: float, phase: str = "steady") -> None:
+        with self._lock:
+            self.budget_watts, self.phase = budget_watts, phase
 
     def sample(self) -> PowerSample:
-        holdings = self.scheduler.holdings()
+        holdings = self.holdings()
         limits: dict[str, float] = {}
-        for node in self.scheduler.nodes:
+        for node in self.nodes:
             limits.update(node.limits_watts())
         annotation = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(CAP_ANNOTATION)
                       for p in self.cluster.list_objects(PODS, self.namespace)}
         annotated = {name for name, value in annotation.items() if value}
-        total = sum(limits[u] for _node, uuids in holdings.values() for u in uuids)
-        known = sum(limits[u] for pod, (_node, uuids) in holdings.items() if pod in annotated for u in uuids)
-        s = PowerSample(time.monotonic() - self._t0, self.phase, self.budget_watts, total, known,
-                        sum(1 for pod in holdings if pod not in annotated),
-                        " ".join(f"{pod}:{[limits[u] for u in uuids]}@{annotation.get(pod)}"
-                                 for pod, (_n, uuids) in sorted(holdings.items())))
-        self.samples.append(s)
+        held = {physical_uuid(u) for _node, ids in holdings.values() for u in ids}
+        known = {physical_uuid(u) for pod, (_node, ids) in holdings.items() if pod in annotated for u in ids}
+        with self._lock:
+            phase, budget = self.phase, self.budget_watts
+        s = PowerSample(time.monotonic() - self._t0, phase, budget, sum(limits[u] for u in held),
+                        sum(limits[u] for u in known), sum(1 for pod in holdings if pod not in annotated),
+                        " ".join(f"{pod}:{[limits[physical_uuid(u)] for u in ids]}@{annotation.get(pod)}"
+                                 for pod, (_n, ids) in sorted(holdings.items())))
+        with self._lock:
+            self.samples.append(s)
         return s
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.period_s):
             self.sample()
+
+    def start(self) -> PowerSampler:
+        self._thread = threading.Thread(target=self.run, args=(self._stop,), name="power-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def figures(self) -> ExcessFigures:
+        with self._lock:
+            samples = list(self.samples)
+        return excess_figures(samples)
+
+
+@dataclass(frozen=True)
+class ExcessFigures:
+    """How far and how long provisioned power went over the budget in force, over the bounded samples."""
+
+    worst_ratio: float  # largest provisioned / budget (0 when no sample was bounded)
+    seconds_over: float  # time between a sample and the one before it, summed over samples over the budget
+    bounded_samples: int
+    excursions: tuple[str, ...]  # the first few: time, the sample before, the sample over
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"worst_ratio": round(self.worst_ratio, 4), "seconds_over": round(self.seconds_over, 3),
+                "samples": self.bounded_samples, "excursions": list(self.excursions)}
+
+
+def excess_figures(samples: Sequence[PowerSample]) -> ExcessFigures:
+    bounded = [s for s in samples if s.bounded]
+    worst = max((s.applied_sum_watts / s.budget_watts for s in bounded), default=0.0)
+    over_s = 0.0
+    excursions: list[str] = []
+    previous: PowerSample | None = None
+    for s in samples:
+        if s.over:
+            over_s += s.t_s - previous.t_s if previous is not None else 0.0
+            if len(excursions) < 3 and (previous is None or not previous.over):
+                before = f"{previous.t_s:.2f}s {previous.applied_sum_watts:g} W ({previous.detail}) -> " if previous \
+                    else ""
+                excursions.append(f"{before}{s.t_s:.2f}s {s.applied_sum_watts:g} W > {s.budget_watts:g} W "
+                                  f"[{s.phase}] ({s.detail})")
+        previous = s
+    return ExcessFigures(worst, over_s, len(bounded), tuple(excursions))
+
+
+def now_rfc3339(ago_s: float = 0.0) -> str:
+    """A ``metadata`` timestamp as the API server writes it (UTC, whole seconds), ``ago_s`` in the past."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - ago_s))
+
+
+class TcpProxy:
+    """A loopback TCP relay in front of the API server, so a test can cut one agent's API access (a broken
+    network path, an expired credential) while the rest of the cluster goes on: :meth:`cut` closes every
+    relayed connection and refuses new ones (accepted, then closed at once)."""
+
+    def __init__(self, upstream_url: str) -> None:
+        host_port = upstream_url.split("://", 1)[-1].rstrip("/")
+        host, _, port = host_port.rpartition(":")
+        self._upstream = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._cut = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        threading.Thread(target=self._accept, name="api-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _addr = self._listener.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self._upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets.update((client, server))
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def cut(self) -> None:
+        self._cut.set()
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def restore(self) -> None:
+        self._cut.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.cut()
+        self._listener.close()
