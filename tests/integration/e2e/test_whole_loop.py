@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from powerplanner.live.kubernetes import cap_annotation_value
+from powerplanner.live.actuator import cap_annotation_value
 from powerplanner.model.roles import Role
 from powerplanner.model.values import StepKind
 from powerplanner.verify.setup import build_verifier
