@@ -23,26 +23,13 @@ from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
 from powerplanner.input_schema import InputModel
 from powerplanner.sim.metrics import SlaTargets
-from powerplanner.sim.traces import (
-    BUILTIN_TRACE_NAMES,
-    MAX_SPAN_S,
-    BurstShape,
-    ConstantShape,
-    DiurnalShape,
-    FixedLengths,
-    LengthDistribution,
-    LognormalLengths,
-    ProductShape,
-    RateShape,
-    StepShape,
-    builtin_trace,
-    check_extent,
-    compress_gaps,
-    read_trace,
-    scale_rate,
-    synthetic_trace,
-    truncate,
-)
+from powerplanner.sim.traces.builtin import BUILTIN_TRACE_NAMES, builtin_trace
+from powerplanner.sim.traces.lengths import FixedLengths, LengthDistribution, LognormalLengths
+from powerplanner.sim.traces.limits import MAX_SPAN_S
+from powerplanner.sim.traces.operations import check_extent, compress_gaps, scale_rate, truncate
+from powerplanner.sim.traces.readers import read_trace
+from powerplanner.sim.traces.shapes import BurstShape, ConstantShape, DiurnalShape, ProductShape, RateShape, StepShape
+from powerplanner.sim.traces.synthetic import synthetic_trace
 from powerplanner.sim.types import Trace
 
 DEFAULT_PROFILE = "llama2-70b-h100-tp4"
@@ -241,7 +228,7 @@ class _Strict(InputModel):
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 SpanSeconds = Annotated[float, Field(gt=0, le=MAX_SPAN_S, allow_inf_nan=False)]
-"""A trace duration: at most the span the simulator replays (powerplanner.sim.traces.MAX_SPAN_S, 8 days)."""
+"""A trace duration: at most the span the simulator replays (powerplanner.sim.traces.limits.MAX_SPAN_S, 8 days)."""
 
 
 class _LognormalModel(_Strict):
