@@ -29,7 +29,8 @@ from powerplanner.model.capped import CappedProfile
 from powerplanner.model.loaders import document_from_profile, load_profile_path
 from powerplanner.model.profiles import load_profile
 from powerplanner.observation_schema import load_observation
-from powerplanner.sim.scenarios import Scenario, TraceSpec, load_scenario
+from powerplanner.sim.scenario_file import load_scenario
+from powerplanner.sim.scenarios import Scenario, TraceSpec
 from powerplanner.sim.traces import MAX_TRACE_BYTES
 from tests.unit.model import dynamo_data
 

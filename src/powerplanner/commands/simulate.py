@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
 
         from powerplanner.sim.report import headline, rich_table, write_report
         from powerplanner.sim.runner import check_policies, compare, policy_names, sim_settings
-        from powerplanner.sim.scenarios import load_scenario
+        from powerplanner.sim.scenario_file import load_scenario
 
         chosen = load_scenario(scenario)
         names = (
