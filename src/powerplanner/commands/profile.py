@@ -261,7 +261,7 @@ def register(app: typer.Typer) -> None:
         import yaml
 
         from powerplanner.errors import ProfileError
-        from powerplanner.model.loaders import document_from_profile
+        from powerplanner.model.profile_format import document_from_profile
 
         document = document_from_profile(_load(ref, gpu))
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from powerplanner.model.loaders import profile_from_document
+from powerplanner.model.profile_format import profile_from_document
 from powerplanner.model.profiles import load_profile
 from powerplanner.model.roles import Role
 
