@@ -17,7 +17,8 @@ import kubernetes.client
 
 from powerplanner.config import Config, load_config
 from powerplanner.errors import EndpointError, UserError
-from powerplanner.live.admin import AdminServer, AdminSettings, parse_bind
+from powerplanner.live.admin import AdminServer
+from powerplanner.live.admin_settings import AdminSettings, parse_bind
 from powerplanner.live.budget import (
     AdminBudget,
     BudgetSource,
