@@ -15,12 +15,12 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from powerplanner.errors import validation_lines
-from powerplanner.input_schema import InputModel
+from powerplanner.input_schema import InputModel, NonNegativeFloat, PositiveFloat
 
 FORMAT_V1 = "powerplanner-profile/v1"
 
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = PositiveFloat
+NonNegative = NonNegativeFloat
 Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Clock = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]

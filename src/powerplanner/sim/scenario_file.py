@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
-from powerplanner.input_schema import InputModel
+from powerplanner.input_schema import InputModel, PositiveFloat
 from powerplanner.sim.metrics import SlaTargets
 from powerplanner.sim.scenarios import DEFAULT_PROFILE, Scenario, SyntheticSpec, TraceSpec, builtin_scenarios
 from powerplanner.sim.traces.builtin import BUILTIN_TRACE_NAMES
@@ -29,7 +29,6 @@ class _Strict(InputModel):
     """Strict, like every input model (powerplanner.input_schema)."""
 
 
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 SpanSeconds = Annotated[float, Field(gt=0, le=MAX_SPAN_S, allow_inf_nan=False)]
 """A trace duration: at most the span the simulator replays (powerplanner.sim.traces.limits.MAX_SPAN_S, 8 days)."""
 
