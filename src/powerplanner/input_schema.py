@@ -10,7 +10,15 @@ Unknown keys are errors too, so a typo never falls back to a default.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A positive, finite number (a power, a duration): NaN and infinity are refused with the field named."""
+
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""Zero or a positive, finite number."""
 
 
 class InputModel(BaseModel):

@@ -26,10 +26,12 @@ from powerplanner.config import load_agent_config, load_config
 from powerplanner.errors import UserError
 from powerplanner.input_files import MAX_DOCUMENT_BYTES
 from powerplanner.model.capped import CappedProfile
-from powerplanner.model.loaders import document_from_profile, load_profile_path
+from powerplanner.model.loaders import load_profile_path
+from powerplanner.model.profile_format import document_from_profile
 from powerplanner.model.profiles import load_profile
 from powerplanner.observation_schema import load_observation
-from powerplanner.sim.scenarios import Scenario, TraceSpec, load_scenario
+from powerplanner.sim.scenario_file import load_scenario
+from powerplanner.sim.scenarios import Scenario, TraceSpec
 from powerplanner.sim.traces import MAX_TRACE_BYTES
 from tests.support import dynamo_data
 

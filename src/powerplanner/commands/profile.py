@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from powerplanner.model.capped import CappedProfile
 
 GpuOption = Annotated[
@@ -79,8 +81,9 @@ def _role_rows(profile: CappedProfile, caps: tuple[float, ...], isl: float, cont
 
 
 def _summary_lines(profile: CappedProfile, isl: float, context: float) -> list[str]:
-    """The figures the model promises (docs/profile-format.md), on a fine grid of caps: where prefill energy per
-    token is least, and how flat decode throughput stays above decode's natural draw."""
+    """The figures the model promises (docs/profile-format.md, "The model behind every profile"), on a fine grid
+    of caps: where prefill energy per token is least, and how flat decode throughput stays above decode's natural
+    draw."""
     from powerplanner.model.roles import Role
 
     caps = profile.cap_levels(Role.PREFILL, 101)
@@ -103,169 +106,182 @@ def _summary_lines(profile: CappedProfile, isl: float, context: float) -> list[s
     ]
 
 
+def _role_table(profile: CappedProfile, role: str, rows: list[dict[str, float]], isl: float, context: float,
+                ttft_ms: float | None, itl_ms: float | None) -> Table:
+    """One role's rows against the cap, the cap with the least energy per token in bold green."""
+    from rich.table import Table
+
+    from powerplanner.model.roles import Role
+
+    natural = profile.natural_draw_watts(Role(role))
+    if role == "prefill":
+        title = f"prefill at ISL {isl:g} (natural draw {natural:g} W)"
+        latency = "prefill time ms"
+        if ttft_ms is not None:
+            title += f", TTFT target {ttft_ms:g} ms"
+    else:
+        title = f"decode at context {context:g}, best batch (natural draw {natural:g} W)"
+        latency = "ITL ms"
+        if itl_ms is not None:
+            title += f", ITL target {itl_ms:g} ms"
+    table = Table(title=title)
+    headers = ["cap W", "clock", "slowdown", "tok/s/GPU", latency, "draw W", "mJ/token"]
+    if role == "decode":
+        headers.insert(4, "batch")
+    for h in headers:
+        table.add_column(h, justify="right")
+    best = min(rows, key=lambda r: r["energy_mj_per_token"])
+    for r in rows:
+        cells = [f"{r['cap_watts']:.0f}", f"{r['clock']:.2f}", f"{r['slowdown']:.3f}",
+                 f"{r['throughput']:,.0f}", f"{r['latency_ms']:.1f}", f"{r['draw_watts']:.0f}",
+                 f"{r['energy_mj_per_token']:.2f}"]
+        if role == "decode":
+            cells.insert(4, f"{r['batch']:.0f}")
+        style = "bold green" if r is best else None
+        table.add_row(*cells, style=style)
+    return table
+
+
 def register(app: typer.Typer) -> None:
     profile_app = typer.Typer(
         name="profile",
         help="Power-performance profiles: list the built-ins, show or plot one against the cap, validate a file.",
     )
     app.add_typer(profile_app, name="profile")
+    profile_app.callback(invoke_without_command=True)(_help_without_command)
+    profile_app.command("list")(list_profiles)
+    profile_app.command("show")(show)
+    profile_app.command("plot")(plot)
+    profile_app.command("validate")(validate)
+    profile_app.command("export")(export)
 
-    @profile_app.callback(invoke_without_command=True)
-    def _help_without_command(ctx: typer.Context) -> None:
-        # Print help ourselves rather than via no_args_is_help, whose exception the CLI shell cannot map.
-        if ctx.invoked_subcommand is None:
-            typer.echo(ctx.get_help())
-            raise typer.Exit(0)
 
-    @profile_app.command("list")
-    def list_profiles() -> None:
-        """The built-in profiles, with GPU, TP per role and where their numbers come from."""
-        from rich.console import Console
-        from rich.table import Table
+def _help_without_command(ctx: typer.Context) -> None:
+    # Print help ourselves rather than via no_args_is_help, whose exception the CLI shell cannot map.
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
-        from powerplanner.model.builtin import builtin_profiles
 
-        table = Table(title="built-in profiles")
-        for column in ("name", "GPU", "TP prefill/decode", "source"):
-            table.add_column(column, overflow="fold")
-        for name, p in sorted(builtin_profiles().items()):
-            table.add_row(name, p.gpu.name, f"{p.prefill_tp}/{p.decode_tp}", p.source)
-        Console().print(table)
+def list_profiles() -> None:
+    """The built-in profiles, with GPU, TP per role and where their numbers come from."""
+    from rich.console import Console
+    from rich.table import Table
 
-    @profile_app.command("show")
-    def show(
-        ref: Annotated[str, typer.Argument(metavar="NAME|PATH", help="Built-in name or profile path.")],
-        gpu: GpuOption = None,
-        isl: Annotated[float, typer.Option("--isl", help="Prompt length for the prefill rows.", min=1)] = 2048,
-        context: Annotated[
-            float, typer.Option("--context", help="Mean decode context (ISL + OSL/2) for the decode rows.", min=1)
-        ] = 2048,
-        levels: Annotated[int, typer.Option("--levels", help="Number of evenly spaced caps.", min=2)] = 11,
-        cap: Annotated[
-            list[float] | None, typer.Option("--cap", help="Show these caps (watts) instead; repeatable.")
-        ] = None,
-        ttft_ms: Annotated[
-            float | None, typer.Option("--ttft-ms", help="TTFT target: prefill throughput at the highest load "
-                                       "meeting it (M/D/1 queueing).", min=0)
-        ] = None,
-        itl_ms: Annotated[
-            float | None, typer.Option("--itl-ms", help="ITL target: decode throughput at the best batch meeting it.",
-                                       min=0)
-        ] = None,
-    ) -> None:
-        """A table per role against the cap: clock, slowdown, throughput, latency, draw and energy per token."""
-        from rich.console import Console
-        from rich.table import Table
+    from powerplanner.model.builtin import builtin_profiles
 
-        profile = _load(ref, gpu)
-        caps = _caps(profile, levels, cap)
-        rows = _role_rows(profile, caps, isl, context, None if ttft_ms is None else ttft_ms / 1000.0,
-                          None if itl_ms is None else itl_ms / 1000.0)
-        console = Console()
-        console.print(f"[bold]{profile.name}[/] on {profile.gpu.name}: TP {profile.prefill_tp} prefill, "
-                      f"{profile.decode_tp} decode; idle {profile.idle_watts():g} W/GPU")
-        console.print(f"source: {profile.source}", soft_wrap=True)
-        for note in profile.notes:
-            console.print(f"note: {note}", soft_wrap=True)
-        from powerplanner.model.roles import Role
+    table = Table(title="built-in profiles")
+    for column in ("name", "GPU", "TP prefill/decode", "source"):
+        table.add_column(column, overflow="fold")
+    for name, p in sorted(builtin_profiles().items()):
+        table.add_row(name, p.gpu.name, f"{p.prefill_tp}/{p.decode_tp}", p.source)
+    Console().print(table)
 
-        for role in ("prefill", "decode"):
-            natural = profile.natural_draw_watts(Role(role))
-            if role == "prefill":
-                title = f"prefill at ISL {isl:g} (natural draw {natural:g} W)"
-                latency = "prefill time ms"
-                if ttft_ms is not None:
-                    title += f", TTFT target {ttft_ms:g} ms"
-            else:
-                title = f"decode at context {context:g}, best batch (natural draw {natural:g} W)"
-                latency = "ITL ms"
-                if itl_ms is not None:
-                    title += f", ITL target {itl_ms:g} ms"
-            table = Table(title=title)
-            headers = ["cap W", "clock", "slowdown", "tok/s/GPU", latency, "draw W", "mJ/token"]
-            if role == "decode":
-                headers.insert(4, "batch")
-            for h in headers:
-                table.add_column(h, justify="right")
-            best = min(rows[role], key=lambda r: r["energy_mj_per_token"])
-            for r in rows[role]:
-                cells = [f"{r['cap_watts']:.0f}", f"{r['clock']:.2f}", f"{r['slowdown']:.3f}",
-                         f"{r['throughput']:,.0f}", f"{r['latency_ms']:.1f}", f"{r['draw_watts']:.0f}",
-                         f"{r['energy_mj_per_token']:.2f}"]
-                if role == "decode":
-                    cells.insert(4, f"{r['batch']:.0f}")
-                style = "bold green" if r is best else None
-                table.add_row(*cells, style=style)
-            console.print(table)
-        console.print("bold green: the cap with the least energy per token")
-        for line in _summary_lines(profile, isl, context):
-            console.print(line, soft_wrap=True)
 
-    @profile_app.command("plot")
-    def plot(
-        ref: Annotated[str, typer.Argument(metavar="NAME|PATH", help="Built-in name or profile path.")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
-        gpu: GpuOption = None,
-        isl: Annotated[float, typer.Option("--isl", help="Prompt length for prefill.", min=1)] = 2048,
-        context: Annotated[float, typer.Option("--context", help="Mean decode context.", min=1)] = 2048,
-    ) -> None:
-        """Throughput, slowdown, draw and energy per token against the cap, both roles, as one PNG."""
-        import matplotlib
+def show(
+    ref: Annotated[str, typer.Argument(metavar="NAME|PATH", help="Built-in name or profile path.")],
+    gpu: GpuOption = None,
+    isl: Annotated[float, typer.Option("--isl", help="Prompt length for the prefill rows.", min=1)] = 2048,
+    context: Annotated[
+        float, typer.Option("--context", help="Mean decode context (ISL + OSL/2) for the decode rows.", min=1)
+    ] = 2048,
+    levels: Annotated[int, typer.Option("--levels", help="Number of evenly spaced caps.", min=2)] = 11,
+    cap: Annotated[
+        list[float] | None, typer.Option("--cap", help="Show these caps (watts) instead; repeatable.")
+    ] = None,
+    ttft_ms: Annotated[
+        float | None, typer.Option("--ttft-ms", help="TTFT target: prefill throughput at the highest load "
+                                   "meeting it (M/D/1 queueing).", min=0)
+    ] = None,
+    itl_ms: Annotated[
+        float | None, typer.Option("--itl-ms", help="ITL target: decode throughput at the best batch meeting it.",
+                                   min=0)
+    ] = None,
+) -> None:
+    """A table per role against the cap: clock, slowdown, throughput, latency, draw and energy per token."""
+    from rich.console import Console
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    profile = _load(ref, gpu)
+    caps = _caps(profile, levels, cap)
+    rows = _role_rows(profile, caps, isl, context, None if ttft_ms is None else ttft_ms / 1000.0,
+                      None if itl_ms is None else itl_ms / 1000.0)
+    console = Console()
+    console.print(f"[bold]{profile.name}[/] on {profile.gpu.name}: TP {profile.prefill_tp} prefill, "
+                  f"{profile.decode_tp} decode; idle {profile.idle_watts():g} W/GPU")
+    console.print(f"source: {profile.source}", soft_wrap=True)
+    for note in profile.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    for role in ("prefill", "decode"):
+        console.print(_role_table(profile, role, rows[role], isl, context, ttft_ms, itl_ms))
+    console.print("bold green: the cap with the least energy per token")
+    for line in _summary_lines(profile, isl, context):
+        console.print(line, soft_wrap=True)
 
-        from powerplanner.errors import ProfileError
 
-        profile = _load(ref, gpu)
-        caps = _caps(profile, 51, None)
-        rows = _role_rows(profile, caps, isl, context, None, None)
-        fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
-        panels = [("throughput", "tokens/s per GPU"), ("slowdown", "latency / uncapped latency"),
-                  ("draw_watts", "busy draw per GPU (W)"), ("energy_mj_per_token", "energy per token (mJ)")]
-        for ax, (key, label) in zip(axes.flat, panels, strict=True):
-            for role, style in (("prefill", "-"), ("decode", "--")):
-                ax.plot([r["cap_watts"] for r in rows[role]], [r[key] for r in rows[role]], style, label=role)
-            ax.set_xlabel("per-GPU power cap (W)")
-            ax.set_ylabel(label)
-            if key == "energy_mj_per_token":
-                ax.set_yscale("log")  # the two roles differ by an order of magnitude
-            ax.grid(True, alpha=0.3, which="both")
-            ax.legend()
-        fig.suptitle(f"{profile.name} on {profile.gpu.name} (prefill ISL {isl:g}, decode context {context:g})")
-        try:
-            fig.savefig(output, dpi=110)
-        except OSError as exc:
-            raise ProfileError(f"{output}: cannot write the plot ({exc}); choose a writable path") from None
-        finally:
-            plt.close(fig)
-        typer.echo(f"wrote {output}")
+def plot(
+    ref: Annotated[str, typer.Argument(metavar="NAME|PATH", help="Built-in name or profile path.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
+    gpu: GpuOption = None,
+    isl: Annotated[float, typer.Option("--isl", help="Prompt length for prefill.", min=1)] = 2048,
+    context: Annotated[float, typer.Option("--context", help="Mean decode context.", min=1)] = 2048,
+) -> None:
+    """Throughput, slowdown, draw and energy per token against the cap, both roles, as one PNG."""
+    import matplotlib
 
-    @profile_app.command("validate")
-    def validate(
-        ref: Annotated[str, typer.Argument(metavar="PATH", help="Profile file or Dynamo profiler directory.")],
-        gpu: GpuOption = None,
-    ) -> None:
-        """Exit 0 when the profile loads; otherwise one line per problem and a non-zero exit."""
-        profile = _load(ref, gpu)
-        typer.echo(f"ok: {profile.name} on {profile.gpu.name}, TP {profile.prefill_tp} prefill / "
-                   f"{profile.decode_tp} decode")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-    @profile_app.command("export")
-    def export(
-        ref: Annotated[str, typer.Argument(metavar="NAME|PATH", help="Built-in name or profile path.")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="YAML file to write (our format).")],
-        gpu: GpuOption = None,
-    ) -> None:
-        """Write a profile in our YAML format: a starting point for your own measurements."""
-        import yaml
+    from powerplanner.errors import ProfileError
 
-        from powerplanner.errors import ProfileError
-        from powerplanner.model.loaders import document_from_profile
+    profile = _load(ref, gpu)
+    caps = _caps(profile, 51, None)
+    rows = _role_rows(profile, caps, isl, context, None, None)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    panels = [("throughput", "tokens/s per GPU"), ("slowdown", "latency / uncapped latency"),
+              ("draw_watts", "busy draw per GPU (W)"), ("energy_mj_per_token", "energy per token (mJ)")]
+    for ax, (key, label) in zip(axes.flat, panels, strict=True):
+        for role, style in (("prefill", "-"), ("decode", "--")):
+            ax.plot([r["cap_watts"] for r in rows[role]], [r[key] for r in rows[role]], style, label=role)
+        ax.set_xlabel("per-GPU power cap (W)")
+        ax.set_ylabel(label)
+        if key == "energy_mj_per_token":
+            ax.set_yscale("log")  # the two roles differ by an order of magnitude
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend()
+    fig.suptitle(f"{profile.name} on {profile.gpu.name} (prefill ISL {isl:g}, decode context {context:g})")
+    try:
+        fig.savefig(output, dpi=110)
+    except OSError as exc:
+        raise ProfileError(f"{output}: cannot write the plot ({exc}); choose a writable path") from None
+    finally:
+        plt.close(fig)
+    typer.echo(f"wrote {output}")
 
-        document = document_from_profile(_load(ref, gpu))
-        try:
-            output.write_text(yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
-        except OSError as exc:
-            raise ProfileError(f"{output}: cannot write the profile ({exc}); choose a writable path") from None
-        typer.echo(f"wrote {output}")
+
+def validate(
+    ref: Annotated[str, typer.Argument(metavar="PATH", help="Profile file or Dynamo profiler directory.")],
+    gpu: GpuOption = None,
+) -> None:
+    """Exit 0 when the profile loads; otherwise one line per problem and a non-zero exit."""
+    profile = _load(ref, gpu)
+    typer.echo(f"ok: {profile.name} on {profile.gpu.name}, TP {profile.prefill_tp} prefill / "
+               f"{profile.decode_tp} decode")
+
+
+def export(
+    ref: Annotated[str, typer.Argument(metavar="NAME|PATH", help="Built-in name or profile path.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="YAML file to write (our format).")],
+    gpu: GpuOption = None,
+) -> None:
+    """Write a profile in our YAML format: a starting point for your own measurements."""
+    import yaml
+
+    from powerplanner.errors import ProfileError
+    from powerplanner.model.profile_format import document_from_profile
+
+    document = document_from_profile(_load(ref, gpu))
+    try:
+        output.write_text(yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"{output}: cannot write the profile ({exc}); choose a writable path") from None
+    typer.echo(f"wrote {output}")

@@ -7,81 +7,100 @@ files needed) with all policies and writes the report to ./powerplanner-report.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from powerplanner.sim.scenarios import Scenario
 
 DEFAULT_REPORT_DIR = "powerplanner-report"
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("simulate")
-    def simulate(
-        scenario: Annotated[
-            str, typer.Option("--scenario", "-s", help="Built-in scenario name (default, code-like) or a YAML file.")
-        ] = "default",
-        trace: Annotated[
-            str | None, typer.Option("--trace", help="Replay this trace instead (Azure CSV or Mooncake JSONL).")
-        ] = None,
-        rate_scale: Annotated[
-            float | None, typer.Option("--rate-scale", help="Multiply the request rate (keeps shape and duration).")
-        ] = None,
-        duration_s: Annotated[
-            float | None, typer.Option("--duration-s", help="Replay only the first this many seconds of the trace.")
-        ] = None,
-        compress_gaps_s: Annotated[
-            float | None,
-            typer.Option("--compress-gaps-s", help="Shorten every silence between requests to at most this (s)."),
-        ] = None,
-        budget_watts: Annotated[
-            float | None, typer.Option("--budget-watts", help="GPU power budget in watts (overrides the scenario).")
-        ] = None,
-        policies: Annotated[
-            str | None, typer.Option("--policies", help="Comma-separated policies (default: all).")
-        ] = None,
-        report_dir: Annotated[
-            str, typer.Option("--report-dir", help="Where to write summary.md, results.json and plots.")
-        ] = DEFAULT_REPORT_DIR,
-        as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout, nothing else.")] = False,
-        seed: Annotated[int | None, typer.Option("--seed", help="Seed of synthetic traces and rate scaling.")] = None,
-        workers: Annotated[
-            int | None, typer.Option("--workers", help="Parallel processes (default: CPU cores).", min=1)
-        ] = None,
-    ) -> None:
-        """Replay a trace through the simulated cluster under each policy and compare SLA, energy and power."""
-        import json
-        import sys
+    app.command("simulate")(simulate)
 
-        from rich.console import Console
 
-        from powerplanner.sim.report import headline, rich_table, write_report
-        from powerplanner.sim.runner import check_policies, compare, policy_names, sim_settings
-        from powerplanner.sim.scenarios import load_scenario
+def simulate(
+    scenario: Annotated[
+        str, typer.Option("--scenario", "-s", help="Built-in scenario name (default, code-like) or a YAML file.")
+    ] = "default",
+    trace: Annotated[
+        str | None, typer.Option("--trace", help="Replay this trace instead (Azure CSV or Mooncake JSONL).")
+    ] = None,
+    rate_scale: Annotated[
+        float | None, typer.Option("--rate-scale", help="Multiply the request rate (keeps shape and duration).")
+    ] = None,
+    duration_s: Annotated[
+        float | None, typer.Option("--duration-s", help="Replay only the first this many seconds of the trace.")
+    ] = None,
+    compress_gaps_s: Annotated[
+        float | None,
+        typer.Option("--compress-gaps-s", help="Shorten every silence between requests to at most this (s)."),
+    ] = None,
+    budget_watts: Annotated[
+        float | None, typer.Option("--budget-watts", help="GPU power budget in watts (overrides the scenario).")
+    ] = None,
+    policies: Annotated[
+        str | None, typer.Option("--policies", help="Comma-separated policies (default: all).")
+    ] = None,
+    report_dir: Annotated[
+        str, typer.Option("--report-dir", help="Where to write summary.md, results.json and plots.")
+    ] = DEFAULT_REPORT_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout, nothing else.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of synthetic traces and rate scaling.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Parallel processes (default: CPU cores).", min=1)
+    ] = None,
+) -> None:
+    """Replay a trace through the simulated cluster under each policy and compare SLA, energy and power."""
+    from powerplanner.sim.scenario_file import load_scenario
 
-        chosen = load_scenario(scenario)
-        names = (
-            tuple(p.strip() for p in policies.split(",") if p.strip()) if policies is not None
-            else chosen.policies or policy_names()
-        )
-        chosen = chosen.with_overrides(trace_path=trace, rate_scale=rate_scale, budget_watts=budget_watts, seed=seed,
-                                       duration_s=duration_s, compress_gaps_s=compress_gaps_s)
-        names = check_policies(names)
-        sim_settings(chosen)  # bad simulator overrides fail here, before any worker starts
-        chosen.config(chosen.budget_watts or 1.0)
-        # Never narrower than the table: a cropped column hides the numbers; a long line merely wraps.
-        out = Console(highlight=False, soft_wrap=True)
-        out.width = max(out.width, 180)
-        err = Console(stderr=True, highlight=False, soft_wrap=True)
-        if not as_json:
-            err.print(f"simulating {', '.join(names)} on scenario {chosen.name} ...")
-        loaded = chosen.load_trace()
-        show = not as_json and sys.stderr.isatty()
-        result = compare(chosen, names, trace=loaded, workers=workers, show_progress=show)
-        where = write_report(result, Path(report_dir))
-        if as_json:
-            sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
-            err.print(f"report written to {where.resolve()}")
-            return
-        out.print(headline(result))
-        out.print(rich_table(result))
-        out.print(f"report written to {where.resolve()} (summary.md, results.json, plots)")
+    chosen = load_scenario(scenario)
+    names = _policy_names(policies, chosen)
+    chosen = chosen.with_overrides(trace_path=trace, rate_scale=rate_scale, budget_watts=budget_watts, seed=seed,
+                                   duration_s=duration_s, compress_gaps_s=compress_gaps_s)
+    _run(chosen, names, Path(report_dir), as_json, workers)
+
+
+def _policy_names(policies: str | None, chosen: Scenario) -> tuple[str, ...]:
+    """``--policies`` (comma-separated), else the scenario's, else every policy (checked by :func:`_run`)."""
+    from powerplanner.sim.runner import policy_names
+
+    return (
+        tuple(p.strip() for p in policies.split(",") if p.strip()) if policies is not None
+        else chosen.policies or policy_names()
+    )
+
+
+def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bool, workers: int | None) -> None:
+    """Validate everything before any worker starts (policy names, simulator settings, planner overrides), run
+    the comparison, write the report and print it."""
+    import json
+    import sys
+
+    from rich.console import Console
+
+    from powerplanner.sim.report import headline, rich_table, write_report
+    from powerplanner.sim.runner import check_policies, compare, sim_settings
+
+    names = check_policies(names)
+    sim_settings(chosen)  # bad simulator overrides fail here, before any worker starts
+    chosen.config(chosen.budget_watts or 1.0)
+    # Never narrower than the table: a cropped column hides the numbers; a long line merely wraps.
+    out = Console(highlight=False, soft_wrap=True)
+    out.width = max(out.width, 180)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not as_json:
+        err.print(f"simulating {', '.join(names)} on scenario {chosen.name} ...")
+    loaded = chosen.load_trace()
+    show = not as_json and sys.stderr.isatty()
+    result = compare(chosen, names, trace=loaded, workers=workers, show_progress=show)
+    where = write_report(result, report_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        err.print(f"report written to {where.resolve()}")
+        return
+    out.print(headline(result))
+    out.print(rich_table(result))
+    out.print(f"report written to {where.resolve()} (summary.md, results.json, plots)")

@@ -5,17 +5,18 @@ Hardened because it can lower (and, within the configured budget, raise) the pow
 (docs/operations.md, "The admin endpoint"):
 
 - loopback by default (``budget.admin.bind`` 127.0.0.1:8081), optional TLS (``tls_cert_file`` and
-  ``tls_key_file``, loaded and checked at start-up);
+  ``tls_key_file``, loaded and checked at start-up: :mod:`powerplanner.live.admin_settings`);
 - bounded: at most ``max_connections`` connections are served at once (one thread each); a connection over
   the cap gets a 503 at once from the accepting thread, which never blocks on a client. Each connection has
   ``timeout_s`` for everything it sends (TLS handshake, request line, headers, body): a slow or half-open
   client is cut off at that deadline, whatever it trickles;
-- strict input: ``Content-Length`` must be ASCII digits, at most 4 KiB (411 when missing, 400 when malformed,
-  413 when too large), request line and headers at most 16 KiB (431), the body exactly ``{"watts": <positive
-  finite JSON number>}`` (a JSON boolean, a string, NaN, duplicate keys, anything else: 400). Every answer is
-  one JSON object with an ``error`` line when it is refused, never a traceback.
+- strict input (:mod:`powerplanner.live.admin_requests`): ``Content-Length`` must be ASCII digits, at most
+  4 KiB (411 when missing, 400 when malformed, 413 when too large), request line and headers at most 16 KiB
+  (431), the body exactly ``{"watts": <positive finite JSON number>}``. Every answer is one JSON object with
+  an ``error`` line when it is refused, never a traceback.
 
-The budget value itself lives in :class:`powerplanner.live.budget.AdminBudget`, which persists it
+This module is the server: sockets, deadlines, the connection cap, the TLS handshake and the dispatch. The
+budget value itself lives in :class:`powerplanner.live.budget.AdminBudget`, which persists it
 (:mod:`powerplanner.live.budget_store`) before this endpoint answers that it took effect.
 """
 
@@ -25,221 +26,36 @@ import hmac
 import io
 import json
 import logging
-import math
 import selectors
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-from powerplanner.config import AdminConfig
 from powerplanner.errors import UserError
+from powerplanner.live.admin_requests import (
+    BODY_HINT,
+    MAX_BODY_BYTES,
+    RequestError,
+    bearer_token,
+    parse_budget_body,
+    parse_content_length,
+)
+from powerplanner.live.admin_settings import AdminSettings, parse_bind
 from powerplanner.live.budget import AdminBudget
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 4096
 MAX_HEAD_BYTES = 16384
-MAX_TOKEN_FILE_BYTES = 4096
 CONNECTION_THREAD_NAME = "powerplanner-admin-conn"
-BODY_HINT = 'send {"watts": <positive number>}'
-
-
-class RequestError(Exception):
-    """A request refused with ``status`` and one line saying what is wrong and what to send instead."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class _RequestTooLarge(Exception):
     """The client sent more than the request line, headers and body may hold."""
-
-
-# -- validation (pure) ------------------------------------------------------------------------------
-
-
-def parse_content_length(values: Sequence[str], limit_bytes: int = MAX_BODY_BYTES) -> int | None:
-    """The body length from the ``Content-Length`` header values (None when there is none).
-
-    Only ASCII digits count (no sign, space inside, ``_`` or other scripts' digits); repeated headers must
-    agree. Malformed: 400; over ``limit_bytes``: 413."""
-    if not values:
-        return None
-    texts = {v.strip() for v in values}
-    if len(texts) > 1:
-        raise RequestError(400, f"Content-Length given {len(values)} times with different values; send one")
-    (text,) = texts
-    if not (text.isascii() and text.isdigit()) or len(text) > 12:
-        raise RequestError(400, f"Content-Length {text[:20]!r} is not a non-negative integer; send the body's "
-                                "length in bytes")
-    length = int(text)
-    if length > limit_bytes:
-        raise RequestError(413, f"body of {length} bytes is over the {limit_bytes}-byte limit; {BODY_HINT}")
-    return length
-
-
-def _no_constants(name: str) -> float:
-    raise ValueError(f"{name} is not a number of watts")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"key {key[:40]!r} appears twice")
-        seen[key] = value
-    return seen
-
-
-def parse_budget_body(raw: bytes) -> float:
-    """Watts from a ``PUT /budget`` body: exactly one key ``watts`` holding a positive, finite JSON number.
-
-    A JSON boolean is not watts (Python counts ``true`` as 1), nor is a string, null, NaN or Infinity; a
-    duplicate key is refused rather than letting the last one win. Any problem: :class:`RequestError` 400."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestError(400, f"body is not UTF-8 JSON; {BODY_HINT}") from None
-    try:
-        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
-    except RecursionError:
-        raise RequestError(400, f"body is nested too deeply; {BODY_HINT}") from None
-    except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN/Infinity, over-long integers
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise RequestError(400, f"body is not valid JSON ({detail}); {BODY_HINT}") from None
-    if not isinstance(data, dict):
-        raise RequestError(400, f"body is a JSON {_json_type(data)}, not an object; {BODY_HINT}")
-    extra = sorted(k for k in data if k != "watts")
-    if extra:
-        raise RequestError(400, f"body.{extra[0][:40]}: unknown field; {BODY_HINT}")
-    if "watts" not in data:
-        raise RequestError(400, f"body.watts: required field is missing; {BODY_HINT}")
-    value = data["watts"]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RequestError(400, f"body.watts: a JSON {_json_type(value)} is not watts; {BODY_HINT}")
-    try:
-        watts = float(value)
-    except OverflowError:
-        watts = math.inf
-    if not math.isfinite(watts) or watts <= 0:
-        raise RequestError(400, f"body.watts: {value if math.isfinite(watts) else 'too large'} is not a positive "
-                                f"finite number of watts; {BODY_HINT}")
-    return watts
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else type(value).__name__
-
-
-def bearer_token(header: str | None) -> str | None:
-    """The credentials of an ``Authorization: Bearer <token>`` header (scheme case-insensitive), else None."""
-    scheme, _, credentials = (header or "").strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return credentials.strip() or None
-
-
-# -- settings, checked at start-up ---------------------------------------------------------------
-
-
-def read_token(cfg: AdminConfig) -> str:
-    """The bearer token, from ``token_file`` (preferred) or ``token``; empty or whitespace-only is refused."""
-    if cfg.token_file:
-        try:
-            with open(cfg.token_file, "rb") as fh:
-                raw = fh.read(MAX_TOKEN_FILE_BYTES + 1)
-        except OSError as exc:
-            raise UserError(f"budget.admin.token_file: cannot read {cfg.token_file!r} ({exc.strerror or exc}); "
-                            "point it at a readable file holding the token") from None
-        if len(raw) > MAX_TOKEN_FILE_BYTES:
-            raise UserError(f"budget.admin.token_file: {cfg.token_file!r} is over {MAX_TOKEN_FILE_BYTES} bytes; "
-                            "it must hold only the bearer token")
-        try:
-            token = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise UserError(f"budget.admin.token_file: {cfg.token_file!r} is not UTF-8 text; put the bearer "
-                            "token in it") from None
-        if not token:
-            raise UserError(f"budget.admin.token_file: {cfg.token_file!r} is empty or only whitespace; put the "
-                            "bearer token in it")
-        return token
-    token = (cfg.token or "").strip()
-    if not token:
-        raise UserError("budget.admin.token: empty or only whitespace; set a bearer token (or token_file)")
-    return token
-
-
-def parse_bind(bind: str, field_name: str) -> tuple[str, int]:
-    """``host:port`` -> (host, port), with a clear error naming the config field. IPv6: ``[::1]:8081``."""
-    host, sep, port = bind.strip().rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or not (0 <= int(port) < 65536):
-        raise UserError(f"{field_name}: {bind!r} is not host:port; use e.g. 127.0.0.1:8081")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """A server TLS context (TLS 1.2 or later) from PEM files; one clear line when they cannot be used."""
-    for field, path in (("tls_cert_file", cert_file), ("tls_key_file", key_file)):
-        if not Path(path).is_file():
-            raise UserError(f"budget.admin.{field}: {path!r} is not a readable file; point it at a PEM file "
-                            "(e.g. the tls.crt / tls.key of a kubernetes.io/tls Secret)")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert_file, key_file)
-    except ssl.SSLError as exc:
-        reason = exc.reason or str(exc)
-        raise UserError(f"budget.admin.tls_cert_file/tls_key_file: cannot use {cert_file!r} with {key_file!r} "
-                        f"({reason}); give a PEM certificate and its matching unencrypted PEM key") from None
-    except OSError as exc:
-        raise UserError(f"budget.admin.tls_cert_file/tls_key_file: cannot read {cert_file!r} or {key_file!r} "
-                        f"({exc.strerror or exc}); make both files readable by the planner") from None
-    return context
-
-
-@dataclass(frozen=True)
-class AdminSettings:
-    """Everything the server needs, validated: building it is the start-up check of the admin config."""
-
-    bind: str
-    token: str
-    tls: ssl.SSLContext | None = None
-    timeout_s: float = 10.0
-    max_connections: int = 16
-
-    def __post_init__(self) -> None:
-        if not self.token.strip():
-            raise UserError("budget.admin: a bearer token (not empty or whitespace) is required when the admin "
-                            "endpoint is enabled")
-        if not (self.timeout_s > 0 and self.max_connections >= 1):
-            raise UserError("budget.admin: timeout_s must be > 0 and max_connections >= 1")
-        parse_bind(self.bind, "budget.admin.bind")
-
-    @classmethod
-    def from_config(cls, cfg: AdminConfig, bind: str | None = None) -> AdminSettings:
-        """Token read, TLS files loaded; ``bind`` overrides ``cfg.bind`` (``powerplanner run --admin-bind``)."""
-        tls = tls_context(cfg.tls_cert_file, cfg.tls_key_file) if cfg.tls_cert_file and cfg.tls_key_file else None
-        return cls(bind=bind or cfg.bind, token=read_token(cfg), tls=tls, timeout_s=cfg.timeout_s,
-                   max_connections=cfg.max_connections)
-
-
-# -- the server ---------------------------------------------------------------------------------------
 
 
 class _DeadlineReader(io.RawIOBase):

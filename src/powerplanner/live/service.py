@@ -20,7 +20,8 @@ from powerplanner.core_settings import metrics_window_s
 from powerplanner.errors import EndpointError, UserError
 from powerplanner.kube.errors import KubeErrorKind, KubernetesError
 from powerplanner.live.actuator import KubernetesActuator, check_reachable
-from powerplanner.live.admin import AdminServer, AdminSettings, parse_bind
+from powerplanner.live.admin import AdminServer
+from powerplanner.live.admin_settings import AdminSettings, parse_bind
 from powerplanner.live.budget import (
     AdminBudget,
     BudgetSource,
@@ -149,14 +150,10 @@ def build_service(
         prom.check_reachable()
     client = api_client or build_api_client(cfg.kubernetes)
     actuator = KubernetesActuator.from_config(cfg.kubernetes, client)
-    state: ClusterState | None = None
     if start_checks:
-        state = check_reachable(actuator)
-        log.info("DGD %s/%s (%s): %s; prefill service %s, decode service %s", state.namespace, state.dgd_name,
-                 state.api_version, state.ready_detail, state.role(Role.PREFILL).service,
-                 state.role(Role.DECODE).service)
+        _log_dgd(check_reachable(actuator))
     metrics = PrometheusMetricsSource(prom, cfg.prometheus, cfg.kubernetes.namespace)
-    stored_admin: AdminBudget | None = None
+    stored_admin = None
     if admin_settings is not None:
         store = budget_store or ConfigMapBudgetStore(client, cfg.kubernetes.namespace, admin_cfg.state_configmap,
                                                      clock.utc_now)
@@ -174,35 +171,62 @@ def build_service(
     loop = LiveLoop(planner or default_planner(cfg), metrics, actuator, budget, clock, settings, telemetry,
                     diagnose_feedback=metrics.diagnose_feedback if cfg.prometheus.power_source == "agent" else None)
     service = Service(loop=loop, admin_budget=admin_budget, closers=closers)
+    _start_threads(service, cfg, actuator, telemetry, admin_settings, watch_pods=watch_pods and not dry_run,
+                   serve_metrics=serve_metrics, pod_watch_read_timeout_s=pod_watch_read_timeout_s)
+    return service
+
+
+def _start_threads(service: Service, cfg: Config, actuator: KubernetesActuator, telemetry: LoopTelemetry,
+                   admin_settings: AdminSettings | None, *, watch_pods: bool, serve_metrics: bool,
+                   pod_watch_read_timeout_s: float) -> None:
+    """The pod watch, /metrics and the admin endpoint, each with its closer in ``service``; when one cannot
+    start, those already started are closed before the error propagates."""
+    loop = service.loop
     try:
-        if watch_pods and not dry_run:
-            stop_watch = threading.Event()
-
-            def on_pod(_kind: str, pod: Any) -> None:
-                if actuator.cap_new_pod(pod):
-                    telemetry.steps.labels("set_cap", "new_pod").inc()
-
-            threading.Thread(target=actuator.watch_pods, args=(on_pod, stop_watch),
-                             kwargs={"read_timeout_s": pod_watch_read_timeout_s},
-                             name="powerplanner-pod-watch", daemon=True).start()
-            closers.append(stop_watch.set)
+        if watch_pods:
+            service.closers.append(_start_pod_watch(actuator, telemetry, pod_watch_read_timeout_s))
         if serve_metrics:
-            host, port = parse_bind(cfg.serve.metrics_bind, "serve.metrics_bind")
-            try:
-                httpd = telemetry.serve(host, port)
-            except OSError as exc:
-                raise UserError(f"serve.metrics_bind: cannot listen on {cfg.serve.metrics_bind} ({exc.strerror}); "
-                                "choose a free address") from None
-            closers.append(httpd.shutdown)
+            service.closers.append(_serve_metrics(cfg, telemetry))
         if admin_settings is not None:
-            admin = AdminServer(admin_settings, admin_budget, loop.last_decision_json,
-                                lambda: _budget_json(loop)).start()
-            service.admin_server = admin
-            closers.append(admin.stop)
+            service.admin_server = AdminServer(admin_settings, service.admin_budget, loop.last_decision_json,
+                                               lambda: _budget_json(loop)).start()
+            service.closers.append(service.admin_server.stop)
     except BaseException:
         service.close()
         raise
-    return service
+
+
+def _log_dgd(state: ClusterState) -> None:
+    log.info("DGD %s/%s (%s): %s; prefill service %s, decode service %s", state.namespace, state.dgd_name,
+             state.api_version, state.ready_detail, state.role(Role.PREFILL).service,
+             state.role(Role.DECODE).service)
+
+
+def _start_pod_watch(actuator: KubernetesActuator, telemetry: LoopTelemetry,
+                     read_timeout_s: float) -> Callable[[], None]:
+    """The pod watch on its own thread, capping a new replica the moment the operator creates it; returns what
+    stops it (noticed within ``read_timeout_s``)."""
+    stop_watch = threading.Event()
+
+    def on_pod(_kind: str, pod: Any) -> None:
+        if actuator.cap_new_pod(pod):
+            telemetry.steps.labels("set_cap", "new_pod").inc()
+
+    threading.Thread(target=actuator.watch_pods, args=(on_pod, stop_watch),
+                     kwargs={"read_timeout_s": read_timeout_s},
+                     name="powerplanner-pod-watch", daemon=True).start()
+    return stop_watch.set
+
+
+def _serve_metrics(cfg: Config, telemetry: LoopTelemetry) -> Callable[[], None]:
+    """The planner's /metrics on ``serve.metrics_bind``; returns what shuts it down."""
+    host, port = parse_bind(cfg.serve.metrics_bind, "serve.metrics_bind")
+    try:
+        httpd = telemetry.serve(host, port)
+    except OSError as exc:
+        raise UserError(f"serve.metrics_bind: cannot listen on {cfg.serve.metrics_bind} ({exc.strerror}); "
+                        "choose a free address") from None
+    return httpd.shutdown
 
 
 def _budget_json(loop: LiveLoop) -> dict[str, Any]:

@@ -17,7 +17,11 @@ PREFIX = "powerplanner"
 
 
 class LoopTelemetry:
+    """Every metric of the planner's /metrics (docs/operations.md, "Metrics", lists them), in its own registry."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Long on purpose: one flat list of metric declarations, each with its name, help and labels, reads as the
+        # catalogue of /metrics; split into helpers, a metric's declaration would sit away from its siblings.
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.budget_watts = Gauge(f"{PREFIX}_budget_watts", "Budget in force (lowest active source).", registry=r)

@@ -158,11 +158,15 @@ def write_plots(comparison: Comparison, out: Path) -> list[str]:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    results = comparison.results
-    colors = {name: f"C{i}" for i, name in enumerate(results)}
-    written: list[str] = []
+    colors = {name: f"C{i}" for i, name in enumerate(comparison.results)}
+    plots = (("power.png", _plot_power), ("replicas_caps.png", _plot_replicas_caps),
+             ("latency_cdf.png", _plot_latency_cdf), ("energy.png", _plot_energy))
+    return [_save(draw(comparison, colors, plt), out, name, plt) for name, draw in plots]
 
-    # 1. Provisioned and drawn power against the budget.
+
+def _plot_power(comparison: Comparison, colors: dict[str, str], plt: Any) -> Any:
+    """Provisioned and drawn power against the budget."""
+    results = comparison.results
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     for name, r in results.items():
         t_min = r.series.time_s / 60.0
@@ -176,11 +180,13 @@ def write_plots(comparison: Comparison, out: Path) -> list[str]:
     axes[1].set_xlabel("time (min)")
     axes[0].legend(loc="upper right", fontsize=8, ncol=2)
     axes[0].set_title(f"Power vs budget: {comparison.scenario.name}")
-    written.append(_save(fig, out, "power.png", plt))
+    return fig
 
-    # 2. Replicas and caps per role.
+
+def _plot_replicas_caps(comparison: Comparison, colors: dict[str, str], plt: Any) -> Any:
+    """Replicas and caps per role."""
     fig, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
-    for name, r in results.items():
+    for name, r in comparison.results.items():
         s = r.series
         t_min = s.time_s / 60.0
         axes[0][0].step(t_min, s.prefill_replicas, where="post", color=colors[name], label=name)
@@ -194,12 +200,14 @@ def write_plots(comparison: Comparison, out: Path) -> list[str]:
     for ax in axes[1]:
         ax.set_xlabel("time (min)")
     axes[0][0].legend(fontsize=8)
-    written.append(_save(fig, out, "replicas_caps.png", plt))
+    return fig
 
-    # 3. TTFT and ITL CDFs with the SLA targets.
+
+def _plot_latency_cdf(comparison: Comparison, colors: dict[str, str], plt: Any) -> Any:
+    """TTFT and ITL CDFs with the SLA targets."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     sla = comparison.scenario.sla
-    for name, r in results.items():
+    for name, r in comparison.results.items():
         for ax, values in ((axes[0], r.ttft_ms), (axes[1], r.itl_ms)):
             xs, ys = _cdf(values, r.requests)
             if xs.size:
@@ -214,9 +222,11 @@ def write_plots(comparison: Comparison, out: Path) -> list[str]:
         ax.set_ylim(0, 1.01)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    written.append(_save(fig, out, "latency_cdf.png", plt))
+    return fig
 
-    # 4. Energy per policy.
+
+def _plot_energy(comparison: Comparison, colors: dict[str, str], plt: Any) -> Any:
+    """Energy per policy, in total and per output token."""
     names = list(comparison.metrics)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     kwh = [comparison.metrics[n].energy_kwh for n in names]
@@ -228,8 +238,7 @@ def write_plots(comparison: Comparison, out: Path) -> list[str]:
     for ax in axes:
         ax.tick_params(axis="x", rotation=30, labelsize=8)
         ax.grid(alpha=0.3, axis="y")
-    written.append(_save(fig, out, "energy.png", plt))
-    return written
+    return fig
 
 
 def _budget_line(ax: Any, results: dict[str, SimResult]) -> None:

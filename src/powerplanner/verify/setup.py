@@ -14,8 +14,9 @@ import kubernetes.config
 from powerplanner.config import Config, load_config
 from powerplanner.errors import EndpointError, UserError
 from powerplanner.live.prometheus import PrometheusClient
-from powerplanner.verify.checks import Verifier, VerifySettings
+from powerplanner.verify.checks import Verifier
 from powerplanner.verify.cluster import ClusterReader
+from powerplanner.verify.state import VerifySettings
 
 
 def kubernetes_client(kubeconfig: str | None, context: str | None, as_user: str | None) -> kubernetes.client.ApiClient:

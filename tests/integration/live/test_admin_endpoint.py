@@ -25,7 +25,8 @@ import httpx
 import pytest
 
 from powerplanner.config import AdminConfig
-from powerplanner.live.admin import CONNECTION_THREAD_NAME, MAX_HEAD_BYTES, AdminServer, AdminSettings
+from powerplanner.live.admin import CONNECTION_THREAD_NAME, MAX_HEAD_BYTES, AdminServer
+from powerplanner.live.admin_settings import AdminSettings
 from powerplanner.live.budget import AdminBudget
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,8 @@ import pytest
 
 from powerplanner.contract import POWER_LIMIT_ANNOTATION
 from powerplanner.verify import CheckResult, Report, Status
-from powerplanner.verify.checks import CHECK_NAMES, planner_access
+from powerplanner.verify.checks import CHECK_NAMES
+from powerplanner.verify.kubernetes_checks import planner_access
 from tests.fixtures.k8s import PODS
 from tests.integration.verify.world import AGENT_NS, DGD, NS, World, add_component_pod, as_json, only_failing, statuses
 

@@ -13,16 +13,14 @@ from hypothesis import strategies as st
 
 from powerplanner.config import AdminConfig, config_from_mapping
 from powerplanner.errors import ConfigError, UserError
-from powerplanner.live.admin import (
+from powerplanner.live.admin_requests import (
     MAX_BODY_BYTES,
-    AdminSettings,
     RequestError,
     bearer_token,
     parse_budget_body,
     parse_content_length,
-    read_token,
-    tls_context,
 )
+from powerplanner.live.admin_settings import AdminSettings, read_token, tls_context
 
 
 @pytest.mark.parametrize("values,expected", [([], None), (["0"], 0), (["17"], 17), ([" 42 "], 42),

@@ -11,7 +11,8 @@ import pytest
 
 from powerplanner.config import AdminConfig, ScheduleEntry
 from powerplanner.errors import UserError
-from powerplanner.live.admin import AdminServer, AdminSettings, parse_bind, read_token
+from powerplanner.live.admin import AdminServer
+from powerplanner.live.admin_settings import AdminSettings, parse_bind, read_token
 from powerplanner.live.budget import (
     AdminBudget,
     CompositeBudget,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from powerplanner.config import ProfileConfig
 from powerplanner.core_settings import profile_from_config
 from powerplanner.errors import ProfileError
 from powerplanner.model.capped import CappedProfile
-from powerplanner.model.loaders import document_from_profile, load_profile_path
+from powerplanner.model.loaders import load_profile_path
 from powerplanner.model.profile import PowerProfile
+from powerplanner.model.profile_format import document_from_profile
 from powerplanner.model.profiles import builtin_profile_names, load_profile
 from powerplanner.model.roles import Role
 from tests.support import dynamo_data
@@ -57,6 +59,19 @@ def test_dynamo_json_twins_and_single_file(npz_dir: Path, tmp_path: Path) -> Non
     for p in (from_json, from_file, from_json_file):
         assert p.prefill_time_s(3000, 500) == pytest.approx(from_npz.prefill_time_s(3000, 500))
         assert p.decode_itl_s(32, 2000, 300) == pytest.approx(from_npz.decode_itl_s(32, 2000, 300))
+
+
+@pytest.mark.parametrize(("half", "key"), [("prefill", "prefill_thpt_per_gpu"), ("decode", "z_thpt_per_gpu")])
+def test_dynamo_json_with_a_null_array_names_it(tmp_path: Path, half: str, key: str) -> None:
+    """A null throughput is missing, not NaN: Dynamo's TP is inferred from it (hypothesis found the traceback)."""
+    json_dir = dynamo_data.write_json_dir(tmp_path)
+    path = json_dir / f"{half}_raw_data.json"
+    data = json.loads(path.read_text())
+    data[key] = None
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError) as info:
+        load_profile_path(str(json_dir), gpu="H200-SXM")
+    assert info.value.lines == (f"{path}: missing {key}; is this Dynamo's {half} raw_data?",)
 
 
 def test_dynamo_tp_is_recovered_from_per_gpu_throughput(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from powerplanner.cli import main
 from powerplanner.model.capped import CappedProfile
-from powerplanner.model.loaders import document_from_profile
+from powerplanner.model.profile_format import document_from_profile
 from powerplanner.model.profiles import builtin_profile_names, load_profile
 from tests.support import dynamo_data
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from powerplanner.model.loaders import profile_from_document
+from powerplanner.model.profile_format import profile_from_document
 from powerplanner.model.profiles import load_profile
 from powerplanner.model.roles import Role
 from tests.support.repo import DOCS, yaml_blocks

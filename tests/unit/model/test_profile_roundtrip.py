@@ -14,7 +14,8 @@ from powerplanner.cli import main
 from powerplanner.errors import ProfileError, UserError
 from powerplanner.model.capped import CappedProfile
 from powerplanner.model.latency import DecodeLatency
-from powerplanner.model.loaders import document_from_profile, load_profile_path, profile_from_document
+from powerplanner.model.loaders import load_profile_path
+from powerplanner.model.profile_format import document_from_profile, profile_from_document
 from powerplanner.model.profiles import builtin_profile_names, load_profile
 from powerplanner.model.roles import Role
 from tests.support.repo import DOCS, yaml_blocks

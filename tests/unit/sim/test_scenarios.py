@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from powerplanner.errors import ConfigError, TraceError
-from powerplanner.sim.scenarios import builtin_scenario_names, load_scenario
+from powerplanner.sim.scenario_file import load_scenario
+from powerplanner.sim.scenarios import builtin_scenario_names
 
 TRACES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "traces"
 
