@@ -107,7 +107,7 @@ class _GpuCollector(Collector):
 
 
 class AgentMetrics:
-    """All agent metrics. Counters are labelled by a short ``reason``; see docs/architecture.md."""
+    """All agent metrics. Counters are labelled by a short ``reason``; see docs/operations.md ("Metrics")."""
 
     def __init__(self, backend: GpuBackend, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()

@@ -3,7 +3,7 @@
 The target of a GPU is the power-limit annotation of the pod that holds it, validated (a positive integer of
 watts) and clamped to the GPU's ``[min, max]`` and the node policy; with several pods on one GPU, the lowest;
 a GPU no managed pod holds goes to the park limit while parking is on (the default), else back to its original
-limit. docs/architecture.md ("The node agent") and docs/install.md ("What holds the budget") say why.
+limit. docs/internals.md ("agent/: the node power agent") and docs/install.md ("What holds the budget") say why.
 
 Choices made here, and why:
 

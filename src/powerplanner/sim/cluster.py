@@ -5,7 +5,7 @@ Built by entity, as Vidur builds its simulator: a replica (:mod:`powerplanner.si
 through the queues and batches (:mod:`powerplanner.sim.request_flow`), the state and power bookkeeping every
 change goes through (:mod:`powerplanner.sim.cluster_state`), and here the cluster as the closed loop actuates
 it: replicas added, started, drained and released, and per-role caps applied. Time advances by events
-(:mod:`powerplanner.sim.events`), never by tokens; the model is documented in docs/architecture.md
+(:mod:`powerplanner.sim.events`), never by tokens; the model is documented in docs/internals.md
 ("sim/ engine").
 """
 

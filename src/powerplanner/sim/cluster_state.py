@@ -5,7 +5,7 @@ engine), the replicas per role and their counts, the applied caps, and the power
 provisioned power, held GPUs and time over budget are accumulated lazily: every state change first integrates
 the current (piecewise constant) values up to now (:meth:`ClusterState.accumulate`), then applies the change.
 
-Power model (docs/architecture.md, "sim/ engine"): a prefill replica is busy (1) while a batch runs, else idle
+Power model (docs/internals.md, "sim/ engine"): a prefill replica is busy (1) while a batch runs, else idle
 (0); a decode replica is busy (1) while its batch is non-empty (Splitwise's constant per-phase power model:
 decode draws its phase power whatever the batch). Starting replicas draw idle power; draw never exceeds the
 applied cap. Provisioned power is holding replicas x GPUs x applied cap.

@@ -1,7 +1,7 @@
 """The kinds of event in the simulator's heap: ``(time_s, seq, kind, payload, version)``.
 
 The cluster pushes the request and replica events, the closed loop the cap changes and planner ticks; the
-engine pops them in time order and dispatches on the kind (docs/architecture.md, "sim/ engine"). A payload
+engine pops them in time order and dispatches on the kind (docs/internals.md, "sim/ engine"). A payload
 carries the ``version`` it was scheduled for, so an event overtaken by a later change is dropped.
 """
 

@@ -1,7 +1,7 @@
 """A simulated replica (prefill or decode) and the small integer codes the event loop uses for roles and states.
 
 Plain integers and a ``__slots__`` object rather than enums and dataclasses: the cluster changes replica state
-thousands of times per simulated second (docs/architecture.md, "sim/ engine").
+thousands of times per simulated second (docs/internals.md, "sim/ engine").
 """
 
 from __future__ import annotations

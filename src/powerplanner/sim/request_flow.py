@@ -12,7 +12,7 @@ FCFS decode admission queue served by the least-loaded ready decode replica with
 "route to the least-loaded instance" converges to without per-instance queues (and it never strands work on
 a replica that is being drained).
 
-Modelling choices (documented in docs/architecture.md, "sim/ engine"):
+Modelling choices (documented in docs/internals.md, "sim/ engine"):
 - TTFT = decode admission time - arrival: queueing for prefill, the prefill batch, the KV transfer and any
   wait for decode KV room (the first token reaches the client from the decode worker).
 - A request needs ``osl - 1`` decode iterations after its first token; its ITL is (decode end - admission)
