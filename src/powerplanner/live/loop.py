@@ -244,10 +244,11 @@ class LiveLoop:
             self._event("MetricsRecovered", "Prometheus answers again")
         self._source_was_ok = reading.source_ok
 
-        unacked = (self.ledger.update(state, reading.revision_by_pod)
+        unacked = (self.ledger.update(state, reading.revision_by_pod, reading.holders_by_gpu)
                    if reading.revision_by_pod is not None else None)
         self._watch_feedback(state, reading)
-        obs = build_observation(now_s, self.settings.window_s, reading, state, budget.watts, unacked)
+        counted = self.ledger.counted_state(state)  # gone pods whose GPUs are not released count as draining
+        obs = build_observation(now_s, self.settings.window_s, reading, counted, budget.watts, unacked)
         tel.record_observation(obs)
         try:
             decision = self.planner.tick(obs)
@@ -261,8 +262,8 @@ class LiveLoop:
         self._report_mismatch(decision)
 
         current_caps = {role: obs.role(role).applied_cap_watts for role in ROLES}
-        outcomes = execute(decision.steps, state, self.actuator, current_caps, dry_run=self.settings.dry_run)
-        outcomes += catch_up_caps({role: decision.target(role).cap_watts for role in ROLES}, state, self.actuator,
+        outcomes = execute(decision.steps, counted, self.actuator, current_caps, dry_run=self.settings.dry_run)
+        outcomes += catch_up_caps({role: decision.target(role).cap_watts for role in ROLES}, counted, self.actuator,
                                   current_caps, outcomes, decision.projected_provisioned_watts, self.settings.dry_run)
         for outcome in outcomes:
             tel.steps.labels(outcome.step.kind.value, outcome.outcome).inc()

@@ -257,6 +257,12 @@ def frontend_queries(
     )
 
 
+def holders_query(names: PowerMetricNames = AGENT_POWER) -> str:
+    """Every GPU the agents report, by uuid and holder (all namespaces: a GPU a gone pod held may have gone to
+    a pod of another namespace, and a parked one has none)."""
+    return f"count by (uuid, {names.pod_label}, {names.namespace_label}) ({names.applied_limit_watts})"
+
+
 def per_pod_query(metric: str, namespace: str, how: str, names: PowerMetricNames = AGENT_POWER) -> str:
     """``sum``/``max``/``min`` by pod of a per-GPU series in one Kubernetes namespace, with the pod and
     namespace labels of ``names`` (``sum by (pod_name) (X{pod_namespace="ns"})`` for our agent)."""
@@ -284,6 +290,9 @@ class MetricsReading:
     # Pods of the namespace with an agent series (applied limit or revision) in this read; None when the power
     # source cannot acknowledge caps (DCGM, none), so blind feedback is not tracked (see live/feedback.py)
     series_pods: frozenset[str] | None = None
+    # Per GPU uuid, the (namespace, pod) holders its agent reports, ("", "") for none, over every agent scraped;
+    # None when the power source cannot tell or the query failed (nothing is released: see live/ledger.py)
+    holders_by_gpu: Mapping[str, frozenset[tuple[str, str]]] | None = None
     source_ok: bool = True
     source_error: str | None = None
     error_kind: str | None = None  # a PrometheusErrorKind: the kind of the first failure
@@ -313,6 +322,22 @@ class PrometheusMetricsSource:
         :class:`PrometheusError` when Prometheus cannot answer."""
         samples = self._client.query(diagnosis_query())
         return diagnose_agent_series([s.labels for s in samples], self._namespace, pods)
+
+    def _holders(self, power: PowerMetricNames, errors: list[PrometheusError]
+                 ) -> dict[str, frozenset[tuple[str, str]]] | None:
+        if any(e.transport for e in errors) or power.applied_limit_watts is None:
+            return None
+        try:
+            samples = self._client.query(holders_query(power))
+        except PrometheusError as exc:
+            errors.append(exc)
+            return None
+        found: dict[str, set[tuple[str, str]]] = {}
+        for s in samples:
+            if s.labels.get("uuid"):
+                who = (s.labels.get(power.namespace_label, ""), s.labels.get(power.pod_label, ""))
+                found.setdefault(s.labels["uuid"], set()).add(who)
+        return {uuid: frozenset(who) for uuid, who in found.items()}
 
     def read(self, window_s: float, pods: Mapping[Role, Sequence[str]]) -> MetricsReading:
         queries = frontend_queries(self._frontend, window_s, self._cfg.model, self._cfg.dynamo_namespace)
@@ -350,6 +375,7 @@ class PrometheusMetricsSource:
         draws: dict[Role, float | None] = dict.fromkeys(ROLES)
         revisions: dict[str, tuple[float, float]] | None = None
         series: frozenset[str] | None = None
+        holders: dict[str, frozenset[tuple[str, str]]] | None = None
         if (power := self._power) is not None:
             def query(metric: str, how: str) -> dict[str, float]:
                 return by_pod(per_pod_query(metric, self._namespace, how, power), power.pod_label)
@@ -361,6 +387,7 @@ class PrometheusMetricsSource:
                 high = query(power.limit_revision, "max")
                 revisions = {p: (low[p], high[p]) for p in high if p in low}
                 series = frozenset(cap_by_pod) | frozenset(revisions)
+                holders = self._holders(power, errors)
             for role in ROLES:
                 names = [p for p in pods.get(role, ()) if p in draw_by_pod]
                 draws[role] = sum(draw_by_pod[p] for p in names) if names else None
@@ -379,6 +406,7 @@ class PrometheusMetricsSource:
             measured_power_watts=sum(known) if known else None,
             revision_by_pod=revisions,
             series_pods=series,
+            holders_by_gpu=holders if first is None else None,
             source_ok=first is None,
             source_error=None if first is None else f"prometheus {first.kind}: {first.message}",
             error_kind=None if first is None else first.kind,

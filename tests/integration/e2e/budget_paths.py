@@ -26,14 +26,23 @@ import json
 import math
 import shutil
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from powerplanner.config import AgentConfig
-from powerplanner.contract import DGD_LABEL, POWER_LIMIT_ANNOTATION, SUB_COMPONENT_LABEL
+from powerplanner.contract import (
+    AGENT_LIMIT_APPLIED_WATTS,
+    AGENT_POD_LABEL,
+    DGD_LABEL,
+    POWER_LIMIT_ANNOTATION,
+    SUB_COMPONENT_LABEL,
+)
 from tests.fixtures.k8s import PODS, EmulatedCluster
 from tests.integration.agent.harness import wait_for
 from tests.integration.e2e.chart_render import budget_change_rolls
@@ -408,28 +417,46 @@ def state_file_fault(kind: str) -> Callable[[Path, Path], PathResult]:
     return run
 
 
+def agent_holders(node: GpuNode) -> dict[str, str]:
+    """Per GPU uuid, the pod its agent reports holding it ("" none), from the agent's own /metrics: what the
+    planner reads through Prometheus (live/ledger.py); empty while the agent is down."""
+    try:
+        with urllib.request.urlopen(f"http://{node.metrics_target}/metrics", timeout=2.0) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    return {s.labels["uuid"]: s.labels.get(AGENT_POD_LABEL, "")
+            for family in text_string_to_metric_families(text) if family.name == AGENT_LIMIT_APPLIED_WATTS
+            for s in family.samples}
+
+
 def pod_replaced_while_agent_down(lib_dir: Path, workdir: Path) -> PathResult:
     """During an agent restart (a rollout step: the old agent is gone, the new one not up yet) the planner
     scales a role down and back up on that node: a worker at 400 W ends and a new one capped at 250 W gets its
-    GPUs, which nobody has parked (the agent that would have is down)."""
+    GPUs, which nobody has parked (the agent that would have is down). The planner keeps counting the gone
+    worker (a draining replica at its cap) until an agent reports its GPUs with another holder or none."""
     with NodeWorld(lib_dir, workdir) as world:
         node = world.nodes[0]
         world.sampler.start()
         share = steady(world, (Worker("llm-prefill-0", 0, (0, 1), 300), Worker("llm-decode-0", 0, (2, 3), 400)))
         world.sampler.bound(share)
-        node.stop_agent()
         freed = [world.gpu(0, 2), world.gpu(0, 3)]
-        world.delete_pod("llm-decode-0")
-        world.sampler.bound(share - 800)
+        seen = wait_for(lambda: all(agent_holders(node).get(u) == "llm-decode-0" for u in freed), 5.0, 0.05)
+        node.stop_agent()
+        world.delete_pod("llm-decode-0")  # still counted: its GPUs were reported, never released
         world.hold(0.2)
-        world.sampler.bound(share - 800 + 500)  # counted at its role's cap from its creation
+        world.sampler.bound(share + 500)  # the new worker at its role's cap from its creation, the gone one too
         world.add_pod("llm-decode-1", 0, freed, 250)
         world.hold(1.0)  # the rest of the agent's downtime
         node.start_agent()
         up = node.wait_agent()
+        released = wait_for(lambda: all(agent_holders(node).get(u) not in (None, "llm-decode-0") for u in freed),
+                            5.0, 0.02)
+        world.sampler.bound(share - 800 + 500)  # released: the planner counts the new worker alone
         capped = world.wait_limits(dict.fromkeys(freed, 250.0), timeout_s=5.0)
         world.hold(0.5)
-        return world.result("pod_replaced_while_agent_down", new_agent_up=up, new_worker_capped=capped)
+        return world.result("pod_replaced_while_agent_down", gpus_reported_before=seen, new_agent_up=up,
+                            released_reported=released, new_worker_capped=capped)
 
 
 def tenant_request_on_time_sliced_gpu(lib_dir: Path, workdir: Path) -> PathResult:
@@ -663,9 +690,7 @@ PATHS: dict[str, BudgetPath] = {p.name: p for p in (
     BudgetPath("state_file_unwritable", "6", state_file_unwritable),
     BudgetPath("helm_budget_change", "7", helm_budget_change, planner=True),
     *(BudgetPath(f"state_file_{kind}", "8", state_file_fault(kind)) for kind in STATE_FAULTS),
-    BudgetPath("pod_replaced_while_agent_down", "found", pod_replaced_while_agent_down, open_gap=(
-        "GPUs freed while their node's agent is down keep the old pod's cap (nobody parks them) and a new pod that "
-        "gets them is counted at its own, lower cap until the agent is back: 1.27x for the agent's downtime")),
+    BudgetPath("pod_replaced_while_agent_down", "found", pod_replaced_while_agent_down, also="released_reported"),
     BudgetPath("tenant_request_on_time_sliced_gpu", "9", tenant_request_on_time_sliced_gpu,
                also="tenant_ignored"),
     BudgetPath("empty_allowed_namespaces", "9", empty_allowed_namespaces, also="tenant_ignored"),

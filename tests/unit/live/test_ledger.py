@@ -77,3 +77,60 @@ def test_never_below_any_cap_written_since_the_last_acknowledgement(history: lis
         worst = ledger.update(state({"p": (cap, revision)}), {"p": acked(revision)} if ack else {})
         since_ack = [cap] if ack else [*since_ack, cap]
         assert worst[Role.PREFILL] == max(since_ack)
+
+
+def held(**pods: tuple[str, ...]) -> dict[str, frozenset[tuple[str, str]]]:
+    """holders_by_gpu as the agents report them: pod name -> its uuids ("" for GPUs no pod holds)."""
+    return {uuid: frozenset({("default", pod) if pod else ("", "")}) for pod, uuids in pods.items() for uuid in uuids}
+
+
+def test_a_gone_pod_counts_as_draining_until_an_agent_reports_its_gpus_released() -> None:
+    """A 400 W decode pod ends while its node's agent is down: its GPUs keep 400 W, and a new prefill pod capped
+    at 250 W may get them. Until an agent reports those GPUs with another holder (or none), the gone pod is
+    still counted: decode at 400 W, one more draining replica."""
+    ledger = CapLedger()
+    before = state({"p0": (300, 1)}, {"d0": (400, 1)})
+    ledger.update(before, {"p0": acked(1), "d0": acked(1)}, held(p0=("g0", "g1"), d0=("g2", "g3")))
+    after = state({"p0": (300, 1), "p1": (250, 1)}, {})
+    for reading in (None, {}, held(p0=("g0", "g1"))):  # the agent is down: its series are gone, or no read
+        worst = ledger.update(after, {"p0": acked(1)}, reading)
+        assert worst[Role.DECODE] == 400.0
+        counted = ledger.counted_state(after)
+        assert counted.role(Role.DECODE).draining_replicas == 1
+        assert counted.role(Role.PREFILL).draining_replicas == 0
+    ledger.update(after, {"p0": acked(1)}, held(p0=("g0", "g1"), d0=("g2",), **{"": ("g3",)}))
+    assert ledger.counted_state(after).role(Role.DECODE).draining_replicas == 1  # g2 not passed over yet
+    worst = ledger.update(after, {"p0": acked(1), "p1": acked(1)}, held(p0=("g0", "g1"), p1=("g2",), **{"": ("g3",)}))
+    assert worst[Role.DECODE] is None
+    assert ledger.counted_state(after) == after
+    assert not ledger.gone_holders
+
+
+def test_a_pod_whose_gpus_were_never_reported_is_released_when_gone() -> None:
+    ledger = CapLedger()
+    ledger.update(state({}, {"d0": (400, 1)}), {}, held())
+    assert ledger.update(state({}, {}), {}, None)[Role.DECODE] is None
+    assert not ledger.gone_holders
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gpus=st.integers(1, 4),
+    reports=st.lists(st.one_of(st.none(), st.dictionaries(st.integers(0, 3), st.sampled_from(["d0", "p1", ""]))),
+                     max_size=8),
+)
+def test_a_gone_pod_is_released_only_once_each_of_its_gpus_is_reported_with_another_holder(
+    gpus: int, reports: list[dict[int, str] | None]
+) -> None:
+    ledger = CapLedger()
+    uuids = tuple(f"g{i}" for i in range(gpus))
+    ledger.update(state({}, {"d0": (400, 1)}), {"d0": acked(1)}, held(d0=uuids))
+    released = False
+    for report in reports:
+        holders = None if report is None else {f"g{i}": frozenset({("default", p) if p else ("", "")})
+                                               for i, p in report.items()}
+        worst = ledger.update(state({"p1": (250, 1)}, {}), {}, holders)
+        released = released or (report is not None and all(report.get(i, "d0") != "d0" for i in range(gpus)))
+        assert (worst[Role.DECODE] is None) == released
+        counted = ledger.counted_state(state({"p1": (250, 1)}, {}))
+        assert counted.role(Role.DECODE).draining_replicas == (0 if released else 1)

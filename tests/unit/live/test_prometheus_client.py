@@ -19,6 +19,7 @@ from powerplanner.live.prometheus import (
     PrometheusMetricsSource,
     average_query,
     frontend_queries,
+    holders_query,
     range_literal,
     selector,
 )
@@ -154,8 +155,14 @@ def test_source_maps_units_and_attributes_power_to_roles() -> None:
             return httpx.Response(200, json=vector(({}, "NaN")))
         if "sequence_tokens" in q:
             return httpx.Response(200, json=vector())
+        pod, ns = AGENT_POD_LABEL, AGENT_NAMESPACE_LABEL
+        if q == holders_query():  # every GPU the agents report, any namespace, held or not
+            return httpx.Response(200, json=vector(({"uuid": "G1", pod: "p1", ns: "ns"}, "1"),
+                                                   ({"uuid": "G2", pod: "", ns: ""}, "1"),
+                                                   ({"uuid": "G3", pod: "job", ns: "tenant"}, "1"),
+                                                   ({"uuid": "G3", pod: "d1", ns: "ns"}, "1"),
+                                                   ({pod: "no-uuid", ns: "ns"}, "1")))
         power_queries.append(q)
-        pod = AGENT_POD_LABEL
         if "power_draw" in q:
             return httpx.Response(200, json=vector(({pod: "p1"}, "300"), ({pod: "d1"}, "200"),
                                                    ({pod: "d2"}, "250"), ({pod: "other"}, "999")))
@@ -178,6 +185,7 @@ def test_source_maps_units_and_attributes_power_to_roles() -> None:
     assert r.measured_power_watts == 750.0
     assert r.revision_by_pod == {"p1": (3.0, 3.0), "d2": (6.0, 7.0)}
     assert r.series_pods == frozenset({"p1", "d1", "d2"})
+    assert r.holders_by_gpu == {"G1": {("ns", "p1")}, "G2": {("", "")}, "G3": {("tenant", "job"), ("ns", "d1")}}
     # The agent's workload labels (contract.py), never the pod/namespace a scraper attaches.
     assert len(power_queries) == 4
     assert all(f"by ({AGENT_POD_LABEL}) (" in q and f'{{{AGENT_NAMESPACE_LABEL}="ns"}}' in q for q in power_queries)
