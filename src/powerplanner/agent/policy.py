@@ -180,6 +180,8 @@ def plan_limits(
 ) -> tuple[dict[str, GpuPlan], list[Rejection]]:
     """Decide every GPU's limit. Pure: same inputs, same plan. ``now_s`` (Unix seconds) dates new pods;
     ``unseen_since_s``: when each holder the pod watch has not delivered was first reported (default: now)."""
+    # One function on purpose (about 60 lines): per GPU, the holders' requests and the fallbacks (cap, hold, park,
+    # release) are one decision table, read in the order the module docstring states it.
     by_gpu: dict[str, list[Holding]] = {}
     for holding in holdings:
         by_gpu.setdefault(holding.gpu_uuid, []).append(holding)

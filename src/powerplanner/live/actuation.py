@@ -6,7 +6,7 @@ steps wait while replicas drain) are shared with the simulator in :mod:`powerpla
 module shows them the cluster as the live planner sees it and performs the steps they allow.
 
 A role's counted cap is the highest of the agents' report, the annotation and what the agents have not
-acknowledged (see ``loop.build_observation``): the worst case the plan counted. The price of waiting for a cut
+acknowledged (see ``observe.build_observation``): the worst case the plan counted. The price of waiting for a cut
 is one cap tick or more (until Prometheus has scraped the agents) of delay on a rebalance.
 
 The other side of that worst case: after a cut the agents have not acknowledged, the role still counts at

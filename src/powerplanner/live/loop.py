@@ -18,9 +18,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Protocol
 
 from powerplanner import contract
@@ -31,10 +30,11 @@ from powerplanner.live.clock import Clock
 from powerplanner.live.cluster_view import Actuator, ClusterState
 from powerplanner.live.feedback import FeedbackDiagnosis, FeedbackWatch
 from powerplanner.live.ledger import CapLedger
+from powerplanner.live.observe import build_observation, missing_cause, to_jsonable
 from powerplanner.live.prometheus import MetricsReading, MetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
-from powerplanner.model.roles import ROLES, Role
-from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleState
+from powerplanner.model.roles import ROLES
+from powerplanner.model.values import Decision, LoadForecast, Observation, Reason
 
 log = logging.getLogger(__name__)
 
@@ -67,74 +67,6 @@ class TickReport:
     errors: tuple[str, ...] = ()
     duration_s: float = 0.0
     state: ClusterState | None = field(default=None, repr=False)
-
-
-def build_observation(
-    time_s: float, window_s: float, reading: MetricsReading, state: ClusterState, budget_watts: float,
-    unacknowledged_cap_watts: Mapping[Role, float | None] | None = None,
-) -> Observation:
-    """Join Prometheus (load, latency, power) and the cluster (replicas, annotated caps) into one window.
-
-    The applied cap is the highest of the agents' report, the pods' annotation and the caps the agents have
-    not acknowledged yet (``unacknowledged_cap_watts``, from :class:`~powerplanner.live.ledger.CapLedger`):
-    the worst case the planner must count. While the agents catch up on a lowered cap their report is the
-    highest; after a raise the annotation is (the agents, and Prometheus' scrape of them, lag behind it);
-    an agent that lags by more than a tick may still apply an older, higher cap."""
-    roles: dict[Role, RoleState] = {}
-    unacked = unacknowledged_cap_watts or {}
-    for role in ROLES:
-        rc = state.role(role)
-        known = [c for c in (reading.applied_cap_watts.get(role), rc.annotated_cap_watts, unacked.get(role))
-                 if c is not None]
-        applied = max(known) if known else None
-        roles[role] = RoleState(
-            ready_replicas=rc.ready_replicas,
-            starting_replicas=rc.starting_replicas,
-            draining_replicas=rc.draining_replicas,
-            applied_cap_watts=applied,
-            measured_draw_watts=reading.draw_watts.get(role),
-            gpus_per_replica=rc.gpus_per_replica,
-        )
-    return Observation(
-        time_s=time_s,
-        window_s=window_s,
-        request_rate_per_s=reading.request_rate_per_s,
-        isl_tokens=reading.isl_tokens,
-        osl_tokens=reading.osl_tokens,
-        ttft_ms=reading.ttft_ms,
-        itl_ms=reading.itl_ms,
-        prefill=roles[Role.PREFILL],
-        decode=roles[Role.DECODE],
-        budget_watts=budget_watts,
-        measured_power_watts=reading.measured_power_watts,
-        source_ok=reading.source_ok,
-        source_error=reading.source_error,
-    )
-
-
-def _missing_cause(obs: Observation) -> str:
-    """What is missing, in words an operator can act on."""
-    if not obs.source_ok:
-        return f"Prometheus fault ({obs.source_error or 'unknown error'})"
-    if obs.request_rate_per_s is None:
-        return ("no request rate: the frontend's requests counter is absent or NaN for prometheus.model / "
-                "dynamo_namespace (`powerplanner verify` checks the frontend metrics)")
-    return "requests arrive but their ISL/OSL histograms are absent or NaN"
-
-
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses, enums, mappings and tuples as plain JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 class LiveLoop:
@@ -199,6 +131,9 @@ class LiveLoop:
 
     # -- one tick -----------------------------------------------------------------------------------
     def tick(self) -> TickReport:
+        # One function on purpose (about 75 lines): a tick is one ordered sequence (budget, cluster, ledger,
+        # metrics, observation, decision, actuation, reports) whose order is what keeps the budget, and each
+        # step's fault handling sits next to it; split up, the order would be spread over several methods.
         started = self._timer()
         now_s = self.clock.now_s()
         errors: list[str] = []
@@ -285,7 +220,7 @@ class LiveLoop:
         if missing:
             self._missing_ticks += 1
             if self._missing_ticks == n:
-                why = _missing_cause(obs)
+                why = missing_cause(obs)
                 log.warning("load metrics missing for %d tick(s): %s; holding replicas, caps not raised", n, why)
                 self._event("MetricsMissing", f"No load data for {n} tick(s): {why}. Holding replicas and not "
                             "raising caps until it is back (docs/operations.md).", warning=True)

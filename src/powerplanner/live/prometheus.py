@@ -23,11 +23,20 @@ from typing import Any, Protocol
 
 import httpx
 
-from powerplanner import contract
 from powerplanner.config import PrometheusConfig
 from powerplanner.errors import EndpointError
 from powerplanner.live.feedback import FeedbackDiagnosis, diagnose_agent_series, diagnosis_query
 from powerplanner.live.prometheus_error import RETRIED, PrometheusError, PrometheusErrorKind
+from powerplanner.live.promql import (
+    AGENT_POWER,
+    DCGM_POWER,
+    DYNAMO_FRONTEND,
+    VLLM_FRONTEND,
+    PowerMetricNames,
+    frontend_queries,
+    holders_query,
+    per_pod_query,
+)
 from powerplanner.model.roles import ROLES, Role
 
 
@@ -135,138 +144,6 @@ def _parse_data(data: Any) -> list[Sample]:
         raise PrometheusError(PrometheusErrorKind.GARBAGE, "Prometheus answer has a malformed result") from None
     raise PrometheusError(PrometheusErrorKind.GARBAGE,
                           f"unexpected resultType {kind!r} (need an instant vector or scalar)")
-
-
-# -- query construction (pure) ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FrontendMetricNames:
-    """Metric and label names of one frontend flavour."""
-
-    ttft_seconds: str
-    itl_seconds: str
-    input_tokens: str
-    output_tokens: str
-    requests_total: str
-    model_label: str
-    namespace_label: str | None
-
-
-# Dynamo's frontend (lib/runtime prometheus_names: frontend_service), labels model and dynamo_namespace.
-DYNAMO_FRONTEND = FrontendMetricNames(
-    ttft_seconds="dynamo_frontend_time_to_first_token_seconds",
-    itl_seconds="dynamo_frontend_inter_token_latency_seconds",
-    input_tokens="dynamo_frontend_input_sequence_tokens",
-    output_tokens="dynamo_frontend_output_sequence_tokens",
-    requests_total="dynamo_frontend_requests_total",
-    model_label="model",
-    namespace_label="dynamo_namespace",
-)
-
-# vLLM's own server metrics (vllm/v1/metrics/loggers.py), label model_name; no namespace label.
-VLLM_FRONTEND = FrontendMetricNames(
-    ttft_seconds="vllm:time_to_first_token_seconds",
-    itl_seconds="vllm:inter_token_latency_seconds",
-    input_tokens="vllm:request_prompt_tokens",
-    output_tokens="vllm:request_generation_tokens",
-    requests_total="vllm:request_success_total",
-    model_label="model_name",
-    namespace_label=None,
-)
-
-
-@dataclass(frozen=True)
-class PowerMetricNames:
-    """Per-GPU power series and the labels that name the workload holding each GPU."""
-
-    draw_watts: str
-    applied_limit_watts: str | None
-    limit_revision: str | None = None  # the annotation revision the agent has acted on (see live/ledger.py)
-    pod_label: str = "pod"
-    namespace_label: str = "namespace"
-
-
-# Our agent labels the workload with names no scraper sets (pod_name, pod_namespace: see contract.py), so the
-# Prometheus Operator's own pod/namespace target labels can never hide them (docs/install.md, "Monitoring").
-AGENT_POWER = PowerMetricNames(
-    draw_watts=contract.AGENT_DRAW_WATTS,
-    applied_limit_watts=contract.AGENT_LIMIT_APPLIED_WATTS,
-    limit_revision=contract.AGENT_LIMIT_REVISION,
-    pod_label=contract.AGENT_POD_LABEL,
-    namespace_label=contract.AGENT_NAMESPACE_LABEL,
-)
-# dcgm-exporter: DCGM_FI_DEV_POWER_USAGE (W); the enforced limit is DCGM_FI_DEV_POWER_MGMT_LIMIT when exported.
-# Its pod mapping (DCGM_EXPORTER_KUBERNETES) labels the workload pod/namespace; scrape it with honorLabels.
-DCGM_POWER = PowerMetricNames(draw_watts="DCGM_FI_DEV_POWER_USAGE", applied_limit_watts="DCGM_FI_DEV_POWER_MGMT_LIMIT")
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def selector(labels: Mapping[str, str | None]) -> str:
-    """``{a="x",b="y"}`` for the labels that have a value; empty string when none do."""
-    parts = [f'{k}="{_escape(v)}"' for k, v in labels.items() if v is not None]
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-def range_literal(window_s: float) -> str:
-    """A PromQL range for ``window_s`` seconds (milliseconds when not a whole number of seconds)."""
-    if window_s <= 0:
-        raise ValueError("window must be positive")
-    ms = round(window_s * 1000)
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
-
-
-def average_query(metric: str, sel: str, window_s: float) -> str:
-    """Request-weighted window average of a histogram: NaN (-> None) when no request ended in the window."""
-    w = range_literal(window_s)
-    return f"sum(increase({metric}_sum{sel}[{w}])) / sum(increase({metric}_count{sel}[{w}]))"
-
-
-def rate_query(counter: str, sel: str, window_s: float) -> str:
-    """Requests per second over the window."""
-    return f"sum(increase({counter}{sel}[{range_literal(window_s)}])) / {window_s:g}"
-
-
-@dataclass(frozen=True)
-class FrontendQueries:
-    """The five queries of one tick's load and latency observation."""
-
-    request_rate: str
-    isl: str
-    osl: str
-    ttft: str
-    itl: str
-
-
-def frontend_queries(
-    names: FrontendMetricNames, window_s: float, model: str | None, dynamo_namespace: str | None
-) -> FrontendQueries:
-    labels: dict[str, str | None] = {names.model_label: model}
-    if names.namespace_label is not None:
-        labels[names.namespace_label] = dynamo_namespace
-    sel = selector(labels)
-    return FrontendQueries(
-        request_rate=rate_query(names.requests_total, sel, window_s),
-        isl=average_query(names.input_tokens, sel, window_s),
-        osl=average_query(names.output_tokens, sel, window_s),
-        ttft=average_query(names.ttft_seconds, sel, window_s),
-        itl=average_query(names.itl_seconds, sel, window_s),
-    )
-
-
-def holders_query(names: PowerMetricNames = AGENT_POWER) -> str:
-    """Every GPU the agents report, by uuid and holder (all namespaces: a GPU a gone pod held may have gone to
-    a pod of another namespace, and a parked one has none)."""
-    return f"count by (uuid, {names.pod_label}, {names.namespace_label}) ({names.applied_limit_watts})"
-
-
-def per_pod_query(metric: str, namespace: str, how: str, names: PowerMetricNames = AGENT_POWER) -> str:
-    """``sum``/``max``/``min`` by pod of a per-GPU series in one Kubernetes namespace, with the pod and
-    namespace labels of ``names`` (``sum by (pod_name) (X{pod_namespace="ns"})`` for our agent)."""
-    return f"{how} by ({names.pod_label}) ({metric}{selector({names.namespace_label: namespace})})"
 
 
 # -- the metrics source -----------------------------------------------------------------------------

@@ -68,6 +68,9 @@ def plan_transition(
 ) -> tuple[Step, ...]:
     """Ordered steps from ``current`` to ``target``. ``budget_watts=None`` plans without a power limit
     (the power-unaware baselines), keeping the same order."""
+    # One function on purpose (about 75 lines): the phases below (lower caps, remove replicas, raise caps, add
+    # replicas) share the running worst-case state, and their order is the budget guarantee; read top to bottom
+    # it is the order docs/planner.md ("Power-safe transitions") describes.
     state: dict[Role, _RoleNow] = {}
     for role in ROLES:
         applied = current[role].applied_cap_watts

@@ -11,7 +11,8 @@ from powerplanner.kube.errors import KubeErrorKind, Timeout
 from powerplanner.live.actuation import execute
 from powerplanner.live.budget import AdminBudget, BudgetReading, CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
-from powerplanner.live.loop import LiveLoop, LoopSettings, build_observation
+from powerplanner.live.loop import LiveLoop, LoopSettings
+from powerplanner.live.observe import build_observation
 from powerplanner.live.prometheus import MetricsReading, PrometheusErrorKind
 from powerplanner.model.roles import Role
 from tests.support.live_fakes import FakeActuator, FakeMetrics, StepPlanner, cap, scale

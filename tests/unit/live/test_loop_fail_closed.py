@@ -12,7 +12,8 @@ from powerplanner.config import config_from_mapping
 from powerplanner.core_settings import build_planner
 from powerplanner.live.budget import CompositeBudget, StaticBudget
 from powerplanner.live.clock import FakeClock
-from powerplanner.live.loop import LiveLoop, LoopSettings, build_observation
+from powerplanner.live.loop import LiveLoop, LoopSettings
+from powerplanner.live.observe import build_observation
 from powerplanner.live.prometheus import MetricsReading
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Reason, StepKind

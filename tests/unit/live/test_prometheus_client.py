@@ -11,12 +11,10 @@ import pytest
 from powerplanner.config import PrometheusConfig
 from powerplanner.contract import AGENT_NAMESPACE_LABEL, AGENT_POD_LABEL
 from powerplanner.errors import EndpointError
-from powerplanner.live.prometheus import (
+from powerplanner.live.prometheus import PrometheusClient, PrometheusError, PrometheusMetricsSource
+from powerplanner.live.promql import (
     DYNAMO_FRONTEND,
     VLLM_FRONTEND,
-    PrometheusClient,
-    PrometheusError,
-    PrometheusMetricsSource,
     average_query,
     frontend_queries,
     holders_query,

@@ -48,7 +48,7 @@ class WorstCase:
 
     def counted(self, role: Role) -> float | None:
         """What the planner counts: the higher of the agents' report and the annotation; unknown (None, counted
-        at the maximum) while the agents report nothing (live/loop.py's ``build_observation`` is tested apart)."""
+        at the maximum) while the agents report nothing (live/observe.py's ``build_observation`` is tested apart)."""
         in_force, annotated = self.in_force[role], self.annotated[role]
         return None if in_force is None else max(in_force, annotated if annotated is not None else 0.0)
 
