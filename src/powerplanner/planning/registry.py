@@ -32,6 +32,12 @@ def _ours(kit: Toolkit, name: str) -> Policy:
     return OursPolicy(kit, name)
 
 
+def _dynamo16(kit: Toolkit, _name: str) -> Policy:
+    from powerplanner.planning.dynamo16 import Dynamo16Policy
+
+    return Dynamo16Policy(kit)
+
+
 def _baseline(cls_name: str) -> Callable[[Toolkit, str], Policy]:
     def build(kit: Toolkit, _name: str) -> Policy:
         from powerplanner.planning import baselines
@@ -50,8 +56,11 @@ def policy_registry() -> tuple[PolicyEntry, ...]:
         PolicyEntry("static", "fixed replicas, caps at TDP", _baseline("StaticPolicy"), dynamo_sizing_rules),
         PolicyEntry("dynamo-sla", "Dynamo's SLA replica sizing, no power awareness", _baseline("DynamoSlaPolicy"),
                     dynamo_sizing_rules),
-        PolicyEntry("dynamo-power", "Dynamo's power-budget ceiling clamp over fixed per-role caps",
+        PolicyEntry("dynamo-power", "Dynamo tuned: its power-budget ceiling clamp over fixed per-role caps, "
+                    "with our 60 s interval, queueing ceiling and correction factors",
                     _baseline("DynamoPowerPolicy"), dynamo_sizing_rules),
+        PolicyEntry("dynamo-1.6", "Dynamo 1.6 as shipped: 180 s, prefill b/TTFT(b) without queueing, no corrections, "
+                    "+-8 per adjustment, pending hold, GPU-budget fit, caps at TDP", _dynamo16, dynamo_sizing_rules),
         PolicyEntry("proportional", "the seed's proportional scale-down to the budget",
                     _baseline("ProportionalPolicy"), dynamo_sizing_rules),
         PolicyEntry("oracle", "ours, told the true next-interval load (simulator only; same action delays)", _ours,
