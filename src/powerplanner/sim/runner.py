@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from powerplanner.errors import ConfigError, UserError
+from powerplanner.model.plant import parse_plant
 from powerplanner.sim.metrics import PolicyMetrics, summarize
 from powerplanner.sim.scenarios import Scenario
 from powerplanner.sim.types import SimResult, Trace
@@ -100,20 +101,23 @@ def sim_settings(scenario: Scenario) -> Any:
 
 
 def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
-    """Build profile, planner and settings for one job and run the simulator (in this process)."""
+    """Build profile, plant, planner and settings for one job and run the simulator (in this process). The planner
+    plans with the scenario's profile; the simulated GPUs follow the scenario's plant (model/plant.py)."""
     from powerplanner.core_settings import build_planner, engine_settings, profile_from_config
+    from powerplanner.model.plant import build_plant, parse_plant
     from powerplanner.model.roles import Role
     from powerplanner.sim.engine import simulate
 
     scenario = job.scenario
     config = scenario.config(job.budget_watts)
-    profile = profile_from_config(config.profile)
+    profile = profile_from_config(config.profile)  # the planner's belief
+    plant = build_plant(profile, parse_plant(scenario.plant))  # the simulated GPUs (the profile by default)
     caps = {Role(k): float(v) for k, v in job.static_caps_watts.items()} if job.static_caps_watts else None
     planner = build_planner(config, profile, job.policy, caps)
     started = time.perf_counter()
     result = simulate(
         job.trace, profile, planner, engine_settings(config), sim_settings(scenario), job.budget_watts,
-        oracle=planner.receives_oracle_load, progress=progress,
+        oracle=planner.receives_oracle_load, progress=progress, plant=plant,
     )
     wall = time.perf_counter() - started
     if job.label and job.label != result.policy:
@@ -320,9 +324,10 @@ class Comparison:
         return max((r.simulated_s for r in self.results.values()), default=0.0)
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the results.json schema: scenario, budget_watts, simulated_s, wall_s, policies."""
+        """Exactly the results.json schema: scenario, plant, budget_watts, simulated_s, wall_s, policies."""
         return {
             "scenario": self.scenario.name,
+            "plant": parse_plant(self.scenario.plant).to_json(self.scenario.profile),
             "budget_watts": self.budget_watts,
             "simulated_s": self.simulated_s,
             "wall_s": self.wall_s,
