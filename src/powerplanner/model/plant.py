@@ -35,6 +35,10 @@ LATENCY_KEYS: dict[Role, tuple[str, ...]] = {
 """Latency constants of the fitted curves (PrefillLatency, DecodeLatency); a profile whose latency is a table
 (Dynamo's) has none of them, and building a plant that names one says so."""
 
+GPU_KEYS: tuple[str, ...] = ("variation", "seed")
+"""Per-GPU spread: each simulated GPU's time multiplier is drawn from [1 - variation, 1 + variation] (seeded), and
+a tensor-parallel replica runs at its slowest GPU's pace (SimSettings.gpu_time_variation)."""
+
 PROFILE_PLANT = "profile"
 """The spec naming the planner's own profile as the plant (the default; the empty spec means the same)."""
 
@@ -59,6 +63,12 @@ def plant_presets() -> dict[str, PlantPreset]:
             "time x1.300: a modelling assumption of that simulator, not a measurement",
         ),
     ]
+    presets.append(PlantPreset(
+        "gpu-variation", "variation=0.05",
+        "+-5% per GPU (the figure issue 13 names), below the 8% average (max 22%) performance variation among "
+        "GPUs of one SKU that Sinha et al. measured on V100 and MI60 clusters (SC 2022, 'Not All GPUs Are Created "
+        "Equal', arXiv 2208.11035); uniform, seeded (add seed=N), a TP replica at its slowest GPU's pace",
+    ))
     return {p.name: p for p in presets}
 
 
@@ -75,11 +85,22 @@ class PlantSpec:
 
     presets: tuple[str, ...] = ()
     overrides: tuple[PlantOverride, ...] = ()
+    variation: float | None = None  # per-GPU time spread (fraction); None: a preset's, else none
+    seed: int | None = None  # of the per-GPU draws; None: 0
 
     @property
     def is_profile(self) -> bool:
         """True when the plant is the planner's profile unchanged (the default)."""
-        return not self.presets and not self.overrides
+        return not self.presets and not self.overrides and self.variation is None and self.seed is None
+
+    def gpu_variation(self) -> tuple[float, int]:
+        """The per-GPU time spread and its seed: explicit items win over presets, the last preset over earlier."""
+        table = plant_presets()
+        variation = self.variation
+        if variation is None:
+            found = [v for v in (parse_plant(table[n].spec).variation for n in self.presets) if v is not None]
+            variation = found[-1] if found else 0.0
+        return variation, self.seed or 0
 
     @property
     def text(self) -> str:
@@ -94,10 +115,13 @@ class PlantSpec:
             "differs_from_profile": not self.is_profile,
             "profile": profile,
             "overrides": {f"{o.role.value}.{o.key}": o.value for o in self.resolved()},
+            "gpu_variation": self.gpu_variation()[0],
+            "gpu_variation_seed": self.gpu_variation()[1],
         }
 
     def resolved(self) -> tuple[PlantOverride, ...]:
-        """Every override, presets expanded in place; later items win when they name the same key."""
+        """Every override, presets expanded first; explicit overrides win over presets, a later item over an
+        earlier one when they name the same key."""
         table = plant_presets()
         out: list[PlantOverride] = []
         for name in self.presets:
@@ -109,12 +133,16 @@ class PlantSpec:
 
 def valid_keys_text() -> str:
     keys = [f"{role.value}.{k}" for role in (Role.PREFILL, Role.DECODE) for k in (*CAP_KEYS, *LATENCY_KEYS[role])]
-    return ", ".join(keys)
+    return ", ".join([*keys, *GPU_KEYS])
 
 
 def format_plant(spec: PlantSpec) -> str:
     """The canonical spec string (``repr`` of each value, so it parses back to the same floats)."""
     items = [*spec.presets, *(f"{o.role.value}.{o.key}={o.value!r}" for o in spec.overrides)]
+    if spec.variation is not None:
+        items.append(f"variation={spec.variation!r}")
+    if spec.seed is not None:
+        items.append(f"seed={spec.seed}")
     return ",".join(items)
 
 
@@ -122,6 +150,7 @@ def parse_plant(text: str) -> PlantSpec:
     """Parse a plant spec; raise :class:`ConfigError` with one line per bad item, naming the valid keys."""
     presets: list[str] = []
     overrides: list[PlantOverride] = []
+    gpu: dict[str, float | int] = {}
     problems: list[str] = []
     table = plant_presets()
     for raw in text.split(","):
@@ -132,17 +161,40 @@ def parse_plant(text: str) -> PlantSpec:
             if item in table:
                 presets.append(item)
             else:
-                problems.append(f"plant: {item!r} is neither a preset ({', '.join(table)}) nor ROLE.KEY=VALUE; "
+                problems.append(f"plant: {item!r} is neither a preset ({', '.join(table)}) nor KEY=VALUE; "
                                 f"valid keys: {valid_keys_text()}")
             continue
-        override, problem = _parse_override(item)
-        if override is not None:
-            overrides.append(override)
+        if item.partition("=")[0].strip() in GPU_KEYS:
+            problem = _parse_gpu_item(item, gpu)
         else:
+            override, problem = _parse_override(item)
+            if override is not None:
+                overrides.append(override)
+        if problem:
             problems.append(problem)
     if problems:
         raise ConfigError(*problems)
-    return PlantSpec(tuple(presets), tuple(overrides))
+    variation = gpu.get("variation")
+    seed = gpu.get("seed")
+    return PlantSpec(tuple(presets), tuple(overrides), None if variation is None else float(variation),
+                     None if seed is None else int(seed))
+
+
+def _parse_gpu_item(item: str, into: dict[str, float | int]) -> str:
+    key, _, value_text = (part.strip() for part in item.partition("="))
+    if key == "seed":
+        if not value_text.isdigit() or not value_text.isascii():
+            return f"plant: seed = {value_text!r} must be an integer >= 0; e.g. seed=1"
+        into["seed"] = int(value_text)
+        return ""
+    try:
+        value = float(value_text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value < 1):
+        return f"plant: variation = {value_text!r} must be a fraction in [0, 1); e.g. variation=0.05 for +-5%"
+    into["variation"] = value
+    return ""
 
 
 def _parse_override(item: str) -> tuple[PlantOverride | None, str]:
@@ -161,17 +213,18 @@ def _parse_override(item: str) -> tuple[PlantOverride | None, str]:
 
 
 def build_plant(profile: PowerProfile, spec: PlantSpec) -> PowerProfile:
-    """The planner's ``profile`` with the spec's constants replaced (the profile itself when the spec is empty).
+    """The planner's ``profile`` with the spec's constants replaced (the profile itself when none is replaced; a
+    per-GPU spread is the engine's, see :meth:`PlantSpec.gpu_variation`).
 
     The plant keeps the profile's GPU and TP sizes: the planner's steps name replicas and caps of that hardware.
     Raises :class:`ConfigError` naming each constant the result's own checks reject.
     """
-    if spec.is_profile:
+    overrides = spec.resolved()
+    if not overrides:  # the planner's profile, or only a per-GPU spread (which the engine applies)
         return profile
     if not isinstance(profile, CappedProfile):
         raise ConfigError(f"plant {spec.text}: profile {profile.name} has no cap or latency constants to replace; "
                           "use the planner's profile as the plant (--plant profile)")
-    overrides = spec.resolved()
     parts: dict[Role, dict[str, dict[str, Any]]] = {r: {"caps": {}, "latency": {}} for r in Role}
     for o in overrides:
         parts[o.role]["caps" if o.key in CAP_KEYS else "latency"][o.key] = o.value

@@ -18,7 +18,7 @@ import queue as queue_module
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from powerplanner.errors import ConfigError, UserError
@@ -104,19 +104,24 @@ def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
     """Build profile, plant, planner and settings for one job and run the simulator (in this process). The planner
     plans with the scenario's profile; the simulated GPUs follow the scenario's plant (model/plant.py)."""
     from powerplanner.core_settings import build_planner, engine_settings, profile_from_config
-    from powerplanner.model.plant import build_plant, parse_plant
+    from powerplanner.model.plant import build_plant
     from powerplanner.model.roles import Role
     from powerplanner.sim.engine import simulate
 
     scenario = job.scenario
     config = scenario.config(job.budget_watts)
     profile = profile_from_config(config.profile)  # the planner's belief
-    plant = build_plant(profile, parse_plant(scenario.plant))  # the simulated GPUs (the profile by default)
+    spec = parse_plant(scenario.plant)
+    plant = build_plant(profile, spec)  # the simulated GPUs (the profile by default)
+    settings = sim_settings(scenario)
+    variation, seed = spec.gpu_variation()
+    if variation > 0:
+        settings = replace(settings, gpu_time_variation=variation, gpu_variation_seed=seed)
     caps = {Role(k): float(v) for k, v in job.static_caps_watts.items()} if job.static_caps_watts else None
     planner = build_planner(config, profile, job.policy, caps)
     started = time.perf_counter()
     result = simulate(
-        job.trace, profile, planner, engine_settings(config), sim_settings(scenario), job.budget_watts,
+        job.trace, profile, planner, engine_settings(config), settings, job.budget_watts,
         oracle=planner.receives_oracle_load, progress=progress, plant=plant,
     )
     wall = time.perf_counter() - started
@@ -128,14 +133,10 @@ def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
 
 
 def _relabel(result: SimResult, label: str) -> SimResult:
-    from dataclasses import replace
-
     return replace(result, policy=label)
 
 
 def _with_wall(result: SimResult, wall_s: float) -> SimResult:
-    from dataclasses import replace
-
     return replace(result, wall_s=wall_s)
 
 
@@ -378,6 +379,4 @@ def compare(
 
 
 def _rebudget(job: PolicyJob, budget_watts: float) -> PolicyJob:
-    from dataclasses import replace
-
     return replace(job, budget_watts=budget_watts)

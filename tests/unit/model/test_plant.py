@@ -32,7 +32,8 @@ _overrides = st.builds(
     st.sampled_from(list(Role)), st.integers(0, 100), st.floats(allow_nan=False, allow_infinity=False),
 )
 _specs = st.builds(PlantSpec, st.lists(st.sampled_from(sorted(plant_presets())), max_size=2).map(tuple),
-                   st.lists(_overrides, max_size=5).map(tuple))
+                   st.lists(_overrides, max_size=5).map(tuple),
+                   st.none() | st.floats(0.0, 1.0, exclude_max=True), st.none() | st.integers(0, 2**63))
 
 
 @given(_specs)
@@ -57,13 +58,16 @@ def test_garbage_is_a_spec_or_one_line_per_bad_item(text: str) -> None:
 
 def test_every_bad_item_gets_its_own_line_naming_the_valid_keys() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_plant("prefill.compute_shares=1,decode.compute_share=abc,gpu.x=1,prefill-compute-bound,nope")
+        parse_plant("prefill.compute_shares=1,decode.compute_share=abc,gpu.x=1,prefill-compute-bound,nope,"
+                    "variation=1.5,seed=-1,gpu-variation")
     lines = err.value.lines
-    assert len(lines) == 3 + 1  # the preset is fine; 'nope' is neither a preset nor an override
+    assert len(lines) == 3 + 1 + 2  # the presets are fine; 'nope' is neither a preset nor an override
     assert "unknown key 'prefill.compute_shares'" in lines[0] and "prefill.compute_share," in lines[0]
     assert "'abc' is not a finite number" in lines[1]
     assert "unknown key 'gpu.x'" in lines[2]
-    assert "'nope' is neither a preset (prefill-compute-bound)" in lines[3]
+    assert "'nope' is neither a preset (prefill-compute-bound, gpu-variation)" in lines[3]
+    assert "variation = '1.5' must be a fraction in [0, 1)" in lines[4]
+    assert "seed = '-1' must be an integer >= 0" in lines[5]
 
 
 @pytest.mark.parametrize("text", ["", " ", "profile", ",,"])
@@ -84,8 +88,22 @@ def test_every_preset_builds_on_every_builtin_profile_and_names_its_source() -> 
     for preset in plant_presets().values():
         assert preset.source
         for profile in builtin_profiles().values():
-            plant = build_plant(profile, parse_plant(preset.name))
-            assert plant is not profile and plant.name.endswith(f"[plant {preset.name}]")
+            spec = parse_plant(preset.name)
+            assert not spec.is_profile
+            plant = build_plant(profile, spec)
+            if spec.resolved():
+                assert plant is not profile and plant.name.endswith(f"[plant {preset.name}]")
+            else:  # only a per-GPU spread: the engine applies it, the constants stay the profile's
+                assert plant is profile and spec.gpu_variation()[0] > 0
+
+
+def test_gpu_variation_explicit_items_win_over_the_preset() -> None:
+    assert parse_plant("gpu-variation").gpu_variation() == (0.05, 0)
+    assert parse_plant("gpu-variation,variation=0.02,seed=7").gpu_variation() == (0.02, 7)
+    assert parse_plant("prefill-compute-bound").gpu_variation() == (0.0, 0)
+    data = parse_plant("gpu-variation,seed=3").to_json("p")
+    assert data["differs_from_profile"] is True and data["overrides"] == {}
+    assert (data["gpu_variation"], data["gpu_variation_seed"]) == (0.05, 3)
 
 
 def test_plant_replaces_only_the_named_constants() -> None:

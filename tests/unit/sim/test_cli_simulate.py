@@ -42,7 +42,7 @@ def test_json_prints_exactly_results_json(tiny: Path, tmp_path: Path, capsys: py
     assert list(data) == ["scenario", "plant", "budget_watts", "simulated_s", "wall_s", "policies"]
     assert data["scenario"] == "tiny"
     assert data["plant"] == {"spec": "profile", "differs_from_profile": False, "profile": "llama2-70b-h100-tp4",
-                             "overrides": {}}
+                             "overrides": {}, "gpu_variation": 0.0, "gpu_variation_seed": 0}
     assert data["budget_watts"] == 30000
     assert data["simulated_s"] >= 170
     assert list(data["policies"]) == ["ours", "dynamo-sla"]

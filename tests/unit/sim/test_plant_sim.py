@@ -9,6 +9,7 @@ import pytest
 
 from powerplanner.config import config_from_mapping
 from powerplanner.core_settings import engine_settings
+from powerplanner.errors import ConfigError
 from powerplanner.model.builtin import builtin_profiles
 from powerplanner.model.plant import build_plant, parse_plant
 from powerplanner.model.roles import Role
@@ -87,3 +88,28 @@ def test_the_planner_plans_with_its_profile_and_the_engine_runs_the_plant(monkey
     assert belief.natural_draw_watts(Role.DECODE) == 380.0
     assert plant.prefill_caps.compute_share == 1.0 and plant.natural_draw_watts(Role.DECODE) == 300.0
     assert plant.name == "llama2-70b-h100-tp4 [plant prefill-compute-bound,decode.natural_draw_watts=300.0]"
+
+
+def _varied(variation: float, seed: int) -> SimResult:
+    profile = builtin_profiles()["llama2-70b-h100-tp4"]
+    engine = engine_settings(config_from_mapping({"budget": {"watts": 1e6}, "planner": {"cap_interval_s": 5.0}}))
+    settings = SimSettings(initial_prefill_replicas=2, initial_decode_replicas=2, gpu_time_variation=variation,
+                           gpu_variation_seed=seed)
+    return simulate(_trace(), profile, ScriptedPlanner(), engine, settings, 1e6)
+
+
+def test_per_gpu_variation_is_seeded_and_a_tp_replica_runs_at_its_slowest_gpu() -> None:
+    plain, none = _varied(0.0, 0), _varied(0.0, 5)
+    assert np.array_equal(plain.ttft_ms, none.ttft_ms) and plain.energy_j == none.energy_j  # no spread: no seed
+    a, again, other = _varied(0.05, 1), _varied(0.05, 1), _varied(0.05, 2)
+    assert np.array_equal(a.ttft_ms, again.ttft_ms) and np.array_equal(a.itl_ms, again.itl_ms)
+    assert not np.array_equal(a.itl_ms, other.itl_ms)
+    # the slowest of 4 GPUs drawn from [0.95, 1.05] is slower than nominal in expectation: decode is slower
+    assert float(np.mean(a.itl_ms)) > float(np.mean(plain.itl_ms))
+    assert float(np.mean(a.itl_ms)) < float(np.mean(plain.itl_ms)) * 1.05 + 1e-9
+
+
+@pytest.mark.parametrize("variation", [-0.1, 1.0, float("nan")])
+def test_a_spread_outside_zero_to_one_is_refused(variation: float) -> None:
+    with pytest.raises(ConfigError, match="gpu_time_variation must lie in"):
+        SimSettings(gpu_time_variation=variation)
