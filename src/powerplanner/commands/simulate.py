@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from powerplanner.config import Config
     from powerplanner.sim.scenarios import Scenario
 
 DEFAULT_REPORT_DIR = "powerplanner-report"
@@ -52,6 +53,11 @@ def simulate(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Parallel processes (default: CPU cores).", min=1)
     ] = None,
+    plant: Annotated[
+        str | None,
+        typer.Option("--plant", help="Simulated GPUs apart from the planner's profile: a preset "
+                     "(prefill-compute-bound) or ROLE.KEY=VALUE overrides, comma-separated (default: the profile)."),
+    ] = None,
 ) -> None:
     """Replay a trace through the simulated cluster under each policy and compare SLA, energy and power."""
     from powerplanner.sim.scenario_file import load_scenario
@@ -59,7 +65,7 @@ def simulate(
     chosen = load_scenario(scenario)
     names = _policy_names(policies, chosen)
     chosen = chosen.with_overrides(trace_path=trace, rate_scale=rate_scale, budget_watts=budget_watts, seed=seed,
-                                   duration_s=duration_s, compress_gaps_s=compress_gaps_s)
+                                   duration_s=duration_s, compress_gaps_s=compress_gaps_s, plant=plant)
     _run(chosen, names, Path(report_dir), as_json, workers)
 
 
@@ -71,6 +77,16 @@ def _policy_names(policies: str | None, chosen: Scenario) -> tuple[str, ...]:
         tuple(p.strip() for p in policies.split(",") if p.strip()) if policies is not None
         else chosen.policies or policy_names()
     )
+
+
+def _check_plant(chosen: Scenario, config: Config) -> None:
+    """A plant the cap model's checks reject fails here, before any worker starts."""
+    from powerplanner.core_settings import profile_from_config
+    from powerplanner.model.plant import build_plant, parse_plant
+
+    spec = parse_plant(chosen.plant)
+    if not spec.is_profile:
+        build_plant(profile_from_config(config.profile), spec)
 
 
 def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bool, workers: int | None) -> None:
@@ -86,7 +102,8 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
 
     names = check_policies(names)
     sim_settings(chosen)  # bad simulator overrides fail here, before any worker starts
-    chosen.config(chosen.budget_watts or 1.0)
+    config = chosen.config(chosen.budget_watts or 1.0)
+    _check_plant(chosen, config)
     # Never narrower than the table: a cropped column hides the numbers; a long line merely wraps.
     out = Console(highlight=False, soft_wrap=True)
     out.width = max(out.width, 180)

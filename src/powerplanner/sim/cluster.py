@@ -68,7 +68,7 @@ class Cluster(RequestFlow):
     def _hold(self, role: int, t: float) -> Instance:
         self.accumulate(t)
         self._next_id += 1
-        inst = Instance(self._next_id, role)
+        inst = Instance(self._next_id, role, self._replica_slowness(role))
         self.instances[role].append(inst)
         self.counts[role][STARTING] += 1
         self.gpus_held += self.gpus[role]

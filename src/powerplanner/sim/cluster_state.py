@@ -17,6 +17,8 @@ import heapq
 import math
 from typing import Any
 
+import numpy as np
+
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import Role
 from powerplanner.sim.replica import DECODE, PREFILL, RELEASED, ROLE_OF_INDEX, Instance
@@ -51,6 +53,9 @@ class ClusterState:
         self.ready_decode: list[Instance] = []
         self.counts = [[0, 0, 0], [0, 0, 0]]  # per role: starting, ready, draining
         self._next_id = 0
+        self._variation = settings.gpu_time_variation
+        seed = settings.gpu_variation_seed
+        self._variation_rngs = [np.random.default_rng([seed, role]) for role in (PREFILL, DECODE)]
 
         # Power and time integrals (piecewise constant between state changes).
         self.t_acc = 0.0
@@ -110,6 +115,14 @@ class ClusterState:
         self.provisioned_watts = total
         if total > self.peak_provisioned_watts:
             self.peak_provisioned_watts = total
+
+    def _replica_slowness(self, role: int) -> float:
+        """Time multiplier of a new replica: its slowest GPU's, each drawn from [1 - v, 1 + v] by the role's own
+        seeded stream (so the n-th replica of a role gets the same GPUs whatever the other role did)."""
+        if self._variation <= 0:
+            return 1.0
+        draws = self._variation_rngs[role].uniform(1.0 - self._variation, 1.0 + self._variation, self.gpus[role])
+        return float(draws.max())
 
     def _refresh_busy_watts(self) -> None:
         for r in (PREFILL, DECODE):

@@ -51,6 +51,7 @@ def simulate(
     budget_watts: float | Callable[[float], float] | None = None,
     oracle: bool = False,
     progress: Callable[[float], None] | None = None,
+    plant: PowerProfile | None = None,
 ) -> SimResult:
     """Replay ``trace`` through a simulated prefill/decode cluster with ``planner`` in the loop.
 
@@ -59,6 +60,9 @@ def simulate(
     - ``oracle``: pass the true load of the next adjustment interval to ``planner.tick`` as ``oracle_load``.
     - ``progress``: called after every planner tick with the fraction of the trace's duration simulated so far
       (0..1; the drain after the last arrival reports 1.0).
+    - ``plant``: the simulated hardware (latency and draw of every GPU), when it differs from ``profile``, the
+      planner's belief (model/plant.py). ``profile`` still sizes the starting deployment, as an operator who
+      believes it would have. Same GPU and TP sizes as ``profile``. None: the GPUs follow ``profile``.
 
     The planner is ticked at t=0 and every ``engine.cap_interval_s``. The run ends when every request
     has completed, or ``settings.drain_limit_s`` after the last arrival; ``SimResult.completed < requests``
@@ -78,7 +82,9 @@ def simulate(
     replicas = _initial_replicas(trace, profile, engine, settings, float(budget_at(0.0)))
     caps = _initial_caps(profile, settings, replicas, budget_at(0.0))
     pool = settings.gpu_pool if settings.gpu_pool is not None else engine.gpu_pool
-    cluster = Cluster(profile, settings, arrival, isl, osl, caps, pool)
+    if plant is not None and any(plant.gpus_per_replica(r) != profile.gpus_per_replica(r) for r in Role):
+        raise ValueError("the plant must keep the profile's TP sizes: the planner's steps count its replicas' GPUs")
+    cluster = Cluster(plant if plant is not None else profile, settings, arrival, isl, osl, caps, pool)
     loop = ClosedLoop(cluster, planner, engine, settings, budget_at, oracle, prefix_isl, prefix_osl)
     cluster.set_budget(0.0, float(budget_at(0.0)), 0.0)
     for role in (PREFILL, DECODE):

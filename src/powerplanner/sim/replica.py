@@ -25,12 +25,13 @@ RELEASED = 3
 class Instance:
     """One replica (prefill or decode). Plain slots object: thousands of state changes per simulated second."""
 
-    __slots__ = ("batch", "batch_tokens", "draw_watts", "fin", "id", "itl_s", "reqs", "role", "s_ctx", "state",
-                 "t_end", "t_last", "v", "version")
+    __slots__ = ("batch", "batch_tokens", "draw_watts", "fin", "id", "itl_s", "reqs", "role", "s_ctx", "slow",
+                 "state", "t_end", "t_last", "v", "version")
 
-    def __init__(self, ident: int, role: int) -> None:
+    def __init__(self, ident: int, role: int, slow: float = 1.0) -> None:
         self.id = ident
         self.role = role
+        self.slow = slow  # time multiplier of this replica's GPUs (1.0 unless the plant varies GPUs)
         self.state = STARTING
         self.version = 0
         self.draw_watts = 0.0

@@ -16,6 +16,7 @@ import numpy as np
 from powerplanner.errors import UserError
 from powerplanner.sim.metrics import PolicyMetrics
 from powerplanner.sim.runner import Comparison
+from powerplanner.sim.scenarios import Scenario
 from powerplanner.sim.types import SimResult
 
 PLOT_FILES = ("power.png", "replicas_caps.png", "latency_cdf.png", "energy.png")
@@ -78,11 +79,21 @@ def headline(comparison: Comparison) -> str:
     return (
         f"scenario {s.name}: {len(t):,} requests over {t.duration_s:,.0f} s "
         f"({s.trace.describe()}, rate x{s.rate_scale:g}), "
-        f"profile {s.profile}, budget {comparison.budget_watts:,.0f} W"
+        f"profile {s.profile}, {plant_phrase(s)}, budget {comparison.budget_watts:,.0f} W"
         + (f" ({comparison.budget_note})" if comparison.budget_note not in ("", "absolute") else "")
         + f", SLA TTFT <= {s.sla.ttft_ms:g} ms and ITL <= {s.sla.itl_ms:g} ms; "
         f"simulated {comparison.simulated_s:,.0f} s in {comparison.wall_s:.1f} s wall"
     )
+
+
+def plant_phrase(scenario: Scenario) -> str:
+    """How the headline names the plant: said loudly when it differs from the planner's profile."""
+    from powerplanner.model.plant import parse_plant
+
+    spec = parse_plant(scenario.plant)
+    if spec.is_profile:
+        return "plant = the planner's profile"
+    return f"plant {spec.text} (differs from the planner's profile)"
 
 
 def rich_table(comparison: Comparison) -> Any:

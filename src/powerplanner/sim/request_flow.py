@@ -135,7 +135,7 @@ class RequestFlow(ClusterState):
             duration = self._prefill_cache.get((tokens, cap))
             if duration is None:
                 duration = self._prefill_cache[(tokens, cap)] = float(self._prefill_time(tokens, cap))
-            inst.t_end = t + duration
+            inst.t_end = t + duration * inst.slow
             inst.version += 1
             self._set_draw(inst, self._busy_draw(inst))
             self.push(inst.t_end, EV_PREFILL_DONE, inst, inst.version)
@@ -241,7 +241,7 @@ class RequestFlow(ClusterState):
             ahead = 0.0
         batch = inst.batch
         ctx = (inst.s_ctx + batch * v) / batch + 0.5 * ahead
-        itl = self._iteration_s(batch, ctx)
+        itl = self._iteration_s(batch, ctx) * inst.slow
         inst.itl_s = itl
         self.seq += 1
         heapq.heappush(self.heap, (t + ahead * itl, self.seq, EV_DECODE_DONE, inst, inst.version))

@@ -18,10 +18,11 @@ import queue as queue_module
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from powerplanner.errors import ConfigError, UserError
+from powerplanner.model.plant import parse_plant
 from powerplanner.sim.metrics import PolicyMetrics, summarize
 from powerplanner.sim.scenarios import Scenario
 from powerplanner.sim.types import SimResult, Trace
@@ -100,20 +101,28 @@ def sim_settings(scenario: Scenario) -> Any:
 
 
 def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
-    """Build profile, planner and settings for one job and run the simulator (in this process)."""
+    """Build profile, plant, planner and settings for one job and run the simulator (in this process). The planner
+    plans with the scenario's profile; the simulated GPUs follow the scenario's plant (model/plant.py)."""
     from powerplanner.core_settings import build_planner, engine_settings, profile_from_config
+    from powerplanner.model.plant import build_plant
     from powerplanner.model.roles import Role
     from powerplanner.sim.engine import simulate
 
     scenario = job.scenario
     config = scenario.config(job.budget_watts)
-    profile = profile_from_config(config.profile)
+    profile = profile_from_config(config.profile)  # the planner's belief
+    spec = parse_plant(scenario.plant)
+    plant = build_plant(profile, spec)  # the simulated GPUs (the profile by default)
+    settings = sim_settings(scenario)
+    variation, seed = spec.gpu_variation()
+    if variation > 0:
+        settings = replace(settings, gpu_time_variation=variation, gpu_variation_seed=seed)
     caps = {Role(k): float(v) for k, v in job.static_caps_watts.items()} if job.static_caps_watts else None
     planner = build_planner(config, profile, job.policy, caps)
     started = time.perf_counter()
     result = simulate(
-        job.trace, profile, planner, engine_settings(config), sim_settings(scenario), job.budget_watts,
-        oracle=planner.receives_oracle_load, progress=progress,
+        job.trace, profile, planner, engine_settings(config), settings, job.budget_watts,
+        oracle=planner.receives_oracle_load, progress=progress, plant=plant,
     )
     wall = time.perf_counter() - started
     if job.label and job.label != result.policy:
@@ -124,14 +133,10 @@ def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
 
 
 def _relabel(result: SimResult, label: str) -> SimResult:
-    from dataclasses import replace
-
     return replace(result, policy=label)
 
 
 def _with_wall(result: SimResult, wall_s: float) -> SimResult:
-    from dataclasses import replace
-
     return replace(result, wall_s=wall_s)
 
 
@@ -320,9 +325,10 @@ class Comparison:
         return max((r.simulated_s for r in self.results.values()), default=0.0)
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the results.json schema: scenario, budget_watts, simulated_s, wall_s, policies."""
+        """Exactly the results.json schema: scenario, plant, budget_watts, simulated_s, wall_s, policies."""
         return {
             "scenario": self.scenario.name,
+            "plant": parse_plant(self.scenario.plant).to_json(self.scenario.profile),
             "budget_watts": self.budget_watts,
             "simulated_s": self.simulated_s,
             "wall_s": self.wall_s,
@@ -373,6 +379,4 @@ def compare(
 
 
 def _rebudget(job: PolicyJob, budget_watts: float) -> PolicyJob:
-    from dataclasses import replace
-
     return replace(job, budget_watts=budget_watts)

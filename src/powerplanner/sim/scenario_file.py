@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
 from powerplanner.input_schema import InputModel, PositiveFloat
+from powerplanner.model.plant import parse_plant
 from powerplanner.sim.metrics import SlaTargets
 from powerplanner.sim.scenarios import DEFAULT_PROFILE, Scenario, SyntheticSpec, TraceSpec, builtin_scenarios
 from powerplanner.sim.traces.builtin import BUILTIN_TRACE_NAMES
@@ -127,6 +128,7 @@ class ScenarioFile(_Strict):
     sla: _SlaModel = Field(default_factory=lambda: _SlaModel())
     profile: str = DEFAULT_PROFILE
     profile_gpu: str | None = None
+    plant: str = Field("", description="Simulated hardware: a preset or ROLE.KEY=VALUE overrides (docs/simulator.md).")
     policies: list[str] | None = None
     planner: dict[str, Any] = Field(default_factory=dict)
     sim: dict[str, Any] = Field(default_factory=dict)
@@ -155,6 +157,10 @@ def scenario_from_mapping(data: Any, source: str, base_dir: Path | None = None) 
                                                  syn.osl.build(), shape))
     else:
         spec = TraceSpec(builtin=t.builtin)
+    try:
+        parse_plant(model.plant)
+    except ConfigError as exc:
+        raise ConfigError(*(f"{source}: {line}" for line in exc.lines)) from None
     scenario = Scenario(
         name=model.name or (Path(source).stem if source else "scenario"),
         description=model.description,
@@ -167,6 +173,7 @@ def scenario_from_mapping(data: Any, source: str, base_dir: Path | None = None) 
         budget_fraction=model.budget.fraction_of_dynamo_sla_peak if model.budget else None,
         profile=model.profile,
         profile_gpu=model.profile_gpu,
+        plant=model.plant,
         planner=dict(model.planner),
         sim=dict(model.sim),
         policies=tuple(model.policies) if model.policies is not None else None,

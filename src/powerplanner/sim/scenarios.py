@@ -18,6 +18,7 @@ from typing import Any
 
 from powerplanner.config import Config, config_from_mapping
 from powerplanner.errors import ConfigError
+from powerplanner.model.plant import parse_plant
 from powerplanner.sim.metrics import SlaTargets
 from powerplanner.sim.traces.builtin import builtin_trace
 from powerplanner.sim.traces.lengths import LengthDistribution
@@ -78,6 +79,7 @@ class Scenario:
     budget_fraction: float | None = None  # of dynamo-sla's peak provisioned power on this scenario
     profile: str = DEFAULT_PROFILE
     profile_gpu: str | None = None
+    plant: str = ""  # the simulated hardware (model/plant.py spec); empty: the planner's profile
     # Plain dicts (picklable for worker processes); treat them as read-only.
     planner: Mapping[str, Any] = field(default_factory=dict)
     sim: Mapping[str, Any] = field(default_factory=dict)
@@ -101,6 +103,7 @@ class Scenario:
             raise ConfigError(f"scenario {self.name}: budget watts must be positive")
         if self.budget_fraction is not None and not self.budget_fraction > 0:
             raise ConfigError(f"scenario {self.name}: budget fraction must be positive")
+        parse_plant(self.plant)  # a bad spec fails here, one line per item, before any worker starts
 
     # --- derived values ----------------------------------------------------------------------------------
 
@@ -152,6 +155,7 @@ class Scenario:
         policies: tuple[str, ...] | None = None,
         duration_s: float | None = None,
         compress_gaps_s: float | None = None,
+        plant: str | None = None,
     ) -> Scenario:
         """The scenario with command-line overrides applied (``None`` keeps the scenario's value).
 
@@ -174,6 +178,8 @@ class Scenario:
             out = replace(out, duration_s=duration_s)
         if compress_gaps_s is not None:
             out = replace(out, compress_gaps_s=compress_gaps_s)
+        if plant is not None:
+            out = replace(out, plant=plant)
         return out
 
 

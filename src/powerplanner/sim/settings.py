@@ -63,6 +63,10 @@ class SimSettings:
     - ``budget_cut_grace_s`` (None = the cap interval): time over budget that falls within this long after
       the budget was lowered is reported separately (``SimResult.seconds_over_budget_after_cut``), because
       a lowered budget can only be honoured at the next cap tick plus the cap-apply latency.
+    - ``gpu_time_variation`` (0), ``gpu_variation_seed`` (0): each simulated GPU's time multiplier is drawn
+      uniformly from ``[1 - v, 1 + v]`` (seeded; the n-th replica held gets the same GPUs under every policy),
+      and a tensor-parallel replica runs at its slowest GPU's pace. Set by a plant's ``variation=``
+      (model/plant.py, docs/simulator.md "Plants").
     """
 
     replica_start_s: float = 120.0
@@ -78,6 +82,8 @@ class SimSettings:
     gpu_pool: int | None = None
     drain_limit_s: float = 1800.0
     budget_cut_grace_s: float | None = None
+    gpu_time_variation: float = 0.0
+    gpu_variation_seed: int = 0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -107,6 +113,10 @@ class SimSettings:
         positive_int("initial_prefill_replicas", self.initial_prefill_replicas, 0)
         positive_int("initial_decode_replicas", self.initial_decode_replicas, 0)
         positive_int("gpu_pool", self.gpu_pool)
+        positive_int("gpu_variation_seed", self.gpu_variation_seed, 0)
+        if not (math.isfinite(self.gpu_time_variation) and 0 <= self.gpu_time_variation < 1):
+            problems.append(f"sim settings: gpu_time_variation must lie in [0, 1) (got {self.gpu_time_variation!r}); "
+                            "give a fraction such as 0.05")
         for name in ("initial_prefill_cap_watts", "initial_decode_cap_watts"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):

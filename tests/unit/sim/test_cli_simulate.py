@@ -39,8 +39,10 @@ def test_json_prints_exactly_results_json(tiny: Path, tmp_path: Path, capsys: py
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads(captured.out)
-    assert list(data) == ["scenario", "budget_watts", "simulated_s", "wall_s", "policies"]
+    assert list(data) == ["scenario", "plant", "budget_watts", "simulated_s", "wall_s", "policies"]
     assert data["scenario"] == "tiny"
+    assert data["plant"] == {"spec": "profile", "differs_from_profile": False, "profile": "llama2-70b-h100-tp4",
+                             "overrides": {}, "gpu_variation": 0.0, "gpu_variation_seed": 0}
     assert data["budget_watts"] == 30000
     assert data["simulated_s"] >= 170
     assert list(data["policies"]) == ["ours", "dynamo-sla"]
@@ -75,6 +77,24 @@ def test_default_scenario_smoke_two_policies(tmp_path: Path, capsys: pytest.Capt
     assert ours["seconds_over_budget"] == 0
 
 
+def test_plant_from_the_command_line_or_the_scenario_file_is_named_in_the_report(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    in_file = tmp_path / "planted.yaml"
+    in_file.write_text(TINY + "plant: prefill-compute-bound\n")
+    for scenario, extra in ((tiny, ["--plant", "prefill-compute-bound"]), (in_file, [])):
+        report = tmp_path / f"r-{scenario.stem}"
+        code = main(["simulate", "--scenario", str(scenario), "--policies", "static", "--report-dir", str(report),
+                     "--workers", "1", *extra])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        named = "plant prefill-compute-bound (differs from the planner's profile)"
+        assert named in captured.out and named in (report / "summary.md").read_text()
+        data = json.loads((report / "results.json").read_text())
+        assert data["plant"]["differs_from_profile"] is True
+        assert data["plant"]["overrides"] == {"prefill.compute_share": 1.0}
+
+
 def _bad_csv(tmp_path: Path) -> str:
     p = tmp_path / "bad.csv"
     p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,0,5\n")
@@ -87,6 +107,12 @@ def _bad_scenario(tmp_path: Path) -> str:
     return str(p)
 
 
+def _planted(tmp_path: Path, line: str) -> str:
+    p = tmp_path / "planted.yaml"
+    p.write_text(TINY + line)
+    return str(p)
+
+
 BAD_ARGS = [
     (lambda tmp: ["--policies", "ours,nope"], "unknown policy 'nope'"),
     (lambda tmp: ["--policies", ","], "no policy chosen"),
@@ -96,6 +122,10 @@ BAD_ARGS = [
     (lambda tmp: ["--rate-scale", "0"], "rate_scale must be a positive number"),
     (lambda tmp: ["--budget-watts", "-5"], "budget watts must be positive"),
     (lambda tmp: ["--scenario", _bad_scenario(tmp)], "sim.replica_start: unknown simulator setting"),
+    (lambda tmp: ["--plant", "prefill.compute_shares=1"], "plant: unknown key 'prefill.compute_shares'; valid keys: "),
+    (lambda tmp: ["--plant", "decode.compute_share=1.5"], "decode.compute_share=1.5: cap model for decode: "
+                                                          "compute_share must lie in [0, 1]"),
+    (lambda tmp: ["--scenario", _planted(tmp, "plant: fast-gpus\n")], "plant: 'fast-gpus' is neither a preset"),
     (lambda tmp: ["--report-dir", str(tmp / "file.txt" / "sub"), "--policies", "static",
                   "--scenario", str(tmp / "tiny.yaml")], "cannot write the report"),
 ]
@@ -114,6 +144,8 @@ def test_bad_inputs_exit_non_zero_with_one_clear_line(
     assert "Traceback" not in captured.err + captured.out
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert errors and expected in errors[0], captured.err
+    if "plant" in expected:
+        assert len(captured.err.strip().splitlines()) == 1, captured.err  # one line, before any simulation
 
 
 def test_bad_option_value_is_a_usage_error_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
