@@ -24,6 +24,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "dashboard": {"namespace": "monitoring"},
     },
+    "alerts": {"metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "prometheus"},
+                                              "alertLabels": {"team": "inference"}}}},
+    "image-digests": {"image": {"tag": "", "digest": "sha256:" + "a" * 64},
+                      "agentImage": {"digest": "sha256:" + "b" * 64}},
     "agent-privileged": {
         "agent": {"privileged": True, "runtimeClassName": "", "hostPID": True, "extraArgs": ["--dry-run"]},
     },
@@ -69,11 +73,29 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
-def render_manifests(values: dict[str, Any]) -> dict[str, str]:
-    """Template path -> rendered text, exactly as `helm template` would produce it."""
+# What every install must give (the chart has no placeholder tag): the images' tags. Merged under each value set.
+IMAGE_VALUES: dict[str, Any] = {"image": {"tag": "0.1.0"}, "agentImage": {"tag": "0.1.0"}}
+
+
+def with_images(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` over IMAGE_VALUES (a value set's own image settings win)."""
+    return _merged(IMAGE_VALUES, values)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def render_manifests(values: dict[str, Any], *, images: bool = True) -> dict[str, str]:
+    """Template path -> rendered text, exactly as `helm template` would produce it (Helm also validates the
+    values against values.schema.json here). ``images=False`` renders without IMAGE_VALUES."""
     helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed (pip install -e '.[test]')")
     with helm.Chart.load(str(CHART_DIR)) as chart:
-        rendered: dict[str, str] = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        rendered: dict[str, str] = chart.render(with_images(values) if images else values, name=RELEASE,
+                                                namespace=NAMESPACE)
     return rendered
 
 

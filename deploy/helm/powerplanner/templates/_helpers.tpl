@@ -52,8 +52,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* An image reference from its values (call with (dict "image" .Values.image "key" "image")): the digest
+wins over the tag; neither is a render error, so no install runs a placeholder tag. */}}
 {{- define "powerplanner.image" -}}
-{{- printf "%s:%s" .repository (default .appVersion .tag) -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else if .image.tag -}}
+{{- printf "%s:%s" .image.repository (toString .image.tag) -}}
+{{- else -}}
+{{- fail (printf "%s.tag or %s.digest is required: set the image you pushed, e.g. --set %s.tag=0.1.0 (docs/install.md, section 2)" .key .key .key) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Namespace of the DynamoGraphDeployment: config.kubernetes.namespace, else the release namespace. */}}

@@ -1,0 +1,141 @@
+"""Generate deploy/helm/powerplanner/values.schema.json: the chart's own keys from values.yaml, `config:` from
+the configuration model (powerplanner.config.Config).
+
+Helm validates the values of every install, upgrade, template and lint against this file, so a misspelt key
+(`agent.nodeSelecter`, `config.planner.adjustment_interval`) is refused before anything reaches the cluster,
+instead of rendering and crash-looping a pod (docs/install.md, "Values are checked"). The file is generated,
+never hand-written: the `config` subtree is the model's own JSON schema and the chart's keys are typed by their
+defaults in values.yaml, with the overrides below where a default says too little.
+tests/integration/deploy/test_chart_schema.py fails when the committed file differs from what this prints.
+
+    python tools/gen_values_schema.py            # rewrite the chart's values.schema.json
+    python tools/gen_values_schema.py --check    # exit 1 if the committed file is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from powerplanner.config import Config
+
+CHART_DIR = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "powerplanner"
+SCHEMA_PATH = CHART_DIR / "values.schema.json"
+
+_STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+_PORT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 65535}
+_PULL_POLICY: dict[str, Any] = {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]}
+_DIGEST: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^(sha256:[a-f0-9]{64})?$",
+    "description": "Image digest (sha256:...); when set it wins over the tag.",
+}
+
+# Keys whose values are Kubernetes structures passed through to the objects (the API server checks them), by
+# the last component of their path.
+PASS_THROUGH: dict[str, dict[str, Any]] = {
+    "commonLabels": _STRING_MAP,
+    "labels": _STRING_MAP,
+    "alertLabels": _STRING_MAP,
+    "annotations": _STRING_MAP,
+    "podAnnotations": _STRING_MAP,
+    "podLabels": _STRING_MAP,
+    "nodeSelector": _STRING_MAP,
+    "affinity": {"type": "object"},
+    "resources": {"type": "object"},
+    "podSecurityContext": {"type": "object"},
+    "securityContext": {"type": "object"},
+    "updateStrategy": {"type": "object"},
+    "imagePullSecrets": {"type": "array", "items": {"type": "object"}},
+    "tolerations": {"type": "array", "items": {"type": "object"}},
+    "extraEnv": {"type": "array", "items": {"type": "object"}},
+    "allowedFrom": {"type": "array", "items": {"type": "object"}},
+    "extraArgs": {"type": "array", "items": {"type": "string"}},
+}
+
+# Keys a default types too loosely, by full dotted path.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "image.digest": _DIGEST,
+    "agentImage.digest": _DIGEST,
+    "image.pullPolicy": _PULL_POLICY,
+    "agentImage.pullPolicy": _PULL_POLICY,
+    "planner.metricsPort": _PORT,
+    "planner.admin.port": _PORT,
+    "agent.metricsPort": _PORT,
+    "planner.replicas": {"type": "integer", "minimum": 0},
+    "agent.terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+    "metrics.service.type": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+}
+
+
+def _scalar(value: object) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "integer"}
+    if isinstance(value, float):
+        return {"type": "number"}
+    if isinstance(value, str):
+        return {"type": "string"}
+    if isinstance(value, list):
+        return {"type": "array"}
+    raise TypeError(f"values.yaml: no schema for a default of type {type(value).__name__}")
+
+
+def chart_schema(value: object, path: str = "") -> dict[str, Any]:
+    """The schema of one chart key from its default: maps are closed (an unknown key is a typo)."""
+    name = path.rsplit(".", 1)[-1]
+    if path in OVERRIDES:
+        return dict(OVERRIDES[path])
+    if name in PASS_THROUGH:
+        return dict(PASS_THROUGH[name])
+    if isinstance(value, dict):
+        props = {k: chart_schema(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+        return {"type": "object", "additionalProperties": False, "properties": props}
+    return _scalar(value)
+
+
+def config_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's schema for `config:` and its definitions (hoisted to the root, where its $refs point)."""
+    schema = Config.model_json_schema(mode="validation")
+    defs = schema.pop("$defs", {})
+    schema.pop("title", None)
+    return schema, defs
+
+
+def render() -> str:
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8"))
+    root = chart_schema({k: v for k, v in values.items() if k != "config"})
+    config, defs = config_schema()
+    root["properties"]["config"] = config
+    out = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": "Generated by tools/gen_values_schema.py from values.yaml and powerplanner.config.Config.",
+        "title": "Values of the powerplanner chart",
+        **root,
+        "$defs": defs,
+    }
+    return json.dumps(out, indent=2, sort_keys=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed schema is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if SCHEMA_PATH.read_text(encoding="utf-8") != text:
+            print(f"{SCHEMA_PATH} is stale: run `python tools/gen_values_schema.py`", file=sys.stderr)
+            return 1
+        return 0
+    SCHEMA_PATH.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
