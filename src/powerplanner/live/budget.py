@@ -223,7 +223,7 @@ class PromQLBudget:
         try:
             samples = self._client.query(self.query)
         except PrometheusError as exc:
-            return BudgetReading(self.name, None, f"budget.promql failed ({exc.kind}): {exc.message}")
+            return BudgetReading(self.name, None, f"budget.promql failed ({exc.kind}): {exc.line}")
         values = [s.value for s in samples if s.value is not None]
         if len(samples) != 1 or not values or values[0] <= 0:
             return BudgetReading(self.name, None, f"budget.promql returned {len(samples)} sample(s), need one "

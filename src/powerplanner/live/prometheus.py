@@ -26,6 +26,7 @@ import httpx
 from powerplanner.config import PrometheusConfig
 from powerplanner.errors import EndpointError
 from powerplanner.live.feedback import FeedbackDiagnosis, diagnose_agent_series, diagnosis_query
+from powerplanner.live.prometheus_access import PrometheusAccess
 from powerplanner.live.prometheus_error import RETRIED, PrometheusError, PrometheusErrorKind
 from powerplanner.live.promql import (
     AGENT_POWER,
@@ -58,7 +59,8 @@ def _finite(raw: Any) -> float | None:
 
 class PrometheusClient:
     """Instant queries with a timeout, retries with exponential backoff (transport errors, 5xx, 429) and a
-    strict parse of the answer. ``sleep`` is injected so tests do not wait for backoffs."""
+    strict parse of the answer. ``sleep`` is injected so tests do not wait for backoffs; ``access`` carries the
+    credentials, TLS and extra headers (live/prometheus_access.py)."""
 
     def __init__(
         self,
@@ -68,16 +70,25 @@ class PrometheusClient:
         backoff_s: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        access: PrometheusAccess | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
-        self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout_s), transport=transport)
+        self._access = access or PrometheusAccess()
+        self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(timeout_s), transport=transport,
+                                  auth=self._access.auth, verify=self._access.verify, headers=self._access.headers)
 
     @classmethod
-    def from_config(cls, cfg: PrometheusConfig, sleep: Callable[[float], None] = time.sleep) -> PrometheusClient:
-        return cls(cfg.url, timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s, sleep=sleep)
+    def from_config(cls, cfg: PrometheusConfig, sleep: Callable[[float], None] = time.sleep, *,
+                    url: str | None = None, retries: int | None = None,
+                    transport: httpx.BaseTransport | None = None) -> PrometheusClient:
+        """The client of ``prometheus.*``; checks the credential and TLS files now (one :class:`UserError` line).
+        ``url`` and ``retries`` override the config's (``powerplanner verify``)."""
+        return cls(url or cfg.url, timeout_s=cfg.timeout_s, retries=cfg.retries if retries is None else retries,
+                   backoff_s=cfg.backoff_s, sleep=sleep, transport=transport,
+                   access=PrometheusAccess.from_config(cfg.model_copy(update={"url": url or cfg.url})))
 
     def close(self) -> None:
         self._http.close()
@@ -104,8 +115,15 @@ class PrometheusClient:
             raise PrometheusError(PrometheusErrorKind.TIMEOUT,
                                   f"Prometheus at {self.url} timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
-            raise PrometheusError(PrometheusErrorKind.UNREACHABLE,
-                                  f"Prometheus at {self.url} is unreachable ({exc})") from None
+            raise PrometheusError(PrometheusErrorKind.UNREACHABLE, f"Prometheus at {self.url} is unreachable ({exc})",
+                                  _tls_fix(str(exc))) from None
+        if resp.status_code in (401, 403):
+            raise PrometheusError(PrometheusErrorKind.AUTH,
+                                  f"Prometheus at {self.url} refused the request (HTTP {resp.status_code})",
+                                  self._access.refused_fix())
+        if resp.status_code == 400 and "HTTP request to an HTTPS server" in resp.text:
+            raise PrometheusError(PrometheusErrorKind.UNREACHABLE, f"Prometheus at {self.url} serves HTTPS",
+                                  "use an https:// URL in prometheus.url")
         if resp.status_code >= 500 or resp.status_code == 429:
             raise PrometheusError(PrometheusErrorKind.HTTP, f"Prometheus answered HTTP {resp.status_code}")
         try:
@@ -125,9 +143,21 @@ class PrometheusClient:
         try:
             self._query_once("vector(1)")
         except PrometheusError as exc:
+            if exc.fix is not None:
+                raise EndpointError(f"prometheus: {exc.line}") from None
             raise EndpointError(
                 f"prometheus.url: {exc.message}; check prometheus.url and that Prometheus is running"
             ) from None
+
+
+def _tls_fix(error: str) -> str | None:
+    """The setting to change for a failed TLS handshake, or None when the failure is not TLS."""
+    if "CERTIFICATE_VERIFY_FAILED" in error:
+        return ("Prometheus' certificate is not trusted: set prometheus.tls_ca_file to the CA that signed it "
+                "(tls_insecure_skip_verify: true skips the check, for tests only)")
+    if "CERTIFICATE_REQUIRED" in error.upper() or "BAD_CERTIFICATE" in error.upper():
+        return "Prometheus wants a client certificate it trusts: set prometheus.tls_cert_file and tls_key_file"
+    return None
 
 
 def _parse_data(data: Any) -> list[Sample]:
@@ -285,6 +315,6 @@ class PrometheusMetricsSource:
             series_pods=series,
             holders_by_gpu=holders if first is None else None,
             source_ok=first is None,
-            source_error=None if first is None else f"prometheus {first.kind}: {first.message}",
+            source_error=None if first is None else f"prometheus {first.kind}: {first.line}",
             error_kind=None if first is None else first.kind,
         )

@@ -130,7 +130,7 @@ def check_applied_limits(state: VerifyState) -> CheckResult:
         requested = state.agent_series(AGENT_REQUESTED_METRIC)
         applied = state.agent_series(AGENT_APPLIED_METRIC)
     except PrometheusError as exc:
-        return failed(name, "cannot read the agents' metrics", "check Prometheus", (exc.message,))
+        return failed(name, "cannot read the agents' metrics", "check Prometheus", (exc.line,))
     workers = state.worker_names()
     ours = {k: s for k, s in requested.items() if s.labels.get(AGENT_NAMESPACE_LABEL) == state.settings.namespace
             and s.labels.get(AGENT_POD_LABEL) and (workers is None or s.labels.get(AGENT_POD_LABEL) in workers)}

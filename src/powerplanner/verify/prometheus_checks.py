@@ -44,7 +44,7 @@ def check_frontend_metrics(state: VerifyState) -> CheckResult:
         try:
             samples = state.query(f'{{__name__="{metric}"}}')
         except PrometheusError as exc:
-            problems.append(f"{metric}: {exc.message}")
+            problems.append(f"{metric}: {exc.line}")
             continue
         if not samples:
             problems.append(f"{metric}: no series")
@@ -76,7 +76,7 @@ def check_agent_series(state: VerifyState) -> CheckResult:
     try:
         samples = state.query(diagnosis_query())
     except PrometheusError as exc:
-        return failed(name, "cannot read the agents' series", "check Prometheus", (exc.message,))
+        return failed(name, "cannot read the agents' series", "check Prometheus", (exc.line,))
     workers = None
     if state.workers is not None:
         workers = sorted(name_of(p) for pods in state.workers.values() for p in pods

@@ -94,7 +94,9 @@ def build_verifier(
     kube = kubeconfig or (cfg.kubernetes.kubeconfig if cfg else None)
     cluster = ClusterReader(kubernetes_client(kube, context, as_user))
     prometheus = None
-    if settings.prometheus_url:
-        timeout_s = cfg.prometheus.timeout_s if cfg else 5.0
-        prometheus = PrometheusClient(settings.prometheus_url, timeout_s=timeout_s, retries=1, backoff_s=0.2)
+    if settings.prometheus_url and cfg is not None:
+        # the planner's own client settings (credentials, TLS, headers): verify sees what the planner sees
+        prometheus = PrometheusClient.from_config(cfg.prometheus, url=settings.prometheus_url, retries=1)
+    elif settings.prometheus_url:
+        prometheus = PrometheusClient(settings.prometheus_url, timeout_s=5.0, retries=1, backoff_s=0.2)
     return Verifier(settings, cluster, prometheus)

@@ -61,7 +61,8 @@ def probe(name: str, call: Callable[[], _T], summary: Callable[[_T], str], canno
     try:
         answer = call()
     except (KubernetesError, PrometheusError) as exc:
-        return failed(name, cannot, fix, (exc.message,))
+        known_fix = exc.fix if isinstance(exc, PrometheusError) else None  # credentials or TLS: the exact setting
+        return failed(name, cannot, known_fix or fix, (exc.message,))
     return passed(name, summary(answer))
 
 

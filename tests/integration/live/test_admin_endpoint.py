@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import select
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from powerplanner.config import AdminConfig
 from powerplanner.live.admin import CONNECTION_THREAD_NAME, MAX_HEAD_BYTES, AdminServer
 from powerplanner.live.admin_settings import AdminSettings
 from powerplanner.live.budget import AdminBudget
+from tests.support import tls
 
 pytestmark = pytest.mark.integration
 
@@ -202,15 +201,9 @@ def test_a_trickling_client_is_cut_off_at_its_deadline() -> None:
 
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    if tls.openssl_binary() is None:
         pytest.skip("the openssl CLI is not installed (and the venv has no `cryptography` to make a certificate)")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "tls.crt", folder / "tls.key"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
+    return tls.self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_serves_https_and_bounds_its_handshakes(self_signed: tuple[Path, Path]) -> None:
