@@ -159,7 +159,7 @@ def build_service(
                                                      clock.utc_now)
         stored_admin = restore_admin_budget(store, persist=not dry_run)
     budget, admin_budget = build_budget(cfg, config_path, prom, stored_admin)
-    telemetry = LoopTelemetry()
+    telemetry = LoopTelemetry(deployment=cfg.kubernetes.dgd_name, namespace=cfg.kubernetes.namespace)
     settings = LoopSettings(
         cap_interval_s=cfg.planner.cap_interval_s,
         window_s=metrics_window_s(cfg),
