@@ -9,8 +9,15 @@ import sys
 import typer
 from rich.console import Console
 
+from powerplanner import __version__
 from powerplanner.commands import agent, plan, profile, run, simulate, verify
 from powerplanner.errors import UserError
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"powerplanner {__version__}")
+        raise typer.Exit(0)
 
 
 def build_app() -> typer.Typer:
@@ -20,8 +27,17 @@ def build_app() -> typer.Typer:
         "under a power budget.",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                     help="Print the version and exit."),
+    ) -> None:
+        """Power-aware autoscaler for disaggregated LLM inference: replicas and per-GPU power caps under a power
+        budget."""
+
     for module in (simulate, plan, run, agent, profile, verify):
         module.register(app)
     return app

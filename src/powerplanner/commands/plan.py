@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from powerplanner.commands.options import CONFIG_ENV
 from powerplanner.planning.registry import policy_names
 
 
@@ -44,7 +45,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--policy", "-p", help=f"One of: {', '.join(policy_names())}."),
         ] = None,
         config_path: Annotated[
-            str | None, typer.Option("--config", "-c", help="Config YAML (default: defaults + observation budget).")
+            str | None, typer.Option("--config", "-c", envvar=CONFIG_ENV,
+                                     help="Config YAML (default: defaults + observation budget).")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from powerplanner.commands.options import CONFIG_ENV
 from powerplanner.errors import UserError
 
 
@@ -24,8 +25,9 @@ def register(app: typer.Typer) -> None:
             "--config).")] = None,
         dgd: Annotated[str | None, typer.Option("--dgd", help="Name of the DynamoGraphDeployment "
                                                 "(default: kubernetes.dgd_name of --config, else 'llm').")] = None,
-        config: Annotated[Path | None, typer.Option("--config", "-c", help="The planner's config file: budget, "
-                                                    "Prometheus, labels and service names come from it.")] = None,
+        config: Annotated[Path | None, typer.Option(
+            "--config", "-c", envvar=CONFIG_ENV, help="The planner's config file: budget, Prometheus, labels and "
+            "service names come from it.")] = None,
         prometheus: Annotated[str | None, typer.Option("--prometheus", help="Prometheus URL (default: "
                                                        "prometheus.url of --config).")] = None,
         json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, for machines.")] = False,

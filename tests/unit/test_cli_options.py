@@ -1,0 +1,105 @@
+"""The command line's common options: --version, shell completion, log format and level (the HTTP clients quiet
+unless debug), and the POWERPLANNER_* environment variables standing in for --config and the log options."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from powerplanner import __version__
+from powerplanner.cli import main
+from powerplanner.commands.logs import configure_logging
+from tests.unit.planning.test_cli_plan import OBS
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """configure_logging replaces the root handlers (pytest's capture among them): put everything back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "urllib3")}
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in quiet.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"powerplanner {__version__}"
+
+
+def test_shell_completion_is_offered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:  # typer's completion exits by itself
+        main(["--show-completion", "bash"])
+    assert done.value.code == 0
+    assert "_powerplanner_completion" in capsys.readouterr().out
+
+
+def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    logging.getLogger("powerplanner.live.loop").info("decision changed: %s", "scale_up")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("powerplanner.live.loop").exception("tick failed")
+    lines = capsys.readouterr().err.strip().splitlines()
+    first, second = json.loads(lines[0]), json.loads(lines[-1])
+    assert first["message"] == "decision changed: scale_up" and first["level"] == "info"
+    assert first["logger"] == "powerplanner.live.loop" and first["time"].endswith("+00:00")
+    assert second["level"] == "error" and "ValueError: boom" in second["exception"]
+
+
+def test_text_logs_keep_their_format(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("warning", "text")
+    logging.getLogger("powerplanner.agent").warning("parked GPU 3")
+    logging.getLogger("powerplanner.agent").info("not shown")
+    err = capsys.readouterr().err
+    assert "WARNING powerplanner.agent: parked GPU 3" in err and "not shown" not in err
+
+
+@pytest.mark.parametrize(("level", "shown"), [("info", False), ("debug", True)])
+def test_http_client_request_lines_only_at_debug(level: str, shown: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(level, "text")
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).info('HTTP Request: GET http://prometheus:9090/api/v1/query "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").warning("retrying")
+    err = capsys.readouterr().err
+    assert ("HTTP Request" in err) is shown
+    assert "retrying" in err  # their warnings always show
+
+
+@pytest.mark.parametrize("command", ["run", "agent"])
+def test_an_unknown_log_format_is_one_line_and_exit_2(command: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--config", str(tmp_path / "c.yaml"), "--log-format", "xml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --log-format: unknown format 'xml'; use text or json"]
+
+
+def test_log_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("POWERPLANNER_LOG_LEVEL", "loud")
+    assert main(["run", "--config", str(tmp_path / "c.yaml")]) == 2
+    assert "--log-level: unknown level 'loud'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["run"], ["agent"], ["verify"], ["plan", "--observation", "obs.json"]])
+def test_the_config_path_comes_from_the_environment(command: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "from-env.yaml"
+    monkeypatch.setenv("POWERPLANNER_CONFIG", str(missing))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "obs.json").write_text(json.dumps(OBS))
+    assert main(command) != 0
+    err = capsys.readouterr().err
+    assert "from-env.yaml" in err, err
+    assert "Traceback" not in err
