@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from powerplanner import __version__
 from powerplanner.cli import main
 from powerplanner.commands.logs import configure_logging
+from powerplanner.errors import UserError
 from tests.unit.planning.test_cli_plan import OBS
 
 
@@ -103,3 +106,43 @@ def test_the_config_path_comes_from_the_environment(command: list[str], monkeypa
     err = capsys.readouterr().err
     assert "from-env.yaml" in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["--budget-watts", "--budget"])
+def test_verify_takes_the_budget_as_budget_watts_and_its_old_spelling(flag: str, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_build_verifier(**kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise UserError("stop here")
+
+    monkeypatch.setattr("powerplanner.verify.setup.build_verifier", fake_build_verifier)
+    assert main(["verify", flag, "16000"]) == 2
+    assert seen["budget_watts"] == 16000.0
+
+
+def test_an_old_and_a_new_spelling_together_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--budget-watts", "1", "--budget", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --budget is the old spelling of --budget-watts; give only " \
+                                              "--budget-watts"
+
+
+def test_plan_takes_observation_under_its_long_name_and_old_o(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "obs.json"
+    path.write_text(json.dumps(OBS))
+    assert main(["plan", "--observation", str(path), "--json"]) == 0
+    new = json.loads(capsys.readouterr().out)
+    assert main(["plan", "-o", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == new
+    assert main(["plan"]) == 2
+    assert "give one with --observation FILE" in capsys.readouterr().err
+
+
+def test_old_spellings_are_hidden_from_help(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["verify", "--help"])
+    main(["plan", "--help"])
+    out = capsys.readouterr().out
+    assert "--budget-watts" in out and "--observation" in out
+    assert not re.search(r"--budget\b(?!-)", out) and not re.search(r"(?<![\w-])-o\b", out)

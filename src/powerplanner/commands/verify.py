@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from powerplanner.commands.options import CONFIG_ENV
+from powerplanner.commands.options import CONFIG_ENV, renamed
 from powerplanner.errors import UserError
 
 
@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
         context: Annotated[str | None, typer.Option("--context", help="kubeconfig context to use.")] = None,
         as_user: Annotated[str | None, typer.Option("--as", help="Impersonate this user for every check, e.g. "
                                                     "system:serviceaccount:NS:pp-powerplanner-planner.")] = None,
-        budget: Annotated[float | None, typer.Option("--budget", help="Budget in watts (overrides --config).")] = None,
+        budget_watts: Annotated[float | None, typer.Option("--budget-watts", help="Budget in watts (overrides "
+                                                           "--config).")] = None,
+        budget_old: Annotated[float | None, typer.Option("--budget", hidden=True)] = None,
         max_age_s: Annotated[float, typer.Option("--max-age", help="Planner metrics older than this many seconds "
                                                  "are stale.")] = 120.0,
         planner_selector: Annotated[str, typer.Option("--planner-selector", help="Labels of the planner pods.")] = (
@@ -50,6 +52,7 @@ def register(app: typer.Typer) -> None:
 
         from powerplanner.verify.setup import build_verifier
 
+        budget = renamed("--budget-watts", budget_watts, "--budget", budget_old)
         verifier = build_verifier(
             namespace=namespace, dgd=dgd, config_path=config, prometheus_url=prometheus, kubeconfig=kubeconfig,
             context=context, as_user=as_user, budget_watts=budget, max_age_s=max_age_s,
