@@ -2,8 +2,8 @@
 client libraries kept quiet.
 
 ``httpx`` and ``httpcore`` log every request at INFO: at a 5 s tick that is ten lines a tick, ~170k a day, and
-they drown the planner's own lines. They stay at WARNING unless ``--log-level debug`` (docs/operations.md,
-"Logs"). JSON lines carry ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message`` and, on an exception,
+they drown the planner's own lines. They stay at WARNING unless ``--log-level debug`` (README.md,
+"Command line"). JSON lines carry ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``message`` and, on an exception,
 ``exception``: the fields log collectors (Loki, Elasticsearch, Cloud Logging) pick up without a parser.
 """
 
