@@ -65,5 +65,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(report.render_text())
         if not report.ok:
             failing = [c.name for c in report.checks if not c.passed]
-            raise VerificationFailed(f"verify: {len(failing)} of {len(report.checks)} checks did not pass "
-                                     f"({', '.join(failing)}); follow each fix above and run verify again")
+            failed = VerificationFailed(f"verify: {len(failing)} of {len(report.checks)} checks did not pass "
+                                        f"({', '.join(failing)}); follow each fix above and run verify again")
+            failed.reported_as_json = json_output  # the report above is the JSON: no second object
+            raise failed
