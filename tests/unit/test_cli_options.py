@@ -16,23 +16,14 @@ from powerplanner import __version__
 from powerplanner.cli import main
 from powerplanner.commands.logs import configure_logging
 from powerplanner.errors import UserError
+from tests.support.logging_state import logging_restored
 from tests.unit.planning.test_cli_plan import OBS
 
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    """configure_logging replaces the root handlers (pytest's capture among them): put everything back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "urllib3")}
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    for name, old in quiet.items():
-        logging.getLogger(name).setLevel(old)
+    with logging_restored():
+        yield
 
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from powerplanner.commands.logs import configure_logging
 from powerplanner.live.loop import TickReport
 from tests.fixtures.prometheus import find_prometheus_binary
 from tests.integration.e2e.loop_world import LoopWorld, WorldSpec
+from tests.support.logging_state import logging_restored
 
 pytestmark = pytest.mark.integration
 
@@ -37,20 +38,11 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def lines() -> Iterator[Lines]:
-    root = logging.getLogger()
-    saved, level = list(root.handlers), root.level
-    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "urllib3")}
-    configure_logging("info", "text")  # what `powerplanner run` does by default
-    handler = Lines()
-    root.addHandler(handler)  # sees exactly what the StreamHandler prints
-    yield handler
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in saved:
-        root.addHandler(h)
-    root.setLevel(level)
-    for name, old in quiet.items():
-        logging.getLogger(name).setLevel(old)
+    with logging_restored():
+        configure_logging("info", "text")  # what `powerplanner run` does by default
+        handler = Lines()
+        logging.getLogger().addHandler(handler)  # sees exactly what the StreamHandler prints
+        yield handler
 
 
 def _reasons(report: TickReport) -> object:
