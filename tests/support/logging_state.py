@@ -1,5 +1,5 @@
-"""Put the logging set-up back after a test that ran ``configure_logging`` (it replaces the root handlers, pytest's
-capture among them, and sets the HTTP clients' levels)."""
+"""Put the logging set-up back after a test that ran ``configure_logging`` (the root's level, and the HTTP
+clients' levels).."""
 
 from __future__ import annotations
 

@@ -36,19 +36,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure_logging(level: str, log_format: str) -> None:
-    """Set the root logger's level and format; refuse an unknown level or format in one line."""
+def configure_logging(level: str, log_format: str, root: logging.Logger | None = None) -> None:
+    """Set the root logger's level and format; refuse an unknown level or format in one line. ``root``: the
+    process's root logger unless a test gives its own."""
     name = level.lower()
     if name not in LEVELS:
         raise UserError(f"--log-level: unknown level {level!r}; use {', '.join(LEVELS)}")
     if log_format.lower() not in FORMATS:
         raise UserError(f"--log-format: unknown format {log_format!r}; use {' or '.join(FORMATS)}")
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format.lower() == "json" else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
+    root = root if root is not None else logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: a host that set up logging already (a test runner) keeps it
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter() if log_format.lower() == "json" else logging.Formatter(TEXT_FORMAT))
+        root.addHandler(handler)
     root.setLevel(getattr(logging, name.upper()))
     quiet = logging.DEBUG if name == "debug" else logging.WARNING
     for logger in QUIET_LOGGERS:
