@@ -4,13 +4,21 @@ a non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import typer
 from rich.console import Console
 
+from powerplanner import __version__
 from powerplanner.commands import agent, plan, profile, run, simulate, verify
 from powerplanner.errors import UserError
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"powerplanner {__version__}")
+        raise typer.Exit(0)
 
 
 def build_app() -> typer.Typer:
@@ -20,8 +28,17 @@ def build_app() -> typer.Typer:
         "under a power budget.",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                     help="Print the version and exit."),
+    ) -> None:
+        """Power-aware autoscaler for disaggregated LLM inference: replicas and per-GPU power caps under a power
+        budget."""
+
     for module in (simulate, plan, run, agent, profile, verify):
         module.register(app)
     return app
@@ -31,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``powerplanner`` script."""
     app = build_app()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    as_json = "--json" in (sys.argv[1:] if argv is None else argv)  # a machine reads stdout: errors in JSON too
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="powerplanner")
         if isinstance(rc, int):
@@ -38,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         for line in exc.lines:
             err.print(f"[bold red]error:[/] {line}", markup=True)
+        if as_json and not exc.reported_as_json:
+            _print_json_error(list(exc.lines), exc.exit_code)
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
@@ -52,8 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             show()
         else:
             err.print(f"error: {exc.format_message()}", markup=False)
+        if as_json:
+            _print_json_error([exc.format_message()], int(exc.exit_code))
         return int(exc.exit_code)
     return 0
+
+
+def _print_json_error(lines: list[str], exit_code: int) -> None:
+    """On ``--json``, stdout holds one JSON object whatever happened (README, "Command line")."""
+    print(json.dumps({"ok": False, "exit_code": exit_code, "errors": lines}))
 
 
 if __name__ == "__main__":

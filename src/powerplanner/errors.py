@@ -19,6 +19,7 @@ class UserError(Exception):
     """A problem the user can fix. ``lines`` holds one message per problem, each naming the fix."""
 
     exit_code: int = 2
+    reported_as_json: bool = False  # the command already printed its JSON (with the failure) on stdout
 
     def __init__(self, *lines: str) -> None:
         if not lines:

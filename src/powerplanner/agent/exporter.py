@@ -17,10 +17,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from powerplanner import __version__
 from powerplanner.agent.gpu import GpuBackend, GpuError
 from powerplanner.contract import (
     AGENT_DRAW_WATTS,
@@ -109,8 +110,14 @@ class _GpuCollector(Collector):
 class AgentMetrics:
     """All agent metrics. Counters are labelled by a short ``reason``; see docs/operations.md ("Metrics")."""
 
-    def __init__(self, backend: GpuBackend, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, backend: GpuBackend, registry: CollectorRegistry | None = None,
+                 version: str = __version__) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.build_info = Gauge(
+            "powerplanner_agent_build_info", "Always 1: the agent's version (its node is the scrape target's).",
+            ["version"], registry=self.registry,
+        )
+        self.build_info.labels(version).set(1)
         self._lock = threading.Lock()
         self._samples: tuple[GpuSample, ...] = ()
         self.apply_failures = Counter(

@@ -6,15 +6,18 @@ from pathlib import Path
 
 import typer
 
+from powerplanner.commands.options import CONFIG_ENV, LOG_FORMAT_ENV, LOG_FORMAT_HELP, LOG_LEVEL_ENV, LOG_LEVEL_HELP
 from powerplanner.errors import EndpointError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("agent")
     def agent(
-        config: Path = typer.Option(..., "--config", "-c", help="Config file (YAML) with an `agent:` section."),
+        config: Path = typer.Option(..., "--config", "-c", envvar=CONFIG_ENV,
+                                    help="Config file (YAML) with an `agent:` section."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Log the limits it would set; change nothing."),
-        log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+        log_level: str = typer.Option("info", "--log-level", envvar=LOG_LEVEL_ENV, help=LOG_LEVEL_HELP),
+        log_format: str = typer.Option("text", "--log-format", envvar=LOG_FORMAT_ENV, help=LOG_FORMAT_HELP),
         simulate_gpus: int = typer.Option(
             0, "--simulate-gpus", min=0, help="Manage N simulated GPUs (GPU-sim-0000, ...) instead of NVML: a demo."
         ),
@@ -22,13 +25,11 @@ def register(app: typer.Typer) -> None:
         """Set each GPU's power limit from the annotation of the pod holding it; hand over on exit."""
         import logging
 
+        from powerplanner.commands.logs import configure_logging
         from powerplanner.config import load_agent_config
 
+        configure_logging(log_level, log_format)
         cfg = load_agent_config(config)
-        logging.basicConfig(
-            level=getattr(logging, log_level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
         from powerplanner.agent.app import node_name_from, run_agent
         from powerplanner.agent.gpu import BackendUnavailable, GpuBackend
         from powerplanner.agent.nvml_backend import NvmlBackend

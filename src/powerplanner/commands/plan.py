@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from powerplanner.commands.options import CONFIG_ENV, renamed
 from powerplanner.planning.registry import policy_names
 
 
@@ -36,15 +37,17 @@ def decision_to_dict(decision: Any) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
-        observation: Annotated[
-            str, typer.Option("--observation", "-o", help="Observation JSON file (see docs/observation.md).")
-        ],
+        observation_path: Annotated[
+            str | None, typer.Option("--observation", help="Observation JSON file (see docs/observation.md).")
+        ] = None,
+        observation_old: Annotated[str | None, typer.Option("-o", hidden=True)] = None,  # -o is --output elsewhere
         policy: Annotated[
             str | None,
             typer.Option("--policy", "-p", help=f"One of: {', '.join(policy_names())}."),
         ] = None,
         config_path: Annotated[
-            str | None, typer.Option("--config", "-c", help="Config YAML (default: defaults + observation budget).")
+            str | None, typer.Option("--config", "-c", envvar=CONFIG_ENV,
+                                     help="Config YAML (default: defaults + observation budget).")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     ) -> None:
@@ -56,6 +59,9 @@ def register(app: typer.Typer) -> None:
         from powerplanner.errors import ConfigError, ObservationError
         from powerplanner.observation_schema import load_observation
 
+        observation = renamed("--observation", observation_path, "-o", observation_old)
+        if observation is None:
+            raise ObservationError("plan: no observation; give one with --observation FILE (docs/observation.md)")
         if policy is not None and policy not in policy_names():
             raise ConfigError(f"--policy {policy!r} is not a policy; use one of: {', '.join(policy_names())}")
         doc = load_observation(observation)

@@ -163,13 +163,38 @@ def _help_without_command(ctx: typer.Context) -> None:
         raise typer.Exit(0)
 
 
-def list_profiles() -> None:
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object on stdout, for machines.")]
+
+
+def _echo_json(value: object) -> None:
+    """Strict JSON: an infinite energy per token (no throughput) is null, never ``Infinity``."""
+    import json
+    import math
+
+    def finite(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {k: finite(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(v) for v in item]
+        return item
+
+    typer.echo(json.dumps(finite(value), indent=2, allow_nan=False))
+
+
+def list_profiles(as_json: JsonOption = False) -> None:
     """The built-in profiles, with GPU, TP per role and where their numbers come from."""
     from rich.console import Console
     from rich.table import Table
 
     from powerplanner.model.builtin import builtin_profiles
 
+    if as_json:
+        _echo_json({"profiles": [{"name": name, "gpu": p.gpu.name, "prefill_tp": p.prefill_tp,
+                                  "decode_tp": p.decode_tp, "source": p.source}
+                                 for name, p in sorted(builtin_profiles().items())]})
+        return
     table = Table(title="built-in profiles")
     for column in ("name", "GPU", "TP prefill/decode", "source"):
         table.add_column(column, overflow="fold")
@@ -197,6 +222,7 @@ def show(
         float | None, typer.Option("--itl-ms", help="ITL target: decode throughput at the best batch meeting it.",
                                    min=0)
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """A table per role against the cap: clock, slowdown, throughput, latency, draw and energy per token."""
     from rich.console import Console
@@ -205,6 +231,12 @@ def show(
     caps = _caps(profile, levels, cap)
     rows = _role_rows(profile, caps, isl, context, None if ttft_ms is None else ttft_ms / 1000.0,
                       None if itl_ms is None else itl_ms / 1000.0)
+    if as_json:
+        _echo_json({"name": profile.name, "gpu": profile.gpu.name, "prefill_tp": profile.prefill_tp,
+                    "decode_tp": profile.decode_tp, "idle_watts_per_gpu": profile.idle_watts(),
+                    "source": profile.source, "notes": list(profile.notes), "isl_tokens": isl,
+                    "context_tokens": context, "rows": rows})
+        return
     console = Console()
     console.print(f"[bold]{profile.name}[/] on {profile.gpu.name}: TP {profile.prefill_tp} prefill, "
                   f"{profile.decode_tp} decode; idle {profile.idle_watts():g} W/GPU")

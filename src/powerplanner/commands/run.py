@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
+
+from powerplanner.commands.options import CONFIG_ENV, LOG_FORMAT_ENV, LOG_FORMAT_HELP, LOG_LEVEL_ENV, LOG_LEVEL_HELP
 
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
-        config: Path = typer.Option(..., "--config", "-c", help="Config file (YAML)."),
+        config: Path = typer.Option(..., "--config", "-c", envvar=CONFIG_ENV, help="Config file (YAML)."),
         once: bool = typer.Option(False, "--once", help="Run one tick and exit."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Decide and log; change nothing in the cluster."),
-        log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+        log_level: str = typer.Option("info", "--log-level", envvar=LOG_LEVEL_ENV, help=LOG_LEVEL_HELP),
+        log_format: str = typer.Option("text", "--log-format", envvar=LOG_FORMAT_ENV, help=LOG_FORMAT_HELP),
+        as_json: bool = typer.Option(False, "--json", help="With --once: print the tick (GET /decision's body) as "
+                                     "JSON on stdout; logs stay on stderr."),
         admin_bind: str | None = typer.Option(
             None, "--admin-bind", metavar="HOST:PORT",
             help="Listen address of the admin endpoint, overriding budget.admin.bind (the Helm chart passes the "
@@ -23,13 +27,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Keep a Dynamo prefill/decode deployment inside its power budget: every cap tick, observe
         Prometheus, decide replicas and per-GPU caps, and apply them in a power-safe order."""
+        import json
+
+        from powerplanner.commands.logs import configure_logging
         from powerplanner.errors import UserError
         from powerplanner.live.service import run_service
 
-        level = getattr(logging, log_level.upper(), None)
-        if not isinstance(level, int):
-            raise UserError(f"--log-level: unknown level {log_level!r}; use debug, info, warning or error")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        code = run_service(config, once=once, dry_run=dry_run, admin_bind=admin_bind)
+        if as_json and not once:
+            raise UserError("--json prints one tick: add --once (the admin endpoint's GET /decision serves a running "
+                            "planner's)")
+        configure_logging(log_level, log_format)
+
+        def print_tick(body: dict[str, object]) -> None:
+            typer.echo(json.dumps(body, indent=2))
+
+        code = run_service(config, once=once, dry_run=dry_run, admin_bind=admin_bind,
+                           report=print_tick if as_json else None)
         if code:
             raise typer.Exit(code)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from powerplanner.commands.options import CONFIG_ENV, renamed
 from powerplanner.errors import UserError
 
 
@@ -24,8 +25,9 @@ def register(app: typer.Typer) -> None:
             "--config).")] = None,
         dgd: Annotated[str | None, typer.Option("--dgd", help="Name of the DynamoGraphDeployment "
                                                 "(default: kubernetes.dgd_name of --config, else 'llm').")] = None,
-        config: Annotated[Path | None, typer.Option("--config", "-c", help="The planner's config file: budget, "
-                                                    "Prometheus, labels and service names come from it.")] = None,
+        config: Annotated[Path | None, typer.Option(
+            "--config", "-c", envvar=CONFIG_ENV, help="The planner's config file: budget, Prometheus, labels and "
+            "service names come from it.")] = None,
         prometheus: Annotated[str | None, typer.Option("--prometheus", help="Prometheus URL (default: "
                                                        "prometheus.url of --config).")] = None,
         json_output: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, for machines.")] = False,
@@ -34,7 +36,9 @@ def register(app: typer.Typer) -> None:
         context: Annotated[str | None, typer.Option("--context", help="kubeconfig context to use.")] = None,
         as_user: Annotated[str | None, typer.Option("--as", help="Impersonate this user for every check, e.g. "
                                                     "system:serviceaccount:NS:pp-powerplanner-planner.")] = None,
-        budget: Annotated[float | None, typer.Option("--budget", help="Budget in watts (overrides --config).")] = None,
+        budget_watts: Annotated[float | None, typer.Option("--budget-watts", help="Budget in watts (overrides "
+                                                           "--config).")] = None,
+        budget_old: Annotated[float | None, typer.Option("--budget", hidden=True)] = None,
         max_age_s: Annotated[float, typer.Option("--max-age", help="Planner metrics older than this many seconds "
                                                  "are stale.")] = 120.0,
         planner_selector: Annotated[str, typer.Option("--planner-selector", help="Labels of the planner pods.")] = (
@@ -48,6 +52,7 @@ def register(app: typer.Typer) -> None:
 
         from powerplanner.verify.setup import build_verifier
 
+        budget = renamed("--budget-watts", budget_watts, "--budget", budget_old)
         verifier = build_verifier(
             namespace=namespace, dgd=dgd, config_path=config, prometheus_url=prometheus, kubeconfig=kubeconfig,
             context=context, as_user=as_user, budget_watts=budget, max_age_s=max_age_s,
@@ -60,5 +65,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(report.render_text())
         if not report.ok:
             failing = [c.name for c in report.checks if not c.passed]
-            raise VerificationFailed(f"verify: {len(failing)} of {len(report.checks)} checks did not pass "
-                                     f"({', '.join(failing)}); follow each fix above and run verify again")
+            failed = VerificationFailed(f"verify: {len(failing)} of {len(report.checks)} checks did not pass "
+                                        f"({', '.join(failing)}); follow each fix above and run verify again")
+            failed.reported_as_json = json_output  # the report above is the JSON: no second object
+            raise failed

@@ -252,7 +252,7 @@ class LiveLoop:
         duration = self._timer() - started
         report = dataclasses.replace(report, duration_s=duration)
         self.telemetry.tick_seconds.observe(duration)
-        self.telemetry.last_tick.set(report.time_s)
+        self.telemetry.last_tick.set(self.clock.utc_now().timestamp())  # Unix time: staleness alerts
         with self._lock:
             self._last = report
         self.ticks += 1

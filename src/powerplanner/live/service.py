@@ -159,7 +159,7 @@ def build_service(
                                                      clock.utc_now)
         stored_admin = restore_admin_budget(store, persist=not dry_run)
     budget, admin_budget = build_budget(cfg, config_path, prom, stored_admin)
-    telemetry = LoopTelemetry()
+    telemetry = LoopTelemetry(deployment=cfg.kubernetes.dgd_name, namespace=cfg.kubernetes.namespace)
     settings = LoopSettings(
         cap_interval_s=cfg.planner.cap_interval_s,
         window_s=metrics_window_s(cfg),
@@ -240,8 +240,10 @@ def _budget_json(loop: LiveLoop) -> dict[str, Any]:
     }
 
 
-def run_service(config_path: Path, once: bool = False, dry_run: bool = False, admin_bind: str | None = None) -> int:
-    """``powerplanner run``: returns the process exit code."""
+def run_service(config_path: Path, once: bool = False, dry_run: bool = False, admin_bind: str | None = None,
+                report: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """``powerplanner run``: returns the process exit code. ``report`` gets the last tick (``GET /decision``'s
+    body) once the loop stopped: ``run --once --json`` prints it."""
     cfg = load_config(config_path)
     service = build_service(cfg, config_path, dry_run=dry_run, watch_pods=not once,  # one tick: no watch
                             admin_bind=admin_bind)
@@ -254,6 +256,8 @@ def run_service(config_path: Path, once: bool = False, dry_run: bool = False, ad
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         service.loop.run(stop, once=once)
+        if report is not None:
+            report(service.loop.last_decision_json())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -10,16 +10,31 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from powerplanner import __version__
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Decision, Observation
 
 PREFIX = "powerplanner"
+# One gauge per quantity, each in its base unit (Prometheus naming: the unit is the suffix, one unit per metric).
+OBSERVED_METRICS = {
+    "request_rate_per_s": (f"{PREFIX}_observed_request_rate_per_second", "Observed request rate (NaN: no data).", 1.0),
+    "isl_tokens": (f"{PREFIX}_observed_isl_tokens", "Observed mean input length (NaN when no data).", 1.0),
+    "osl_tokens": (f"{PREFIX}_observed_osl_tokens", "Observed mean output length (NaN when no data).", 1.0),
+    "ttft_ms": (f"{PREFIX}_observed_ttft_seconds", "Observed mean time to first token (NaN when no data).", 1e-3),
+    "itl_ms": (f"{PREFIX}_observed_itl_seconds", "Observed mean inter-token latency (NaN when no data).", 1e-3),
+}
+PREDICTED_METRICS = {
+    "request_rate_per_s": (f"{PREFIX}_predicted_request_rate_per_second", "Forecast request rate, next interval."),
+    "isl_tokens": (f"{PREFIX}_predicted_isl_tokens", "Forecast mean input length, next interval."),
+    "osl_tokens": (f"{PREFIX}_predicted_osl_tokens", "Forecast mean output length, next interval."),
+}
 
 
 class LoopTelemetry:
     """Every metric of the planner's /metrics (docs/operations.md, "Metrics", lists them), in its own registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, deployment: str = "", namespace: str = "",
+                 version: str = __version__) -> None:
         # Long on purpose: one flat list of metric declarations, each with its name, help and labels, reads as the
         # catalogue of /metrics; split into helpers, a metric's declaration would sit away from its siblings.
         self.registry = registry or CollectorRegistry(auto_describe=True)
@@ -45,13 +60,8 @@ class LoopTelemetry:
             f"{PREFIX}_cap_watts", "Per-GPU cap per role: target and applied (NaN when unknown).", ["role", "kind"],
             registry=r,
         )
-        self.predicted_load = Gauge(
-            f"{PREFIX}_predicted_load", "Forecast for the next interval (rate per s, ISL and OSL tokens).",
-            ["quantity"], registry=r,
-        )
-        self.observed_load = Gauge(
-            f"{PREFIX}_observed_load", "Observed window averages (NaN when no data).", ["quantity"], registry=r
-        )
+        self.observed = {key: Gauge(name, text, registry=r) for key, (name, text, _) in OBSERVED_METRICS.items()}
+        self.predicted = {key: Gauge(name, text, registry=r) for key, (name, text) in PREDICTED_METRICS.items()}
         self.decisions = Counter(f"{PREFIX}_decisions", "Decisions, by reason.", ["reason"], registry=r)
         self.steps = Counter(f"{PREFIX}_steps", "Actuation steps by kind and outcome.", ["kind", "outcome"], registry=r)
         self.budget_limited = Gauge(f"{PREFIX}_budget_limited", "1 when the budget limits the SLA.", registry=r)
@@ -86,14 +96,22 @@ class LoopTelemetry:
             registry=r,
         )
         self.dry_run = Gauge(f"{PREFIX}_dry_run", "1 in dry-run mode (decide and log, touch nothing).", registry=r)
-        self.last_tick = Gauge(f"{PREFIX}_last_tick_timestamp_seconds", "Clock time of the last tick.", registry=r)
+        self.last_tick = Gauge(f"{PREFIX}_last_tick_timestamp_seconds", "Unix time of the last tick.", registry=r)
+        # The deployment is a label of build_info only: one planner drives one DGD, so on every series it would be
+        # a constant; queries join it where needed (docs/operations.md, "Metrics").
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info", "Always 1: the planner's version and the DynamoGraphDeployment it drives.",
+            ["version", "deployment", "deployment_namespace"], registry=r,
+        )
+        self.build_info.labels(version, deployment, namespace).set(1)
 
     def record_observation(self, obs: Observation) -> None:
         nan = float("nan")
         self.measured_watts.set(obs.measured_power_watts if obs.measured_power_watts is not None else nan)
-        for name, value in (("request_rate_per_s", obs.request_rate_per_s), ("isl_tokens", obs.isl_tokens),
-                            ("osl_tokens", obs.osl_tokens), ("ttft_ms", obs.ttft_ms), ("itl_ms", obs.itl_ms)):
-            self.observed_load.labels(name).set(value if value is not None else nan)
+        for key, value in (("request_rate_per_s", obs.request_rate_per_s), ("isl_tokens", obs.isl_tokens),
+                           ("osl_tokens", obs.osl_tokens), ("ttft_ms", obs.ttft_ms), ("itl_ms", obs.itl_ms)):
+            scale = OBSERVED_METRICS[key][2]
+            self.observed[key].set(value * scale if value is not None else nan)
         for role in ROLES:
             rs = obs.role(role)
             self.replicas.labels(role.value, "ready").set(rs.ready_replicas)
@@ -113,9 +131,9 @@ class LoopTelemetry:
             self.replicas.labels(role.value, "target").set(target.replicas)
             self.cap_watts.labels(role.value, "target").set(target.cap_watts)
         if decision.forecast is not None:
-            self.predicted_load.labels("request_rate_per_s").set(decision.forecast.request_rate_per_s)
-            self.predicted_load.labels("isl_tokens").set(decision.forecast.isl_tokens)
-            self.predicted_load.labels("osl_tokens").set(decision.forecast.osl_tokens)
+            self.predicted["request_rate_per_s"].set(decision.forecast.request_rate_per_s)
+            self.predicted["isl_tokens"].set(decision.forecast.isl_tokens)
+            self.predicted["osl_tokens"].set(decision.forecast.osl_tokens)
         for reason in decision.reasons:
             self.decisions.labels(str(reason)).inc()
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -20,6 +21,12 @@ from tests.support.network import free_port
 from tests.support.run_cli import config, error_lines, kubeconfig
 
 pytestmark = pytest.mark.integration
+
+
+def test_json_needs_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", str(tmp_path / "c.yaml"), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["errors"] == [
+        "--json prints one tick: add --once (the admin endpoint's GET /decision serves a running planner's)"]
 
 
 def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,12 +70,16 @@ def test_missing_dgd_and_bad_kubeconfig(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_once_dry_run_touches_nothing_and_once_applies(tmp_path: Path, live_prometheus: LivePrometheus,
-                                                       cluster: EmulatedCluster) -> None:
+                                                       cluster: EmulatedCluster,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("powerplanner.planning.planner", reason="the planner core (issue 3) is not in this tree yet")
     cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
     cluster.reconcile()
     path = config(tmp_path, live_prometheus.server.url, kubeconfig(tmp_path, cluster.url))
-    assert main(["run", "--config", str(path), "--once", "--dry-run"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--config", str(path), "--once", "--dry-run", "--json"]) == 0
+    tick = json.loads(capsys.readouterr().out)  # one JSON object on stdout, the logs on stderr
+    assert tick["decision"]["prefill"]["replicas"] >= 1 and all(o["outcome"] == "dry_run" for o in tick["outcomes"])
     assert not [m for m, _p in cluster.requests() if m in ("PATCH", "POST", "PUT", "DELETE")]
     assert main(["run", "--config", str(path), "--once"]) == 0
     caps = [(p["metadata"].get("annotations") or {}).get(CAP_ANNOTATION) for p in cluster.pods("llm")]

@@ -249,7 +249,7 @@ class World:
 
     def cli(self, *extra: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
         code = main(["verify", "--namespace", NS, "--dgd", DGD, "--prometheus", self.prometheus.url,
-                     "--kubeconfig", self.kubeconfig, "--budget", str(BUDGET_WATTS), *extra])
+                     "--kubeconfig", self.kubeconfig, "--budget-watts", str(BUDGET_WATTS), *extra])
         return code, capsys.readouterr().out
 
 
