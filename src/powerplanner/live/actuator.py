@@ -120,6 +120,7 @@ class KubernetesActuator:
         # serialises every annotation write so a new pod can never get a stale, higher cap after a cut.
         self._cap_lock = threading.Lock()
         self._role_caps: dict[Role, str] = {}
+        self._new_pods_capped: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, cfg: KubernetesConfig, api_client: kubernetes.client.ApiClient) -> KubernetesActuator:
@@ -315,14 +316,13 @@ class KubernetesActuator:
     def cap_new_pod(self, pod: Any) -> bool:
         """Give a worker pod that has no cap annotation its role's current cap, at once. Called for pods a
         watch reports, so a replica the operator just created does not start at its GPUs' default limit
-        until the next cap tick. Never overwrites an existing annotation (the cap tick owns those)."""
+        until the next cap tick. Never overwrites an existing annotation (the cap tick owns those), and caps a
+        pod once (``_new_pods_capped``): a restarted watch re-lists it unannotated; a 2nd patch bumps its revision."""
         meta = getattr(pod, "metadata", None)
         if meta is None or meta.deletion_timestamp is not None:
             return False
-        labels = meta.labels or {}
-        if labels.get(contract.DGD_LABEL) != self.dgd_name:
-            return False
-        if contract.POWER_LIMIT_ANNOTATION in (meta.annotations or {}):
+        labels, annotations = meta.labels or {}, meta.annotations or {}
+        if labels.get(contract.DGD_LABEL) != self.dgd_name or contract.POWER_LIMIT_ANNOTATION in annotations:
             return False
         try:
             role = Role(labels.get(contract.SUB_COMPONENT_LABEL, ""))
@@ -330,7 +330,8 @@ class KubernetesActuator:
             return False
         with self._cap_lock:
             value = self._role_caps.get(role)
-            if value is None:
+            key = meta.uid or meta.name
+            if value is None or self._new_pods_capped.get(key) == value:
                 return False
             try:
                 self._call(
@@ -345,6 +346,9 @@ class KubernetesActuator:
             except KubernetesError as exc:
                 log.warning("could not cap new pod %s: %s", meta.name, exc.message)
                 return False
+            if len(self._new_pods_capped) >= 4096:  # bounded: only recent pods are re-listed unannotated
+                self._new_pods_capped.clear()
+            self._new_pods_capped[key] = value
         log.info("new %s pod %s capped at %s W", role.value, meta.name, value)
         return True
 

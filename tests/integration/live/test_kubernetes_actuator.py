@@ -282,3 +282,19 @@ def wait_until(condition: Callable[[], bool], limit_s: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return condition()
+
+
+def test_a_new_pod_reported_twice_unannotated_is_capped_once(cluster: EmulatedCluster) -> None:
+    """A restarted watch re-lists a pod whose event still shows it unannotated (CI saw the pod watch deliver
+    llm-decode-new twice): the second report writes nothing, so the revision the agents acknowledge stays 1."""
+    cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
+    cluster.reconcile()
+    act = actuator(cluster)
+    act.set_cap(Role.DECODE, 350)
+    cluster.add_pod("llm-decode-new", "llm", "decode")
+    stale = act._core.read_namespaced_pod("llm-decode-new", "default")  # as the watch saw it: no annotation
+    assert act.cap_new_pod(stale) is True
+    assert act.cap_new_pod(stale) is False
+    new = next(p for p in cluster.pods("llm") if p["metadata"]["name"] == "llm-decode-new")
+    assert new["metadata"]["annotations"][CAP_ANNOTATION] == "350"
+    assert new["metadata"]["annotations"][REVISION_ANNOTATION] == "1"
