@@ -4,7 +4,8 @@ Attainment is counted per request over ALL requests of the trace: a request that
 by the end of the run counts as a miss for TTFT, ITL and both, so a policy cannot look better by
 leaving work undone. Latency percentiles are over completed requests (``None`` when none completed).
 A completed request with a single output token has no inter-token gap; the engine reports its ITL as
-NaN (or 0) and it counts as meeting the ITL target.
+NaN (or 0) and it counts as meeting the ITL target. A request refused for exceeding the profile's context
+window (``refused``) never completes, so it is a miss too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "seconds_over_budget",
     "requests",
     "completed",
+    "refused",
 )
 """The keys of each policy's entry in results.json, in this order (the public schema)."""
 
@@ -66,6 +68,7 @@ class PolicyMetrics:
     seconds_over_budget: float
     requests: int
     completed: int
+    refused: int = 0  # longer than the profile's context window; counted as misses
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (no NaN: missing figures are ``null``), keys in ``METRIC_NAMES`` order."""
@@ -112,4 +115,5 @@ def summarize(result: SimResult, sla: SlaTargets) -> PolicyMetrics:
         seconds_over_budget=float(result.seconds_over_budget),
         requests=requests,
         completed=int(result.completed),
+        refused=int(result.refused),
     )
