@@ -100,8 +100,8 @@ def window_line(comparison: Comparison) -> str | None:
     longest = int((t.isl_tokens.astype(np.int64) + t.osl_tokens.astype(np.int64)).max())
     fits = profiles_fitting(longest)
     return (f"context window: {refused:,} requests exceed profile {comparison.scenario.profile}'s window and were "
-            f"refused (SLO misses); the longest is {longest:,} tokens (prompt + output); built-in profiles whose "
-            f"window fits it: {', '.join(fits) if fits else 'none'}")
+            f"refused (left out of SLO attainment); the longest is {longest:,} tokens (prompt + output); "
+            f"built-in profiles whose window fits it: {', '.join(fits) if fits else 'none'}")
 
 
 def plant_phrase(scenario: Scenario) -> str:
@@ -145,10 +145,11 @@ def summary_markdown(comparison: Comparison, plots: Sequence[str]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "SLO: fraction of all requests meeting both the TTFT and the ITL target (unfinished requests count as "
-        "misses, and so do requests refused for exceeding the profile's context window). Energy integrates "
-        "every GPU's draw, idle and starting GPUs included. Provisioned power is the "
-        "sum over holding replicas of GPUs x applied cap; seconds over budget is the time it exceeded the budget. "
+        "SLO: fraction of the requests the model can serve meeting both the TTFT and the ITL target (unfinished "
+        "requests count as misses; those refused for exceeding the profile's context window are counted apart, "
+        "the same under every policy). Energy integrates every GPU's draw, idle and starting GPUs included. "
+        "Provisioned power is the sum over holding replicas of GPUs x applied cap; seconds over budget is the "
+        "time it exceeded the budget. "
         "See docs/simulator.md.",
         "",
     ]
