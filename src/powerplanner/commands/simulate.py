@@ -97,7 +97,7 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
 
     from rich.console import Console
 
-    from powerplanner.sim.report import headline, rich_table, write_report
+    from powerplanner.sim.report import headline, rich_table, window_line, write_report
     from powerplanner.sim.runner import check_policies, compare, sim_settings
 
     names = check_policies(names)
@@ -114,10 +114,15 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
     show = not as_json and sys.stderr.isatty()
     result = compare(chosen, names, trace=loaded, workers=workers, show_progress=show)
     where = write_report(result, report_dir)
+    window = window_line(result)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        if window:
+            err.print(window)
         err.print(f"report written to {where.resolve()}")
         return
     out.print(headline(result))
     out.print(rich_table(result))
+    if window:
+        out.print(window)
     out.print(f"report written to {where.resolve()} (summary.md, results.json, plots)")

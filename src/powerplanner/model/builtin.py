@@ -14,6 +14,9 @@ Sources (see ../shared/data/calibration/SOURCES.md for the published figures):
 - [ARCH] Model architecture (Meta model cards / config.json): Llama-2-70B 69.0B parameters, 80 layers,
   8 KV heads x 128 dims (GQA); Llama-3.1-8B 8.03B parameters, 32 layers, 8 KV heads x 128 dims.
   KV bytes per token = layers x KV heads x head dim x 2 (K and V) x 2 bytes (FP16 cache).
+  Context windows (config.json ``max_position_embeddings``): Llama-2-70B 4,096 tokens (Touvron et al. 2023,
+  "Llama 2", Table 1: context length 4k); Llama-3.1-8B 131,072 tokens (Meta's Llama 3.1 model card:
+  128K context).
 - [HBM] NVIDIA H200 datasheet: 141 GB HBM3e at 4.8 TB/s.
 - [ASSUME] Our assumptions where no published figure exists, stated as such: the voltage floor at 60% of
   the boost clock and the lowest clock at 35% (typical Hopper V/f tables flatten around 1.1-1.2 GHz of
@@ -33,6 +36,9 @@ from powerplanner.model.roles import Role
 # Bytes per KV token [ARCH]: 80 x 8 x 128 x 2 x 2 and 32 x 8 x 128 x 2 x 2.
 LLAMA2_70B_KV_BYTES_PER_TOKEN = 327_680.0
 LLAMA31_8B_KV_BYTES_PER_TOKEN = 131_072.0
+# Context windows, prompt + output [ARCH].
+LLAMA2_70B_CONTEXT_WINDOW_TOKENS = 4_096
+LLAMA31_8B_CONTEXT_WINDOW_TOKENS = 131_072
 
 
 def default_cap_model(gpu: GpuSpec | str, role: Role) -> CapModel:
@@ -96,7 +102,9 @@ def _llama2_70b_h100(tp: int) -> CappedProfile:
                              source=f"{fit_source} (quadratic term up to batch 64, the CSV's largest; linear "
                              f"beyond); KV capacity: {kv.source}",
                              quadratic_max_batch=_SPLITWISE_MAX_DECODE_BATCH),
-        source=f"Llama-2-70B FP16 on H100 SXM, TP{tp} per role: latency {fit_source}; power Splitwise [SW]",
+        source=f"Llama-2-70B FP16 on H100 SXM, TP{tp} per role: latency {fit_source}; power Splitwise [SW]; "
+        "context window 4,096 tokens [ARCH]",
+        context_window_tokens=LLAMA2_70B_CONTEXT_WINDOW_TOKENS,
     )
 
 
@@ -126,7 +134,9 @@ def _llama31_8b_h200() -> CappedProfile:
         decode_caps=default_cap_model(gpu, Role.DECODE),
         prefill=prefill,
         decode=decode,
-        source="Llama-3.1-8B-Instruct-FP8 on H200 SXM, TP1: Dynamo planner figures [DYN]; power [SW][MA]",
+        source="Llama-3.1-8B-Instruct-FP8 on H200 SXM, TP1: Dynamo planner figures [DYN]; power [SW][MA]; "
+        "context window 131,072 tokens [ARCH]",
+        context_window_tokens=LLAMA31_8B_CONTEXT_WINDOW_TOKENS,
     )
 
 

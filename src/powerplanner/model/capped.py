@@ -29,6 +29,11 @@ class CappedProfile:
 
     TTFT uses an M/D/1 queue per replica (Poisson arrivals, one prompt prefilled at a time, deterministic
     service time): simple, monotone in load, and infinite at saturation, which is what SLA sizing needs.
+
+    The cap models are stated at their ``draw_reference_tp``; the profile uses them at its own TP
+    (:meth:`CapModel.at_tp`), and at each batch's load (prefill: prompt tokens per GPU; decode: sequences) when
+    a cap model's draw depends on load. ``context_window_tokens``: the model's window (prompt + output), None
+    when unknown (docs/profile-format.md).
     """
 
     name: str
@@ -41,6 +46,7 @@ class CappedProfile:
     decode: DecodeTimeModel
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    context_window_tokens: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -48,12 +54,31 @@ class CappedProfile:
             problems.append(f"profile {self.name}: tensor-parallel sizes must be >= 1; fix prefill_tp/decode_tp")
         if self.prefill_caps.role is not Role.PREFILL or self.decode_caps.role is not Role.DECODE:
             problems.append(f"profile {self.name}: cap models are attached to the wrong roles")
+        if self.context_window_tokens is not None and self.context_window_tokens < 1:
+            problems.append(f"profile {self.name}: context_window_tokens must be >= 1; give the model's window")
         if problems:
             raise ProfileError(*problems)
+        # The cap models at this profile's TP sizes (the stated ones are at their draw_reference_tp).
+        self._prefill_at_tp = self.prefill_caps.at_tp(self.prefill_tp)
+        self._decode_at_tp = self.decode_caps.at_tp(self.decode_tp)
 
     # structure
     def cap_model(self, role: Role) -> CapModel:
-        return self.prefill_caps if role is Role.PREFILL else self.decode_caps
+        """The role's cap model at this profile's TP size."""
+        return self._prefill_at_tp if role is Role.PREFILL else self._decode_at_tp
+
+    def draw_varies_with_load(self, role: Role) -> bool:
+        """True when ``role``'s busy draw depends on its batch (see :meth:`busy_draw_at_load_watts`)."""
+        return self.cap_model(role).draws_by_load
+
+    def busy_draw_at_load_watts(self, role: Role, cap_watts: float, load: float) -> float:
+        """Per-GPU draw of a busy replica of ``role`` at ``cap_watts`` running a batch of ``load``: prompt tokens
+        of the whole batch (prefill) or sequences (decode); never above the cap."""
+        caps = self.cap_model(role)
+        return caps.draw_watts(cap_watts, 1.0, caps.activity(self._per_gpu_load(role, load)))
+
+    def _per_gpu_load(self, role: Role, load: float) -> float:
+        return load / self.prefill_tp if role is Role.PREFILL else load
 
     def gpus_per_replica(self, role: Role) -> int:
         return self.prefill_tp if role is Role.PREFILL else self.decode_tp
@@ -65,13 +90,14 @@ class CappedProfile:
         return self.cap_model(role).natural_draw_watts
 
     def slowdown(self, role: Role, cap_watts: float) -> float:
-        """Latency multiplier of ``role`` at ``cap_watts`` relative to an uncapped GPU."""
+        """Latency multiplier of ``role`` at ``cap_watts`` relative to an uncapped GPU (at saturating load)."""
         return self.cap_model(role).slowdown(cap_watts)
 
     # prefill
     def prefill_time_s(self, tokens: float, cap_watts: float) -> float:
         _check_finite("tokens", tokens)
-        return self.prefill.time_s(tokens) * self.prefill_caps.slowdown(cap_watts)
+        caps = self._prefill_at_tp
+        return self.prefill.time_s(tokens) * caps.slowdown(cap_watts, caps.activity(tokens / self.prefill_tp))
 
     def ttft_s(self, isl_tokens: float, requests_per_s: float, cap_watts: float) -> float:
         _check_finite("requests_per_s", requests_per_s)
@@ -99,7 +125,9 @@ class CappedProfile:
     def decode_itl_s(self, batch: float, context_tokens: float, cap_watts: float) -> float:
         _check_finite("batch", batch)
         _check_finite("context_tokens", context_tokens)
-        return self.decode.itl_s(max(1.0, batch), context_tokens) * self.decode_caps.slowdown(cap_watts)
+        b = max(1.0, batch)
+        caps = self._decode_at_tp
+        return self.decode.itl_s(b, context_tokens) * caps.slowdown(cap_watts, caps.activity(b))
 
     def max_batch(self, context_tokens: float) -> int:
         _check_finite("context_tokens", context_tokens)
@@ -107,8 +135,11 @@ class CappedProfile:
 
     def best_decode_batch(self, context_tokens: float, cap_watts: float, itl_target_s: float | None = None) -> int:
         """The batch (<= max_batch) with the highest throughput whose ITL meets the target; 0 if none does."""
-        slow = self.decode_caps.slowdown(cap_watts)
+        caps = self._decode_at_tp
         batches = np.arange(1, self.max_batch(context_tokens) + 1, dtype=np.float64)
+        slow: float | np.ndarray = caps.slowdown(cap_watts)
+        if caps.draws_by_load:  # a smaller batch draws less, so the cap slows it less
+            slow = np.array([caps.slowdown(cap_watts, caps.activity(b)) for b in batches.tolist()])
         itl = self.decode.itl_s_batches(batches, context_tokens) * slow
         throughput = batches / itl
         if itl_target_s is not None:
@@ -126,6 +157,8 @@ class CappedProfile:
 
     # power
     def draw_watts(self, role: Role, cap_watts: float, utilization: float) -> float:
+        """At saturating load: the upper envelope of :meth:`busy_draw_at_load_watts` (what a caller that does
+        not know the batch, like the planner's sizing, should budget for)."""
         return self.cap_model(role).draw_watts(cap_watts, utilization)
 
     def idle_watts(self) -> float:

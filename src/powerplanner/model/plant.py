@@ -21,12 +21,24 @@ from typing import Any
 
 from powerplanner.errors import ConfigError, ProfileError
 from powerplanner.model.capped import CappedProfile
+from powerplanner.model.gpu import gpu_by_name
 from powerplanner.model.latency import DecodeLatency, PrefillLatency
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import Role
 
-CAP_KEYS: tuple[str, ...] = ("natural_draw_watts", "uncore_watts", "compute_share", "floor_clock", "min_clock")
-"""Cap-model constants a plant may replace (the limits and idle draw belong to the GPU, not to a role)."""
+CAP_KEYS: tuple[str, ...] = ("natural_draw_watts", "uncore_watts", "compute_share", "floor_clock", "min_clock",
+                             "draw_reference_tp", "draw_tp_exponent")
+"""Cap-model constants a plant may replace in either role (the limits and idle draw belong to the GPU)."""
+
+LOAD_KEYS: dict[Role, tuple[str, ...]] = {
+    Role.PREFILL: ("draw_half_tokens_per_gpu",),
+    Role.DECODE: ("draw_half_batch",),
+}
+"""The load dimension of each role's draw (model/capmodel.py): prefill by batch tokens per GPU, decode by batch."""
+
+FRACTION_KEY = "natural_draw_fraction"
+"""Natural draw as a fraction of the GPU's span from idle to TDP: ``natural_draw_watts = idle + f x (TDP - idle)``,
+so one figure scales to any GPU (the presets measured on A100 use it)."""
 
 LATENCY_KEYS: dict[Role, tuple[str, ...]] = {
     Role.PREFILL: ("a_s", "b_s_per_token", "c_s_per_token2"),
@@ -53,8 +65,7 @@ class PlantPreset:
 
 
 def plant_presets() -> dict[str, PlantPreset]:
-    """The named plants (a function, not module state). Item 2 of issue 13 adds presets that need new profile
-    dimensions (decode draw by TP and batch, prefill draw by batch tokens); they are not expressible yet."""
+    """The named plants (a function, not module state), each with the source of its figures."""
     presets = [
         PlantPreset(
             "prefill-compute-bound", "prefill.compute_share=1.0",
@@ -63,6 +74,21 @@ def plant_presets() -> dict[str, PlantPreset]:
             "time x1.300: a modelling assumption of that simulator, not a measurement",
         ),
     ]
+    presets.append(PlantPreset(
+        "decode-draw-by-tp", f"decode.{FRACTION_KEY}=0.4665,decode.draw_reference_tp=4,decode.draw_tp_exponent=0.525",
+        "Splitwise's A100-80GB Llama-2-70B runs (splitwise_perf_model.csv, average_power of decode-dominated rows, "
+        "batch 1): per GPU 272-293 W at TP2, 223-237 W at TP4, 164-174 W at TP8. Fitted as the draw above idle "
+        "(63 W) ~ TP^-0.525 through the range midpoints (289/220/172 W vs 282.5/230/169 W, within 4.3%); at TP4 "
+        "0.4665 of the idle-to-TDP span, scaled to the GPU (H100 TP2/4/8: 495/367/278 W against the built-in "
+        "380 W). Measured on 70B at TP 2-8 only: other TPs and models extrapolate",
+    ))
+    presets.append(PlantPreset(
+        "prefill-draw-by-batch", "prefill.draw_half_tokens_per_gpu=19",
+        "Splitwise's A100-80GB Llama-2-70B runs (peak_power, 33 prompt x batch x TP configurations): prefill "
+        "peaks at 46% of TDP for 128-token prompts at TP8 and 64-81% for 32-64 tokens per GPU, ~TDP from ~256 "
+        "tokens per GPU. Fitted as the draw above idle x tokens_per_gpu / (tokens_per_gpu + 19) (rms 6.3% of "
+        "TDP; per-replica tokens fit worse, 10.3%). A100's figure, unscaled on other GPUs (nothing measured)",
+    ))
     presets.append(PlantPreset(
         "gpu-variation", "variation=0.05",
         "+-5% per GPU (the figure issue 13 names), below the 8% average (max 22%) performance variation among "
@@ -131,8 +157,13 @@ class PlantSpec:
         return tuple(last.values())
 
 
+def role_keys(role: Role) -> tuple[str, ...]:
+    """Every key a plant may set for ``role`` (without the ``role.`` prefix)."""
+    return (*CAP_KEYS, *LOAD_KEYS[role], FRACTION_KEY, *LATENCY_KEYS[role])
+
+
 def valid_keys_text() -> str:
-    keys = [f"{role.value}.{k}" for role in (Role.PREFILL, Role.DECODE) for k in (*CAP_KEYS, *LATENCY_KEYS[role])]
+    keys = [f"{role.value}.{k}" for role in (Role.PREFILL, Role.DECODE) for k in role_keys(role)]
     return ", ".join([*keys, *GPU_KEYS])
 
 
@@ -201,7 +232,7 @@ def _parse_override(item: str) -> tuple[PlantOverride | None, str]:
     key_text, _, value_text = item.partition("=")
     role_text, dot, key = key_text.strip().partition(".")
     role = next((r for r in Role if r.value == role_text), None)
-    if role is None or not dot or key not in (*CAP_KEYS, *LATENCY_KEYS[role]):
+    if role is None or not dot or key not in role_keys(role):
         return None, f"plant: unknown key {key_text.strip()!r}; valid keys: {valid_keys_text()}"
     try:
         value = float(value_text.strip())
@@ -226,8 +257,13 @@ def build_plant(profile: PowerProfile, spec: PlantSpec) -> PowerProfile:
         raise ConfigError(f"plant {spec.text}: profile {profile.name} has no cap or latency constants to replace; "
                           "use the planner's profile as the plant (--plant profile)")
     parts: dict[Role, dict[str, dict[str, Any]]] = {r: {"caps": {}, "latency": {}} for r in Role}
-    for o in overrides:
-        parts[o.role]["caps" if o.key in CAP_KEYS else "latency"][o.key] = o.value
+    tdp_watts = gpu_by_name(profile.gpu.name).max_limit_watts  # the catalog's TDP, not a site's narrowed limit
+    for o in overrides:  # in order, so a later natural_draw_watts or fraction wins over an earlier one
+        if o.key == FRACTION_KEY:
+            idle = profile.gpu.idle_watts
+            parts[o.role]["caps"]["natural_draw_watts"] = idle + o.value * (tdp_watts - idle)
+        else:
+            parts[o.role]["latency" if o.key in LATENCY_KEYS[o.role] else "caps"][o.key] = o.value
     builders: dict[str, Callable[[], Any]] = {
         "prefill_caps": lambda: replace(profile.prefill_caps, **parts[Role.PREFILL]["caps"]),
         "decode_caps": lambda: replace(profile.decode_caps, **parts[Role.DECODE]["caps"]),

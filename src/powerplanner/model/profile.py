@@ -82,3 +82,23 @@ class PowerProfile(Protocol):
     def idle_watts(self) -> float:
         """Per-GPU draw of an idle GPU, whatever the cap."""
         ...
+
+
+@runtime_checkable
+class ProfileDimensions(Protocol):
+    """What a profile may add to :class:`PowerProfile` (docs/profile-format.md): the model's context window and
+    a busy draw that depends on the batch. A profile without them (e.g. a test's fake) is window-less and flat."""
+
+    @property
+    def context_window_tokens(self) -> int | None:
+        """Prompt + output tokens the model accepts; None when unknown (nothing is refused)."""
+        ...
+
+    def draw_varies_with_load(self, role: Role) -> bool:
+        """True when ``role``'s busy draw depends on its batch."""
+        ...
+
+    def busy_draw_at_load_watts(self, role: Role, cap_watts: float, load: float) -> float:
+        """Per-GPU draw of a busy replica running a batch of ``load`` (prefill: prompt tokens; decode:
+        sequences), never above the cap."""
+        ...

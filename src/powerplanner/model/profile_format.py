@@ -151,6 +151,7 @@ def profile_from_document(data: object, where: str) -> CappedProfile:
         name=doc.name, gpu=gpu, prefill_tp=doc.prefill.tp, decode_tp=doc.decode.tp,
         prefill_caps=caps[Role.PREFILL], decode_caps=caps[Role.DECODE],
         prefill=prefill_model, decode=decode_model, source=doc.source or f"profile file {where}",
+        context_window_tokens=doc.context_window_tokens,
     )
 
 
@@ -162,9 +163,13 @@ def document_from_profile(profile: CappedProfile) -> dict[str, Any]:
     """Our format's document for ``profile`` (round-trips through :func:`profile_from_document`)."""
 
     def power(cap: CapModel) -> dict[str, Any]:
-        return {"natural_draw_watts": cap.natural_draw_watts, "uncore_watts": cap.uncore_watts,
-                "compute_share": cap.compute_share, "floor_clock": cap.floor_clock, "min_clock": cap.min_clock,
-                "source": cap.source}
+        out = {"natural_draw_watts": cap.natural_draw_watts, "uncore_watts": cap.uncore_watts,
+               "compute_share": cap.compute_share, "floor_clock": cap.floor_clock, "min_clock": cap.min_clock,
+               "source": cap.source}
+        for name in _DRAW_DIMENSIONS:  # written only when stated: a flat draw reads as before
+            if getattr(cap, name) != _FLAT_DRAW[name]:
+                out[name] = getattr(cap, name)
+        return out
 
     catalog = gpu_catalog()[profile.gpu.name]
     gpu: Any = profile.gpu.name
@@ -205,5 +210,11 @@ def document_from_profile(profile: CappedProfile) -> dict[str, Any]:
         decode["source"] = profile.decode.source
     else:
         raise ProfileError(f"profile {profile.name}: its decode model cannot be written in our format")
-    return {"format": FORMAT_V1, "name": profile.name, "source": profile.source, "gpu": gpu,
-            "prefill": prefill, "decode": decode}
+    head: dict[str, Any] = {"format": FORMAT_V1, "name": profile.name, "source": profile.source}
+    if profile.context_window_tokens is not None:
+        head["context_window_tokens"] = profile.context_window_tokens
+    return {**head, "gpu": gpu, "prefill": prefill, "decode": decode}
+
+
+_DRAW_DIMENSIONS = ("draw_reference_tp", "draw_tp_exponent", "draw_half_batch", "draw_half_tokens_per_gpu")
+_FLAT_DRAW = {f.name: f.default for f in dataclasses.fields(CapModel) if f.name in _DRAW_DIMENSIONS}

@@ -37,7 +37,8 @@ class GpuDoc(_Doc):
 
 
 class PowerDoc(_Doc):
-    """Cap model constants; any left out come from the GPU's default cap model."""
+    """Cap model constants; any left out come from the GPU's default cap model. The ``draw_*`` fields are the
+    measured dimensions of the draw (docs/profile-format.md, "Draw by TP and load"); left out, it is flat."""
 
     natural_draw_watts: Positive | None = None
     uncore_watts: NonNegative | None = None
@@ -45,6 +46,10 @@ class PowerDoc(_Doc):
     floor_clock: Clock | None = None
     min_clock: Clock | None = None
     source: str | None = None
+    draw_reference_tp: Annotated[float, Field(ge=1, allow_inf_nan=False)] | None = None
+    draw_tp_exponent: NonNegative | None = None
+    draw_half_batch: NonNegative | None = None
+    draw_half_tokens_per_gpu: NonNegative | None = None
 
 
 class PrefillFitDoc(_Doc):
@@ -140,6 +145,7 @@ class ProfileDoc(_Doc):
     format: Literal["powerplanner-profile/v1"]
     name: str = Field(min_length=1)
     source: str = ""
+    context_window_tokens: PositiveInt | None = None  # prompt + output the model accepts; None: unknown
     gpu: GpuDoc
     prefill: PrefillDoc
     decode: DecodeDoc

@@ -16,6 +16,12 @@ def builtin_profile_names() -> list[str]:
     return sorted(builtin_profiles())
 
 
+def profiles_fitting(request_tokens: int) -> list[str]:
+    """Built-in profiles whose context window holds a request of ``request_tokens`` (prompt + output), sorted."""
+    return sorted(name for name, p in builtin_profiles().items()
+                  if p.context_window_tokens is not None and p.context_window_tokens >= request_tokens)
+
+
 def load_profile(name: str | None = None, path: str | None = None, gpu: str | None = None) -> PowerProfile:
     """A built-in profile by ``name``, or a profile file/Dynamo profiler output at ``path`` (which wins when
     both are given, since the config always carries a default name). ``gpu`` names the GPU whose cap model

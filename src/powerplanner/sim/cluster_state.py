@@ -7,8 +7,10 @@ the current (piecewise constant) values up to now (:meth:`ClusterState.accumulat
 
 Power model (docs/internals.md, "sim/ engine"): a prefill replica is busy (1) while a batch runs, else idle
 (0); a decode replica is busy (1) while its batch is non-empty (Splitwise's constant per-phase power model:
-decode draws its phase power whatever the batch). Starting replicas draw idle power; draw never exceeds the
-applied cap. Provisioned power is holding replicas x GPUs x applied cap.
+decode draws its phase power whatever the batch), unless the profile's draw depends on the batch
+(docs/profile-format.md, "Draw by TP and load"): then a busy replica draws at its batch's prompt tokens
+(prefill) or sequences (decode). Starting replicas draw idle power; draw never exceeds the applied cap.
+Provisioned power is holding replicas x GPUs x applied cap.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from powerplanner.model.profile import PowerProfile
+from powerplanner.model.profile import PowerProfile, ProfileDimensions
 from powerplanner.model.roles import Role
 from powerplanner.sim.replica import DECODE, PREFILL, RELEASED, ROLE_OF_INDEX, Instance
 from powerplanner.sim.settings import SimSettings
@@ -46,6 +48,10 @@ class ClusterState:
         self.gpu_pool = gpu_pool
         self.cap_watts = [float(initial_caps_watts[0]), float(initial_caps_watts[1])]
         self.busy_watts = [0.0, 0.0]  # per-GPU draw of a busy replica at the applied cap
+        dims = profile if isinstance(profile, ProfileDimensions) else None
+        self.draw_by_load = [dims is not None and dims.draw_varies_with_load(ROLE_OF_INDEX[r]) for r in (0, 1)]
+        self._load_draw = dims.busy_draw_at_load_watts if dims is not None else None
+        self._load_draw_cache: dict[tuple[int, int], float] = {}  # (role, load) -> per-GPU draw at the applied cap
         self._refresh_busy_watts()
 
         self.instances: list[list[Instance]] = [[], []]  # holding replicas per role
@@ -125,11 +131,20 @@ class ClusterState:
         return float(draws.max())
 
     def _refresh_busy_watts(self) -> None:
+        self._load_draw_cache.clear()
         for r in (PREFILL, DECODE):
             self.busy_watts[r] = float(self.profile.draw_watts(ROLE_OF_INDEX[r], self.cap_watts[r], 1.0))
 
     def _busy_draw(self, inst: Instance) -> float:
-        return self.busy_watts[inst.role] * self.gpus[inst.role]
+        role = inst.role
+        if self.draw_by_load[role] and self._load_draw is not None:
+            load = inst.batch_tokens if role == PREFILL else inst.batch
+            watts = self._load_draw_cache.get((role, load))
+            if watts is None:
+                watts = float(self._load_draw(ROLE_OF_INDEX[role], self.cap_watts[role], float(load)))
+                self._load_draw_cache[(role, load)] = watts
+            return watts * self.gpus[role]
+        return self.busy_watts[role] * self.gpus[role]
 
     def _idle_draw(self, inst: Instance) -> float:
         return self.idle_watts * self.gpus[inst.role]

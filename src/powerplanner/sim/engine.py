@@ -137,7 +137,7 @@ def _run_events(cluster: Cluster, loop: ClosedLoop, arrival: list[float], horizo
                 cluster.replica_ready(payload, version, t)
                 loop.sample(t)
             end_s = t
-            if cluster.completed == n and i == n:
+            if cluster.completed + cluster.refused == n and i == n:
                 break
         elif i < n:
             t = next_arrival
@@ -270,4 +270,5 @@ def _result(policy: str, trace: Trace, cluster: Cluster, loop: ClosedLoop, end_s
         seconds_over_budget_after_cut=cluster.over_budget_after_cut_s,
         decisions=loop.decisions,
         unfinished_by_stage=cluster.unfinished_by_stage(),
+        refused=cluster.refused,
     )

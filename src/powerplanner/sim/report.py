@@ -48,6 +48,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("peak drawn W", "peak_drawn_watts"),
     ("s over budget", "seconds_over_budget"),
     ("done/requests", "completed"),
+    ("refused", "refused"),
 )
 
 
@@ -69,6 +70,7 @@ def table_rows(metrics: dict[str, PolicyMetrics]) -> list[list[str]]:
             f"{m.peak_drawn_watts:,.0f}",
             f"{m.seconds_over_budget:.0f}",
             f"{m.completed}/{m.requests}",
+            str(m.refused),
         ])
     return rows
 
@@ -84,6 +86,22 @@ def headline(comparison: Comparison) -> str:
         + f", SLA TTFT <= {s.sla.ttft_ms:g} ms and ITL <= {s.sla.itl_ms:g} ms; "
         f"simulated {comparison.simulated_s:,.0f} s in {comparison.wall_s:.1f} s wall"
     )
+
+
+def window_line(comparison: Comparison) -> str | None:
+    """One line when a policy's run refused requests for the profile's context window: how many, the trace's
+    longest request and the built-in profiles whose window would fit it; None when nothing was refused."""
+    from powerplanner.model.profiles import profiles_fitting
+
+    refused = max((m.refused for m in comparison.metrics.values()), default=0)
+    t = comparison.trace
+    if refused == 0 or not len(t):
+        return None
+    longest = int((t.isl_tokens.astype(np.int64) + t.osl_tokens.astype(np.int64)).max())
+    fits = profiles_fitting(longest)
+    return (f"context window: {refused:,} requests exceed profile {comparison.scenario.profile}'s window and were "
+            f"refused (left out of SLO attainment); the longest is {longest:,} tokens (prompt + output); "
+            f"built-in profiles whose window fits it: {', '.join(fits) if fits else 'none'}")
 
 
 def plant_phrase(scenario: Scenario) -> str:
@@ -112,6 +130,9 @@ def rich_table(comparison: Comparison) -> Any:
 def summary_markdown(comparison: Comparison, plots: Sequence[str]) -> str:
     """summary.md: headline, the table, what each column means, and the plots."""
     lines = [f"# powerplanner simulate: {comparison.scenario.name}", "", headline(comparison) + ".", ""]
+    window = window_line(comparison)
+    if window:
+        lines += [window + ".", ""]
     if comparison.scenario.description:
         lines += [comparison.scenario.description, ""]
     first = next(iter(comparison.results.values()), None)
@@ -124,9 +145,11 @@ def summary_markdown(comparison: Comparison, plots: Sequence[str]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "SLO: fraction of all requests meeting both the TTFT and the ITL target (unfinished requests count as "
-        "misses). Energy integrates every GPU's draw, idle and starting GPUs included. Provisioned power is the "
-        "sum over holding replicas of GPUs x applied cap; seconds over budget is the time it exceeded the budget. "
+        "SLO: fraction of the requests the model can serve meeting both the TTFT and the ITL target (unfinished "
+        "requests count as misses; those refused for exceeding the profile's context window are counted apart, "
+        "the same under every policy). Energy integrates every GPU's draw, idle and starting GPUs included. "
+        "Provisioned power is the sum over holding replicas of GPUs x applied cap; seconds over budget is the "
+        "time it exceeded the budget. "
         "See docs/simulator.md.",
         "",
     ]

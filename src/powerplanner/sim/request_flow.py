@@ -13,6 +13,8 @@ FCFS decode admission queue served by the least-loaded ready decode replica with
 a replica that is being drained).
 
 Modelling choices (documented in docs/internals.md, "sim/ engine"):
+- A request whose prompt + output exceed the profile's context window is refused at arrival, as an engine
+  does; it counts as an SLO miss (docs/simulator.md, "Context window").
 - TTFT = decode admission time - arrival: queueing for prefill, the prefill batch, the KV transfer and any
   wait for decode KV room (the first token reaches the client from the decode worker).
 - A request needs ``osl - 1`` decode iterations after its first token; its ITL is (decode end - admission)
@@ -29,7 +31,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from powerplanner.model.profile import PowerProfile
+from powerplanner.model.profile import PowerProfile, ProfileDimensions
 from powerplanner.sim.cluster_state import ClusterState
 from powerplanner.sim.events import EV_DECODE_DONE, EV_KV_DONE, EV_PREFILL_DONE
 from powerplanner.sim.replica import BATCH_OF, DECODE, DRAINING, PREFILL, RELEASED, Instance
@@ -75,6 +77,9 @@ class RequestFlow(ClusterState):
         self.kv_base_s = settings.kv_transfer_base_s
         self.kv_per_token_s = settings.kv_transfer_s_per_token
         self.prefill_max_tokens = settings.prefill_max_batch_tokens
+        window = profile.context_window_tokens if isinstance(profile, ProfileDimensions) else None
+        self.context_window = math.inf if window is None else window  # prompt + output; longer is refused
+        self.refused = 0  # requests refused at arrival: they never enter a queue
 
         # Cumulative request counters (the observation's windows are differences of these).
         self.arrived = 0
@@ -90,7 +95,7 @@ class RequestFlow(ClusterState):
     def unfinished_by_stage(self) -> dict[str, int]:
         """Where the requests that have not completed are (all zero after a complete run)."""
         prefilling = sum(len(i.reqs) for i in self.instances[PREFILL])
-        not_arrived = self.n - self.arrived
+        not_arrived = self.n - self.arrived - self.refused
         waiting = self.arrived - self.first_tokens
         queued = len(self.prefill_queue)
         decode_queue = len(self.decode_queue)
@@ -107,6 +112,9 @@ class RequestFlow(ClusterState):
     # ------------------------------------------------------------------ requests: prefill
 
     def arrive(self, r: int, t: float) -> None:
+        if self.isl[r] + self.osl[r] > self.context_window:
+            self.refused += 1  # as an engine does (vLLM: prompt + max_tokens over max_model_len is rejected)
+            return
         self.arrived += 1
         self.isl_sum += self.isl[r]
         self.prefill_queue.append(r)
@@ -235,6 +243,8 @@ class RequestFlow(ClusterState):
         if inst.batch == 0:
             inst.itl_s = math.inf
             return
+        if self.draw_by_load[DECODE]:  # the draw follows the batch (docs/profile-format.md)
+            self._set_draw(inst, self._busy_draw(inst))
         v = inst.v
         ahead = inst.fin[0][0] - v
         if ahead < 0.0:

@@ -65,7 +65,8 @@ def test_every_bad_item_gets_its_own_line_naming_the_valid_keys() -> None:
     assert "unknown key 'prefill.compute_shares'" in lines[0] and "prefill.compute_share," in lines[0]
     assert "'abc' is not a finite number" in lines[1]
     assert "unknown key 'gpu.x'" in lines[2]
-    assert "'nope' is neither a preset (prefill-compute-bound, gpu-variation)" in lines[3]
+    assert "'nope' is neither a preset (prefill-compute-bound, decode-draw-by-tp, prefill-draw-by-batch, " \
+        "gpu-variation)" in lines[3]
     assert "variation = '1.5' must be a fraction in [0, 1)" in lines[4]
     assert "seed = '-1' must be an integer >= 0" in lines[5]
 
