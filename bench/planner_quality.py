@@ -2,7 +2,8 @@
 
 For each scenario (Azure conversation and Azure code, read in place from ../shared/data/traces and
 rate-scaled so the cluster needs tens of GPUs):
-1. run ``dynamo-sla`` with no budget and set the budget to ``--fraction`` (0.7) of its peak provisioned power;
+1. run ``dynamo-sla`` with no budget and set the budget to ``--fraction`` (default 0.7, the rule ``simulate --trace``
+   uses: sim/scenarios.py ``TRACE_BUDGET_FRACTION``) of its peak provisioned power;
 2. grid-search ``dynamo-power``'s static per-role caps (``--grid`` levels per role, from the GPU's minimum
    to its maximum limit) at that budget, as a fair, informed user would: the grid point with the best SLO
    attainment wins, ties (within ``--tie`` of the best attainment) broken by the lowest energy per output token;
@@ -26,9 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from powerplanner.sim.limits import resolve_budget
 from powerplanner.sim.metrics import PolicyMetrics, SlaTargets, summarize
-from powerplanner.sim.runner import PolicyJob, compare, policy_names, resolve_budget, run_jobs
-from powerplanner.sim.scenarios import Scenario, TraceSpec
+from powerplanner.sim.runner import PolicyJob, compare, policy_names, run_jobs
+from powerplanner.sim.scenarios import TRACE_BUDGET_FRACTION, Scenario, TraceSpec
 from powerplanner.sim.traces import read_azure_csv, scale_rate, truncate
 
 TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces"
@@ -57,7 +59,7 @@ def _scenario(name: str, trace_path: Path, rate_scale: float, duration_s: float 
         sla=sla,
         rate_scale=rate_scale,
         duration_s=duration_s,
-        budget_fraction=0.7,
+        budget_fraction=TRACE_BUDGET_FRACTION,
         profile=PROFILE,
         planner=dict(PLANNER),
     )
@@ -170,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-scale", type=float, default=None, help="override the per-scenario rate scale")
     parser.add_argument("--grid", type=int, default=4, help="dynamo-power cap levels per role in the grid search")
     parser.add_argument("--tie", type=float, default=0.001, help="SLO attainment difference counted as a tie")
-    parser.add_argument("--fraction", type=float, default=0.7, help="budget as a fraction of dynamo-sla's peak")
+    parser.add_argument("--fraction", type=float, default=TRACE_BUDGET_FRACTION,
+                        help="budget as a fraction of dynamo-sla's peak (default: the rule simulate --trace uses)")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rate scaling's thinning")
     args = parser.parse_args(argv)

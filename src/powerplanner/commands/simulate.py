@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from powerplanner.sim.scenarios import Scenario
 
 DEFAULT_REPORT_DIR = "powerplanner-report"
+TABLE_WIDTH = 120
 
 
 def register(app: typer.Typer) -> None:
@@ -97,16 +98,16 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
 
     from rich.console import Console
 
-    from powerplanner.sim.report import headline, rich_table, write_report
+    from powerplanner.sim.report import headline, not_comparable_lines, prices_line, rich_table, write_report
     from powerplanner.sim.runner import check_policies, compare, sim_settings
 
     names = check_policies(names)
     sim_settings(chosen)  # bad simulator overrides fail here, before any worker starts
     config = chosen.config(chosen.budget_watts or 1.0)
     _check_plant(chosen, config)
-    # Never narrower than the table: a cropped column hides the numbers; a long line merely wraps.
-    out = Console(highlight=False, soft_wrap=True)
-    out.width = max(out.width, 180)
+    # The table fits 120 columns (sim/report.py TERMINAL_COLUMNS); never narrower, so no column is cropped.
+    out = Console(highlight=False)
+    out.width = max(out.width, TABLE_WIDTH)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if not as_json:
         err.print(f"simulating {', '.join(names)} on scenario {chosen.name} ...")
@@ -120,4 +121,6 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
         return
     out.print(headline(result))
     out.print(rich_table(result))
-    out.print(f"report written to {where.resolve()} (summary.md, results.json, plots)")
+    for line in [*not_comparable_lines(result), prices_line(result),
+                 f"report written to {where.resolve()} (summary.md, results.json, plots)"]:
+        out.print(line, overflow="fold")
