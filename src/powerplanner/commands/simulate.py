@@ -41,7 +41,12 @@ def simulate(
         typer.Option("--compress-gaps-s", help="Shorten every silence between requests to at most this (s)."),
     ] = None,
     budget_watts: Annotated[
-        float | None, typer.Option("--budget-watts", help="GPU power budget in watts (overrides the scenario).")
+        float | None, typer.Option("--budget-watts", help="GPU power budget in watts (default: the scenario's; with "
+                                   "--trace, 0.7 x what dynamo-sla provisions at its unconstrained peak).")
+    ] = None,
+    gpu_pool: Annotated[
+        int | None, typer.Option("--gpu-pool", min=1, help="GPUs every policy may hold (default: the scenario's; "
+                                 "with --trace, the GPUs dynamo-sla holds at its unconstrained peak).")
     ] = None,
     policies: Annotated[
         str | None, typer.Option("--policies", help="Comma-separated policies (default: all).")
@@ -66,7 +71,8 @@ def simulate(
     chosen = load_scenario(scenario)
     names = _policy_names(policies, chosen)
     chosen = chosen.with_overrides(trace_path=trace, rate_scale=rate_scale, budget_watts=budget_watts, seed=seed,
-                                   duration_s=duration_s, compress_gaps_s=compress_gaps_s, plant=plant)
+                                   duration_s=duration_s, compress_gaps_s=compress_gaps_s, plant=plant,
+                                   gpu_pool=gpu_pool)
     _run(chosen, names, Path(report_dir), as_json, workers)
 
 
@@ -120,7 +126,9 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
         err.print(f"report written to {where.resolve()}")
         return
     out.print(headline(result))
+    out.print()
     out.print(rich_table(result))
+    out.print()
     for line in [*not_comparable_lines(result), prices_line(result),
                  f"report written to {where.resolve()} (summary.md, results.json, plots)"]:
         out.print(line, overflow="fold")

@@ -54,13 +54,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 """summary.md's columns (title, key)."""
 
 TERMINAL_COLUMNS: tuple[str, ...] = (
-    "policy", "slo_attainment", "ttft", "itl", "energy_per_output_token_j", "cost_per_mtok_usd", "energy_kwh",
-    "gpu_hours", "peak_gpus", "peak_provisioned_watts", "peak_drawn_watts", "seconds_over_budget",
+    "policy", "slo_attainment", "ttft", "itl", "energy_per_output_token_j", "cost_per_mtok_usd", "gpu_hours",
+    "peak_gpus", "peak_provisioned_watts", "peak_drawn_watts", "seconds_over_budget",
 )
 """The printed table's columns: fewer, shorter, so it fits a 120-column terminal (summary.md has them all)."""
 
 _SHORT_TITLES = {"ttft": "TTFT p50/p99", "itl": "ITL p50/p99", "energy_per_output_token_j": "J/tok",
-                 "cost_per_mtok_usd": "$/Mtok", "energy_kwh": "kWh", "peak_gpus": "GPUs",
+                 "cost_per_mtok_usd": "$/Mtok", "peak_gpus": "GPUs",
                  "peak_provisioned_watts": "prov kW", "peak_drawn_watts": "drawn kW", "seconds_over_budget": "s over"}
 
 NOT_COMPARABLE_MARK = "*"
@@ -138,7 +138,7 @@ def rich_table(comparison: Comparison) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
     for key in TERMINAL_COLUMNS:
         table.add_column(_SHORT_TITLES.get(key, dict((k, t) for t, k in COLUMNS)[key]),
                          justify="left" if key == "policy" else "right", no_wrap=True)

@@ -167,3 +167,26 @@ def test_default_table_fits_120_columns(tmp_path: Path, capsys: pytest.CaptureFi
     assert len(lines) > len(policy_names()) + 3
     too_long = [line for line in lines if len(line) > 120]
     assert not too_long, too_long
+
+
+TINY_FILE = """
+name: tiny
+trace:
+  synthetic: {duration_s: 120, mean_rate_per_s: 2, isl: {fixed: 500}, osl: {fixed: 50}}
+budget: {watts: 30000}
+planner: {adjustment_interval_s: 30, cap_interval_s: 5}
+"""
+
+
+def test_pool_from_the_scenario_file_or_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_FILE + "gpu_pool: {gpus: 12}\n")
+    args = ["simulate", "--scenario", str(path), "--policies", "ours", "--json", "--workers", "1"]
+    assert main([*args, "--report-dir", str(tmp_path / "a")]) == 0
+    assert json.loads(capsys.readouterr().out)["gpu_pool"] == 12
+    assert main([*args, "--report-dir", str(tmp_path / "b"), "--gpu-pool", "8"]) == 0
+    assert json.loads(capsys.readouterr().out)["gpu_pool"] == 8
+    path.write_text(TINY_FILE + "gpu_pool: {gpus: 12, fraction_of_dynamo_sla_peak: 1.0}\n")
+    assert main([*args, "--report-dir", str(tmp_path / "c")]) != 0
+    err = capsys.readouterr().err
+    assert "gpu_pool" in err and "exactly one" in err and "Traceback" not in err
