@@ -3,7 +3,8 @@
 For each scenario (Azure conversation and Azure code, read in place from ../shared/data/traces and
 rate-scaled so the cluster needs tens of GPUs):
 1. run ``dynamo-sla`` with no budget and set the budget to ``--fraction`` (default 0.7, the rule ``simulate --trace``
-   uses: sim/scenarios.py ``TRACE_BUDGET_FRACTION``) of its peak provisioned power;
+   uses: sim/scenarios.py ``TRACE_BUDGET_FRACTION``) of its peak provisioned power, and the GPU pool of every run
+   to the GPUs it holds at that peak (``POOL_FRACTION_OF_DYNAMO_PEAK``);
 2. grid-search ``dynamo-power``'s static per-role caps (``--grid`` levels per role, from the GPU's minimum
    to its maximum limit) at that budget, as a fair, informed user would: the grid point with the best SLO
    attainment wins, ties (within ``--tie`` of the best attainment) broken by the lowest energy per output token;
@@ -27,10 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from powerplanner.sim.limits import resolve_budget
+from powerplanner.sim.limits import resolve_limits
 from powerplanner.sim.metrics import PolicyMetrics, SlaTargets, summarize
 from powerplanner.sim.runner import PolicyJob, compare, policy_names, run_jobs
-from powerplanner.sim.scenarios import TRACE_BUDGET_FRACTION, Scenario, TraceSpec
+from powerplanner.sim.scenarios import POOL_FRACTION_OF_DYNAMO_PEAK, TRACE_BUDGET_FRACTION, Scenario, TraceSpec
 from powerplanner.sim.traces import read_azure_csv, scale_rate, truncate
 
 TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces"
@@ -60,6 +61,7 @@ def _scenario(name: str, trace_path: Path, rate_scale: float, duration_s: float 
         rate_scale=rate_scale,
         duration_s=duration_s,
         budget_fraction=TRACE_BUDGET_FRACTION,
+        gpu_pool_fraction=POOL_FRACTION_OF_DYNAMO_PEAK,
         profile=PROFILE,
         planner=dict(PLANNER),
     )
@@ -86,7 +88,7 @@ def grid_search(scenario: Scenario, trace: Any, budget_watts: float, levels: int
     decode_caps = profile.cap_levels(Role.DECODE, levels)
     jobs = [
         PolicyJob("dynamo-power", trace, scenario, budget_watts, {"prefill": pc, "decode": dc},
-                  label=f"dynamo-power@{pc:.0f}/{dc:.0f}")
+                  label=f"dynamo-power@{pc:.0f}/{dc:.0f}", gpu_pool=scenario.gpu_pool)
         for pc in prefill_caps for dc in decode_caps
     ]
     results = run_jobs(jobs, workers=workers)
@@ -118,9 +120,11 @@ def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> d
     trace = scale_rate(trace, rate_scale, seed=args.seed)
     scenario = replace(scenario, budget_fraction=args.fraction)
 
-    # Budget from dynamo-sla's unconstrained peak (compare() does this; run it alone first for the grid).
-    budget_watts, note = resolve_budget(scenario, trace)
-    fixed = replace(scenario, budget_watts=budget_watts, budget_fraction=None)
+    # Budget and GPU pool from dynamo-sla's unconstrained peak (compare() does this; run it alone first for the grid).
+    limits = resolve_limits(scenario, trace)
+    budget_watts, note = limits.budget_watts, limits.budget_note
+    fixed = replace(scenario, budget_watts=budget_watts, budget_fraction=None, gpu_pool=limits.gpu_pool,
+                    gpu_pool_fraction=None)
     grid = grid_search(fixed, trace, budget_watts, args.grid, args.workers, args.tie)
     best = grid["best"]
     best_job = PolicyJob("dynamo-power", trace, fixed, budget_watts,
@@ -142,6 +146,8 @@ def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> d
         "profile": PROFILE,
         "budget_watts": budget_watts,
         "budget_rule": note,
+        "gpu_pool": limits.gpu_pool,
+        "gpu_pool_rule": limits.pool_note,
         "initial_replicas": {"prefill": int(comparison.results["ours"].series.prefill_replicas[0]),
                              "decode": int(comparison.results["ours"].series.decode_replicas[0])},
         "dynamo_power_best_static_caps_watts": {"prefill": best["prefill_cap_watts"],
