@@ -139,9 +139,9 @@ def rich_table(comparison: Comparison) -> Any:
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    titles = {key: title for title, key in COLUMNS} | _SHORT_TITLES
     for key in TERMINAL_COLUMNS:
-        table.add_column(_SHORT_TITLES.get(key, dict((k, t) for t, k in COLUMNS)[key]),
-                         justify="left" if key == "policy" else "right", no_wrap=True)
+        table.add_column(titles[key], justify="left" if key == "policy" else "right", no_wrap=True)
     for name, m in comparison.metrics.items():
         cells = _cells(name, m, kilowatts=True)
         table.add_row(*(cells[key] for key in TERMINAL_COLUMNS))
