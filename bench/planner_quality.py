@@ -2,7 +2,9 @@
 
 For each scenario (Azure conversation and Azure code, read in place from ../shared/data/traces and
 rate-scaled so the cluster needs tens of GPUs):
-1. run ``dynamo-sla`` with no budget and set the budget to ``--fraction`` (0.7) of its peak provisioned power;
+1. run ``dynamo-sla`` with no budget and set the budget to ``--fraction`` (default 0.7, the rule ``simulate --trace``
+   uses: sim/scenarios.py ``TRACE_BUDGET_FRACTION``) of its peak provisioned power, and the GPU pool of every run
+   to the GPUs it holds at that peak (``POOL_FRACTION_OF_DYNAMO_PEAK``);
 2. grid-search ``dynamo-power``'s static per-role caps (``--grid`` levels per role, from the GPU's minimum
    to its maximum limit) at that budget, as a fair, informed user would: the grid point with the best SLO
    attainment wins, ties (within ``--tie`` of the best attainment) broken by the lowest energy per output token;
@@ -26,9 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from powerplanner.sim.limits import resolve_limits
 from powerplanner.sim.metrics import PolicyMetrics, SlaTargets, summarize
-from powerplanner.sim.runner import PolicyJob, compare, policy_names, resolve_budget, run_jobs
-from powerplanner.sim.scenarios import Scenario, TraceSpec
+from powerplanner.sim.runner import PolicyJob, compare, policy_names, run_jobs
+from powerplanner.sim.scenarios import POOL_FRACTION_OF_DYNAMO_PEAK, TRACE_BUDGET_FRACTION, Scenario, TraceSpec
 from powerplanner.sim.traces import read_azure_csv, scale_rate, truncate
 
 TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces"
@@ -57,7 +60,8 @@ def _scenario(name: str, trace_path: Path, rate_scale: float, duration_s: float 
         sla=sla,
         rate_scale=rate_scale,
         duration_s=duration_s,
-        budget_fraction=0.7,
+        budget_fraction=TRACE_BUDGET_FRACTION,
+        gpu_pool_fraction=POOL_FRACTION_OF_DYNAMO_PEAK,
         profile=PROFILE,
         planner=dict(PLANNER),
     )
@@ -84,7 +88,7 @@ def grid_search(scenario: Scenario, trace: Any, budget_watts: float, levels: int
     decode_caps = profile.cap_levels(Role.DECODE, levels)
     jobs = [
         PolicyJob("dynamo-power", trace, scenario, budget_watts, {"prefill": pc, "decode": dc},
-                  label=f"dynamo-power@{pc:.0f}/{dc:.0f}")
+                  label=f"dynamo-power@{pc:.0f}/{dc:.0f}", gpu_pool=scenario.gpu_pool)
         for pc in prefill_caps for dc in decode_caps
     ]
     results = run_jobs(jobs, workers=workers)
@@ -116,9 +120,11 @@ def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> d
     trace = scale_rate(trace, rate_scale, seed=args.seed)
     scenario = replace(scenario, budget_fraction=args.fraction)
 
-    # Budget from dynamo-sla's unconstrained peak (compare() does this; run it alone first for the grid).
-    budget_watts, note = resolve_budget(scenario, trace)
-    fixed = replace(scenario, budget_watts=budget_watts, budget_fraction=None)
+    # Budget and GPU pool from dynamo-sla's unconstrained peak (compare() does this; run it alone first for the grid).
+    limits = resolve_limits(scenario, trace)
+    budget_watts, note = limits.budget_watts, limits.budget_note
+    fixed = replace(scenario, budget_watts=budget_watts, budget_fraction=None, gpu_pool=limits.gpu_pool,
+                    gpu_pool_fraction=None)
     grid = grid_search(fixed, trace, budget_watts, args.grid, args.workers, args.tie)
     best = grid["best"]
     best_job = PolicyJob("dynamo-power", trace, fixed, budget_watts,
@@ -140,6 +146,8 @@ def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> d
         "profile": PROFILE,
         "budget_watts": budget_watts,
         "budget_rule": note,
+        "gpu_pool": limits.gpu_pool,
+        "gpu_pool_rule": limits.pool_note,
         "initial_replicas": {"prefill": int(comparison.results["ours"].series.prefill_replicas[0]),
                              "decode": int(comparison.results["ours"].series.decode_replicas[0])},
         "dynamo_power_best_static_caps_watts": {"prefill": best["prefill_cap_watts"],
@@ -170,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-scale", type=float, default=None, help="override the per-scenario rate scale")
     parser.add_argument("--grid", type=int, default=4, help="dynamo-power cap levels per role in the grid search")
     parser.add_argument("--tie", type=float, default=0.001, help="SLO attainment difference counted as a tie")
-    parser.add_argument("--fraction", type=float, default=0.7, help="budget as a fraction of dynamo-sla's peak")
+    parser.add_argument("--fraction", type=float, default=TRACE_BUDGET_FRACTION,
+                        help="budget as a fraction of dynamo-sla's peak (default: the rule simulate --trace uses)")
     parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rate scaling's thinning")
     args = parser.parse_args(argv)

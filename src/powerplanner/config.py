@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from powerplanner.agent_config import AgentConfig as AgentConfig  # re-exported for the agent's importers
+from powerplanner.cost_config import CostConfig
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
 from powerplanner.input_schema import InputModel, NonNegativeFloat, PositiveFloat
@@ -59,11 +60,9 @@ class AdminConfig(_Section):
     token_file: str | None = Field(None, description="File holding the bearer token (preferred over token).")
     tls_cert_file: str | None = Field(None, description="PEM certificate (chain) to serve HTTPS; needs tls_key_file.")
     tls_key_file: str | None = Field(None, description="PEM private key (unencrypted) of tls_cert_file.")
-    state_configmap: str = Field(
-        "powerplanner-budget",
-        description="ConfigMap in kubernetes.namespace where the planner keeps the budget set through the "
-        "endpoint (written before PUT/DELETE /budget answers, read back at start-up).",
-    )
+    state_configmap: str = Field("powerplanner-budget", description="ConfigMap in kubernetes.namespace where the "
+                                 "planner keeps the budget set through the endpoint (written before PUT/DELETE /budget "
+                                 "answers, read back at start-up).")
     timeout_s: Annotated[float, Field(ge=0.1, le=300, allow_inf_nan=False)] = Field(
         10.0, description="Seconds a client has to send its whole request (TLS handshake, headers, body).")
     max_connections: Annotated[int, Field(ge=1, le=1024)] = Field(
@@ -162,6 +161,8 @@ class PlannerConfig(_Section):
     )
     cap_levels: Annotated[int, Field(ge=2, le=256)] = Field(16, description="Cap levels tried per role.")
     gpu_pool: Annotated[int, Field(ge=1)] | None = Field(None, description="GPUs available to both roles.")
+    objective: Literal["energy", "cost"] = Field("energy", description="Ours: among plans that meet the SLA, the "
+                                                 "least predicted energy, or the least cost (GPUs, energy at cost:).")
     prefill: RoleBounds = Field(default_factory=lambda: RoleBounds())
     decode: RoleBounds = Field(default_factory=lambda: RoleBounds())
     predictor: PredictorConfig = Field(default_factory=lambda: PredictorConfig())
@@ -316,6 +317,7 @@ class Config(_Section):
     kubernetes: KubernetesConfig = Field(default_factory=lambda: KubernetesConfig())
     serve: ServeConfig = Field(default_factory=lambda: ServeConfig())
     agent: AgentConfig = Field(default_factory=lambda: AgentConfig())
+    cost: CostConfig = Field(default_factory=lambda: CostConfig())
 
     @model_validator(mode="after")
     def _intervals(self) -> Config:

@@ -15,7 +15,7 @@ from powerplanner.config import Config, PredictorConfig, ProfileConfig
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.profiles import load_profile
 from powerplanner.model.roles import Role
-from powerplanner.planning.optimizer import Bounds
+from powerplanner.planning.optimizer import Bounds, Objective
 from powerplanner.planning.planner import Planner, make_planner
 from powerplanner.planning.settings import PlannerSettings, PredictorSettings
 from powerplanner.sim.settings import EngineSettings
@@ -55,6 +55,7 @@ def planner_settings(config: Config) -> PlannerSettings:
         burst_window_intervals=planner.burst_window_intervals,
         burst_error_multiple=planner.burst_error_multiple,
         idle_ticks_to_min=planner.idle_ticks_to_min,
+        objective=Objective(planner.objective, config.cost.gpu_hour_usd, config.cost.energy_usd_per_kwh),
     )
 
 

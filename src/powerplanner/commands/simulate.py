@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from powerplanner.sim.scenarios import Scenario
 
 DEFAULT_REPORT_DIR = "powerplanner-report"
+TABLE_WIDTH = 120
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +41,12 @@ def simulate(
         typer.Option("--compress-gaps-s", help="Shorten every silence between requests to at most this (s)."),
     ] = None,
     budget_watts: Annotated[
-        float | None, typer.Option("--budget-watts", help="GPU power budget in watts (overrides the scenario).")
+        float | None, typer.Option("--budget-watts", help="GPU power budget in watts (default: the scenario's; with "
+                                   "--trace, 0.7 x what dynamo-sla provisions at its unconstrained peak).")
+    ] = None,
+    gpu_pool: Annotated[
+        int | None, typer.Option("--gpu-pool", min=1, help="GPUs every policy may hold (default: the scenario's; "
+                                 "with --trace, the GPUs dynamo-sla holds at its unconstrained peak).")
     ] = None,
     policies: Annotated[
         str | None, typer.Option("--policies", help="Comma-separated policies (default: all).")
@@ -65,7 +71,8 @@ def simulate(
     chosen = load_scenario(scenario)
     names = _policy_names(policies, chosen)
     chosen = chosen.with_overrides(trace_path=trace, rate_scale=rate_scale, budget_watts=budget_watts, seed=seed,
-                                   duration_s=duration_s, compress_gaps_s=compress_gaps_s, plant=plant)
+                                   duration_s=duration_s, compress_gaps_s=compress_gaps_s, plant=plant,
+                                   gpu_pool=gpu_pool)
     _run(chosen, names, Path(report_dir), as_json, workers)
 
 
@@ -97,16 +104,23 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
 
     from rich.console import Console
 
-    from powerplanner.sim.report import headline, rich_table, window_line, write_report
+    from powerplanner.sim.report import (
+        headline,
+        not_comparable_lines,
+        prices_line,
+        rich_table,
+        window_line,
+        write_report,
+    )
     from powerplanner.sim.runner import check_policies, compare, sim_settings
 
     names = check_policies(names)
     sim_settings(chosen)  # bad simulator overrides fail here, before any worker starts
     config = chosen.config(chosen.budget_watts or 1.0)
     _check_plant(chosen, config)
-    # Never narrower than the table: a cropped column hides the numbers; a long line merely wraps.
-    out = Console(highlight=False, soft_wrap=True)
-    out.width = max(out.width, 180)
+    # The table fits 120 columns (sim/report.py TERMINAL_COLUMNS); never narrower, so no column is cropped.
+    out = Console(highlight=False)
+    out.width = max(out.width, TABLE_WIDTH)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if not as_json:
         err.print(f"simulating {', '.join(names)} on scenario {chosen.name} ...")
@@ -122,7 +136,9 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
         err.print(f"report written to {where.resolve()}")
         return
     out.print(headline(result))
+    out.print()
     out.print(rich_table(result))
-    if window:
-        out.print(window)
-    out.print(f"report written to {where.resolve()} (summary.md, results.json, plots)")
+    out.print()
+    for line in [*([window] if window else []), *not_comparable_lines(result), prices_line(result),
+                 f"report written to {where.resolve()} (summary.md, results.json, plots)"]:
+        out.print(line, overflow="fold")

@@ -4,7 +4,9 @@ Decision variables: for each role a cap level k and a replica count n. For a fix
 replicas that meet the SLA are also the least energy (more replicas only add idle draw), so the
 search is a K_prefill x K_decode grid of (cap, minimal replicas) pairs, evaluated with numpy in one
 shot: provisioned power, GPUs and predicted draw for every pair, masked by the budget, the GPU pool and
-the replica bounds; the pair with the least predicted energy wins (ties: least provisioned power).
+the replica bounds; the pair with the least predicted energy wins (ties: least provisioned power). With the
+cost objective (``planner.objective: cost``) the least cost per hour wins instead: GPUs x GPU-hour price +
+predicted draw x energy price, so a plan holding more GPUs at lower caps must save more energy than the GPUs cost.
 
 When no pair meets the SLA, the roles are in series, so serving more of one than of the other is
 waste: we find the largest fraction phi of the demand that BOTH roles can serve inside the budget
@@ -40,11 +42,28 @@ class Bounds:
 
 
 @dataclass(frozen=True)
+class Objective:
+    """What the optimiser minimises among feasible pairs: predicted energy (``energy``), or the cost per hour of
+    the GPUs held and the energy drawn at these prices (``cost``)."""
+
+    kind: str = "energy"  # energy | cost
+    gpu_hour_usd: float = 0.0
+    energy_usd_per_kwh: float = 0.0
+
+    def score(self, gpus: FloatArray, draw_watts: FloatArray, power_watts: FloatArray) -> FloatArray:
+        """Lower is better; ties go to the least provisioned power."""
+        if self.kind == "cost":
+            return gpus * self.gpu_hour_usd + draw_watts / 1000.0 * self.energy_usd_per_kwh + 1e-9 * power_watts
+        return draw_watts + 1e-6 * power_watts
+
+
+@dataclass(frozen=True)
 class Constraints:
     budget_watts: float
     gpu_pool: int | None = None
     measured: bool = False
     headroom: float = 0.0
+    objective: Objective = Objective()
 
     @property
     def draw_limit_watts(self) -> float:
@@ -105,8 +124,8 @@ def _replicas_at(cap: RoleCapacity, fraction: float, bounds: Bounds) -> FloatArr
     return np.maximum(cap.replicas_for(fraction), float(bounds.min_replicas))
 
 
-def _pick(g: _Grid) -> tuple[int, int]:
-    score = np.where(g.ok, g.draw + 1e-6 * g.power, np.inf)
+def _pick(g: _Grid, objective: Objective) -> tuple[int, int]:
+    score = np.where(g.ok, objective.score(g.gpus, g.draw, g.power), np.inf)
     flat = int(np.argmin(score))
     i, j = np.unravel_index(flat, score.shape)
     return int(i), int(j)
@@ -151,7 +170,7 @@ def optimise(p: RoleCapacity, d: RoleCapacity, bp: Bounds, bd: Bounds, c: Constr
         return _infeasible(p, d, bp, bd, c)
     g = _grid(p, d, _replicas_at(p, 1.0, bp), _replicas_at(d, 1.0, bd), 1.0, bp, bd, c)
     if g.ok.any():
-        i, j = _pick(g)
+        i, j = _pick(g, c.objective)
         return _allocation(p, d, g, i, j, 1.0, False, False)
     # Would the SLA fit without the GPU pool? Then the pool, not power, is what limits us.
     pool_limited = c.gpu_pool is not None and bool(
@@ -167,7 +186,7 @@ def optimise(p: RoleCapacity, d: RoleCapacity, bp: Bounds, bd: Bounds, c: Constr
         if hi - lo < 1e-4:
             break
     g = _grid(p, d, _replicas_at(p, lo, bp), _replicas_at(d, lo, bd), lo, bp, bd, c)
-    i, j = _pick(g)
+    i, j = _pick(g, c.objective)
     return _allocation(p, d, g, i, j, lo, True, pool_limited)
 
 

@@ -115,6 +115,7 @@ class Toolkit:
             gpu_pool=self.settings.gpu_pool,
             measured=self.settings.measured_budget,
             headroom=self.settings.budget_headroom,
+            objective=self.settings.objective,
         )
 
     def capacities(

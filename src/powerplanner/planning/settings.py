@@ -8,10 +8,10 @@ per-role keys) is worked out in one place. docs/configuration.md describes the f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from powerplanner.model.roles import Role
-from powerplanner.planning.optimizer import Bounds
+from powerplanner.planning.optimizer import Bounds, Objective
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,4 @@ class PlannerSettings:
     burst_window_intervals: int
     burst_error_multiple: float
     idle_ticks_to_min: int
+    objective: Objective = field(default_factory=Objective)  # what ours minimises (planner.objective)

@@ -72,6 +72,7 @@ class Cluster(RequestFlow):
         self.instances[role].append(inst)
         self.counts[role][STARTING] += 1
         self.gpus_held += self.gpus[role]
+        self.peak_gpus = max(self.peak_gpus, self.gpus_held)
         self._set_draw(inst, self._idle_draw(inst))
         self._refresh_provisioned()
         return inst

@@ -70,6 +70,7 @@ class ClusterState:
         self.energy_j = 0.0
         self.energy_role_j = [0.0, 0.0]
         self.gpus_held = 0
+        self.peak_gpus = 0  # most GPUs held at once (starting, ready, draining)
         self.gpu_seconds = 0.0
         self.provisioned_watts = 0.0
         self.peak_provisioned_watts = 0.0

@@ -260,6 +260,7 @@ def _result(policy: str, trace: Trace, cluster: Cluster, loop: ClosedLoop, end_s
         output_tokens=cluster.output_tokens,
         energy_j=cluster.energy_j,
         gpu_seconds=cluster.gpu_seconds,
+        peak_gpus=cluster.peak_gpus,
         peak_provisioned_watts=cluster.peak_provisioned_watts,
         peak_drawn_watts=cluster.peak_drawn_watts,
         seconds_over_budget=cluster.over_budget_s,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from powerplanner.sim.cost import Prices, cost_per_mtok_usd
 from powerplanner.sim.types import FloatArray, SimResult
 
 METRIC_NAMES: tuple[str, ...] = (
@@ -31,12 +32,16 @@ METRIC_NAMES: tuple[str, ...] = (
     "energy_kwh",
     "energy_per_output_token_j",
     "gpu_hours",
+    "peak_gpus",
+    "cost_per_mtok_usd",
     "peak_provisioned_watts",
     "peak_drawn_watts",
     "seconds_over_budget",
     "requests",
     "completed",
     "refused",
+    "comparable",
+    "not_comparable_reason",
 )
 """The keys of each policy's entry in results.json, in this order (the public schema)."""
 
@@ -65,12 +70,16 @@ class PolicyMetrics:
     energy_kwh: float
     energy_per_output_token_j: float | None
     gpu_hours: float
+    peak_gpus: int
+    cost_per_mtok_usd: float | None  # GPU-hours and energy at the comparison's prices (sim/cost.py)
     peak_provisioned_watts: float
     peak_drawn_watts: float
     seconds_over_budget: float
     requests: int
     completed: int
     refused: int = 0  # longer than the profile's context window; left out of the attainments
+    comparable: bool = True  # False: it went over the budget, so its SLO and energy were bought with more power
+    not_comparable_reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (no NaN: missing figures are ``null``), keys in ``METRIC_NAMES`` order."""
@@ -89,8 +98,9 @@ def _percentile(values: FloatArray, q: float) -> float | None:
     return float(np.percentile(finite, q)) if finite.size else None
 
 
-def summarize(result: SimResult, sla: SlaTargets) -> PolicyMetrics:
-    """Turn a :class:`SimResult` into the summary metrics, counting unfinished requests as misses."""
+def summarize(result: SimResult, sla: SlaTargets, prices: Prices | None = None) -> PolicyMetrics:
+    """Turn a :class:`SimResult` into the summary metrics, counting unfinished requests as misses; cost at
+    ``prices`` (default: :class:`~powerplanner.sim.cost.Prices`' defaults, with their sources)."""
     requests = max(int(result.requests), 0)
     ttft = np.asarray(result.ttft_ms, dtype=np.float64)
     itl = np.asarray(result.itl_ms, dtype=np.float64)
@@ -101,7 +111,11 @@ def summarize(result: SimResult, sla: SlaTargets) -> PolicyMetrics:
     both_ok = ttft_ok & itl_ok
     servable = max(requests - int(result.refused), 0)  # refused requests are counted apart (module docstring)
     denom = servable if servable > 0 else 1
+    # Over the budget outside the grace after a budget cut (the time cuts take to apply, granted to every policy).
+    over_s = max(0.0, float(result.seconds_over_budget) - float(result.seconds_over_budget_after_cut))
+    reason = None if over_s <= 0.0 else f"provisioned power above the budget for {over_s:,.0f} s"
     energy_j = float(result.energy_j)
+    gpu_hours = float(result.gpu_seconds) / 3600.0
     return PolicyMetrics(
         slo_attainment=float(np.sum(both_ok)) / denom if servable else 0.0,
         ttft_attainment=float(np.sum(ttft_ok)) / denom if servable else 0.0,
@@ -112,11 +126,16 @@ def summarize(result: SimResult, sla: SlaTargets) -> PolicyMetrics:
         itl_p99_ms=_percentile(itl, 99),
         energy_kwh=energy_j / J_PER_KWH,
         energy_per_output_token_j=energy_j / result.output_tokens if result.output_tokens > 0 else None,
-        gpu_hours=float(result.gpu_seconds) / 3600.0,
+        gpu_hours=gpu_hours,
+        peak_gpus=int(result.peak_gpus),
+        cost_per_mtok_usd=cost_per_mtok_usd(gpu_hours, energy_j / J_PER_KWH, int(result.output_tokens),
+                                            prices or Prices()),
         peak_provisioned_watts=float(result.peak_provisioned_watts),
         peak_drawn_watts=float(result.peak_drawn_watts),
         seconds_over_budget=float(result.seconds_over_budget),
         requests=requests,
         completed=int(result.completed),
         refused=int(result.refused),
+        comparable=reason is None,
+        not_comparable_reason=reason,
     )

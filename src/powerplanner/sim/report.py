@@ -43,36 +43,64 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("ITL p50/p99 ms", "itl"),
     ("energy kWh", "energy_kwh"),
     ("J/out tok", "energy_per_output_token_j"),
+    ("$/M out tok", "cost_per_mtok_usd"),
     ("GPU-h", "gpu_hours"),
+    ("peak GPUs", "peak_gpus"),
     ("peak prov W", "peak_provisioned_watts"),
     ("peak drawn W", "peak_drawn_watts"),
     ("s over budget", "seconds_over_budget"),
     ("done/requests", "completed"),
     ("refused", "refused"),
 )
+"""summary.md's columns (title, key)."""
+
+TERMINAL_COLUMNS: tuple[str, ...] = (
+    "policy", "slo_attainment", "ttft", "itl", "energy_per_output_token_j", "cost_per_mtok_usd", "gpu_hours",
+    "peak_gpus", "peak_provisioned_watts", "peak_drawn_watts", "seconds_over_budget",
+)
+"""The printed table's columns: fewer, shorter, so it fits a 120-column terminal (summary.md has them all)."""
+
+_SHORT_TITLES = {"ttft": "TTFT p50/p99", "itl": "ITL p50/p99", "energy_per_output_token_j": "J/tok",
+                 "cost_per_mtok_usd": "$/Mtok", "peak_gpus": "GPUs",
+                 "peak_provisioned_watts": "prov kW", "peak_drawn_watts": "drawn kW", "seconds_over_budget": "s over"}
+
+NOT_COMPARABLE_MARK = "*"
+
+
+def _cells(name: str, m: PolicyMetrics, kilowatts: bool = False) -> dict[str, str]:
+    """Every column's text for one policy, by key; a policy that went over the budget is marked."""
+    def power(watts: float) -> str:
+        return f"{watts / 1000:.1f}" if kilowatts else f"{watts:,.0f}"
+
+    return {
+        "policy": name if m.comparable else name + NOT_COMPARABLE_MARK,
+        "slo_attainment": _pct(m.slo_attainment),
+        "ttft_attainment": _pct(m.ttft_attainment),
+        "itl_attainment": _pct(m.itl_attainment),
+        "ttft": f"{_fmt(m.ttft_p50_ms, '.0f')}/{_fmt(m.ttft_p99_ms, '.0f')}",
+        "itl": f"{_fmt(m.itl_p50_ms, '.1f')}/{_fmt(m.itl_p99_ms, '.1f')}",
+        "energy_kwh": f"{m.energy_kwh:.2f}",
+        "energy_per_output_token_j": _fmt(m.energy_per_output_token_j, ".2f"),
+        "cost_per_mtok_usd": _fmt(m.cost_per_mtok_usd, ".2f"),
+        "gpu_hours": f"{m.gpu_hours:.1f}",
+        "peak_gpus": f"{m.peak_gpus}",
+        "peak_provisioned_watts": power(m.peak_provisioned_watts),
+        "peak_drawn_watts": power(m.peak_drawn_watts),
+        "seconds_over_budget": f"{m.seconds_over_budget:.0f}",
+        "completed": f"{m.completed}/{m.requests}",
+        "refused": f"{m.refused}",
+    }
 
 
 def table_rows(metrics: dict[str, PolicyMetrics]) -> list[list[str]]:
-    """The comparison as text cells, one row per policy (shared by the rich table and summary.md)."""
-    rows = []
-    for name, m in metrics.items():
-        rows.append([
-            name,
-            _pct(m.slo_attainment),
-            _pct(m.ttft_attainment),
-            _pct(m.itl_attainment),
-            f"{_fmt(m.ttft_p50_ms, '.0f')}/{_fmt(m.ttft_p99_ms, '.0f')}",
-            f"{_fmt(m.itl_p50_ms, '.1f')}/{_fmt(m.itl_p99_ms, '.1f')}",
-            f"{m.energy_kwh:.2f}",
-            _fmt(m.energy_per_output_token_j, ".2f"),
-            f"{m.gpu_hours:.1f}",
-            f"{m.peak_provisioned_watts:,.0f}",
-            f"{m.peak_drawn_watts:,.0f}",
-            f"{m.seconds_over_budget:.0f}",
-            f"{m.completed}/{m.requests}",
-            str(m.refused),
-        ])
-    return rows
+    """summary.md's table as text cells, one row per policy."""
+    return [[_cells(name, m)[key] for _, key in COLUMNS] for name, m in metrics.items()]
+
+
+def not_comparable_lines(comparison: Comparison) -> list[str]:
+    """One line per policy that went over the budget: its figures are not comparable with the others'."""
+    return [f"{NOT_COMPARABLE_MARK} {name}: not comparable, {m.not_comparable_reason} (power the others did not have)"
+            for name, m in comparison.metrics.items() if not m.comparable]
 
 
 def headline(comparison: Comparison) -> str:
@@ -83,6 +111,8 @@ def headline(comparison: Comparison) -> str:
         f"({s.trace.describe()}, rate x{s.rate_scale:g}), "
         f"profile {s.profile}, {plant_phrase(s)}, budget {comparison.budget_watts:,.0f} W"
         + (f" ({comparison.budget_note})" if comparison.budget_note not in ("", "absolute") else "")
+        + (", no GPU pool" if comparison.gpu_pool is None else f", GPU pool {comparison.gpu_pool}"
+           + (f" ({comparison.pool_note})" if comparison.pool_note not in ("", "absolute") else ""))
         + f", SLA TTFT <= {s.sla.ttft_ms:g} ms and ITL <= {s.sla.itl_ms:g} ms; "
         f"simulated {comparison.simulated_s:,.0f} s in {comparison.wall_s:.1f} s wall"
     )
@@ -104,6 +134,12 @@ def window_line(comparison: Comparison) -> str | None:
             f"built-in profiles whose window fits it: {', '.join(fits) if fits else 'none'}")
 
 
+def prices_line(comparison: Comparison) -> str:
+    """The prices every cost figure is at, and their source."""
+    p = comparison.prices
+    return f"cost at ${p.gpu_hour_usd:g}/GPU-h and ${p.energy_usd_per_kwh:g}/kWh ({p.source})"
+
+
 def plant_phrase(scenario: Scenario) -> str:
     """How the headline names the plant: said loudly when it differs from the planner's profile."""
     from powerplanner.model.plant import parse_plant
@@ -117,13 +153,16 @@ def plant_phrase(scenario: Scenario) -> str:
 def rich_table(comparison: Comparison) -> Any:
     """A rich Table of the comparison (returned, so the caller chooses the console); print
     :func:`headline` above it."""
+    from rich import box
     from rich.table import Table
 
-    table = Table()
-    for title, _ in COLUMNS:
-        table.add_column(title, justify="left" if title == "policy" else "right", no_wrap=True)
-    for row in table_rows(comparison.metrics):
-        table.add_row(*row)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    titles = {key: title for title, key in COLUMNS} | _SHORT_TITLES
+    for key in TERMINAL_COLUMNS:
+        table.add_column(titles[key], justify="left" if key == "policy" else "right", no_wrap=True)
+    for name, m in comparison.metrics.items():
+        cells = _cells(name, m, kilowatts=True)
+        table.add_row(*(cells[key] for key in TERMINAL_COLUMNS))
     return table
 
 
@@ -143,7 +182,10 @@ def summary_markdown(comparison: Comparison, plots: Sequence[str]) -> str:
     lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(COLUMNS))) + "|")
     for row in table_rows(comparison.metrics):
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", *not_comparable_lines(comparison)]
     lines += [
+        "",
+        prices_line(comparison) + ".",
         "",
         "SLO: fraction of the requests the model can serve meeting both the TTFT and the ITL target (unfinished "
         "requests count as misses; those refused for exceeding the profile's context window are counted apart, "

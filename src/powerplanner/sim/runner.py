@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from powerplanner.errors import ConfigError, UserError
 from powerplanner.model.plant import parse_plant
+from powerplanner.sim.cost import Prices
 from powerplanner.sim.metrics import PolicyMetrics, summarize
 from powerplanner.sim.scenarios import Scenario
 from powerplanner.sim.types import SimResult, Trace
@@ -49,6 +50,7 @@ class PolicyJob:
     budget_watts: float
     static_caps_watts: Mapping[str, float] | None = None  # role name ("prefill"/"decode") -> watts per GPU
     label: str = ""
+    gpu_pool: int | None = None  # None: the scenario's planner.gpu_pool, if any
 
     @property
     def key(self) -> str:
@@ -109,7 +111,7 @@ def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
     from powerplanner.sim.engine import simulate
 
     scenario = job.scenario
-    config = scenario.config(job.budget_watts)
+    config = scenario.config(job.budget_watts, job.gpu_pool)
     profile = profile_from_config(config.profile)  # the planner's belief
     spec = parse_plant(scenario.plant)
     plant = build_plant(profile, spec)  # the simulated GPUs (the profile by default)
@@ -319,39 +321,28 @@ class Comparison:
     metrics: dict[str, PolicyMetrics]
     wall_s: float
     budget_note: str = ""
+    gpu_pool: int | None = None
+    pool_note: str = ""
+    prices: Prices = field(default_factory=Prices)
 
     @property
     def simulated_s(self) -> float:
         return max((r.simulated_s for r in self.results.values()), default=0.0)
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the results.json schema: scenario, plant, budget_watts, simulated_s, wall_s, policies."""
+        """Exactly the results.json schema: scenario, plant, budget_watts, gpu_pool, prices, simulated_s, wall_s,
+        policies."""
         return {
             "scenario": self.scenario.name,
             "plant": parse_plant(self.scenario.plant).to_json(self.scenario.profile),
             "budget_watts": self.budget_watts,
+            "gpu_pool": self.gpu_pool,
+            "prices": {"gpu_hour_usd": self.prices.gpu_hour_usd, "energy_usd_per_kwh": self.prices.energy_usd_per_kwh,
+                       "source": self.prices.source},
             "simulated_s": self.simulated_s,
             "wall_s": self.wall_s,
             "policies": {name: m.to_json() for name, m in self.metrics.items()},
         }
-
-
-def resolve_budget(
-    scenario: Scenario, trace: Trace, run_one: RunOne = run_job, show_progress: bool = False
-) -> tuple[float, str]:
-    """The scenario's budget in watts and how it was obtained (a fraction needs a ``dynamo-sla`` run first)."""
-    if scenario.budget_watts is not None:
-        return float(scenario.budget_watts), "absolute"
-    if scenario.budget_fraction is None:
-        return UNLIMITED_BUDGET_WATTS, "unlimited"
-    probe = PolicyJob("dynamo-sla", trace, scenario, UNLIMITED_BUDGET_WATTS, label="dynamo-sla (unconstrained)")
-    result = run_jobs([probe], workers=1, show_progress=show_progress, run_one=run_one)[probe.key]
-    peak = result.peak_provisioned_watts
-    if not peak > 0:
-        raise ConfigError(f"scenario {scenario.name}: dynamo-sla provisioned no power on this trace; "
-                          "give the budget in watts instead of a fraction")
-    budget = scenario.budget_fraction * peak
-    return budget, f"{scenario.budget_fraction:g} x dynamo-sla peak provisioned ({peak:,.0f} W)"
 
 
 def compare(
@@ -362,21 +353,24 @@ def compare(
     show_progress: bool = False,
     run_one: RunOne = run_job,
     extra_jobs: Sequence[PolicyJob] = (),
+    prices: Prices | None = None,
 ) -> Comparison:
-    """Run ``policies`` (plus ``extra_jobs``, e.g. dynamo-power at other caps) on one scenario."""
+    """Run ``policies`` (plus ``extra_jobs``, e.g. dynamo-power at other caps) on one scenario, every one with the
+    same budget and GPU pool; cost at ``prices`` (default: the config's ``cost:`` defaults)."""
     started = time.perf_counter()
     if trace is None:
         trace = scenario.load_trace()
-    budget, note = resolve_budget(scenario, trace, run_one=run_one, show_progress=show_progress)
-    jobs = [PolicyJob(p, trace, scenario, budget) for p in policies]
-    jobs += [_rebudget(j, budget) for j in extra_jobs]
+    from powerplanner.sim.limits import resolve_limits  # it runs its probe through this module's run_jobs
+
+    limits = resolve_limits(scenario, trace, run_one=run_one, show_progress=show_progress)
+    budget, pool = limits.budget_watts, limits.gpu_pool
+    jobs = [PolicyJob(p, trace, scenario, budget, gpu_pool=pool) for p in policies]
+    jobs += [replace(j, budget_watts=budget, gpu_pool=pool) for j in extra_jobs]
     results = run_jobs(jobs, workers=workers, show_progress=show_progress, run_one=run_one)
-    metrics = {k: summarize(r, scenario.sla) for k, r in results.items()}
+    prices = prices or scenario.config(budget, pool).cost.prices()
+    metrics = {k: summarize(r, scenario.sla, prices) for k, r in results.items()}
     return Comparison(
         scenario=scenario, trace=trace, budget_watts=budget, results=results, metrics=metrics,
-        wall_s=time.perf_counter() - started, budget_note=note,
+        wall_s=time.perf_counter() - started, budget_note=limits.budget_note, gpu_pool=pool, pool_note=limits.pool_note,
+        prices=prices,
     )
-
-
-def _rebudget(job: PolicyJob, budget_watts: float) -> PolicyJob:
-    return replace(job, budget_watts=budget_watts)

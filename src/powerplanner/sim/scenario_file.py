@@ -110,6 +110,17 @@ class _BudgetModel(_Strict):
         return self
 
 
+class _PoolModel(_Strict):
+    gpus: Annotated[int, Field(ge=1)] | None = None
+    fraction_of_dynamo_sla_peak: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> _PoolModel:
+        if (self.gpus is None) == (self.fraction_of_dynamo_sla_peak is None):
+            raise ValueError("give exactly one of gpus or fraction_of_dynamo_sla_peak")
+        return self
+
+
 class _SlaModel(_Strict):
     ttft_ms: PositiveFloat = 500.0
     itl_ms: PositiveFloat = 50.0
@@ -125,6 +136,7 @@ class ScenarioFile(_Strict):
     duration_s: SpanSeconds | None = None
     compress_gaps_s: PositiveFloat | None = None
     budget: _BudgetModel | None = None
+    gpu_pool: _PoolModel | None = None
     sla: _SlaModel = Field(default_factory=lambda: _SlaModel())
     profile: str = DEFAULT_PROFILE
     profile_gpu: str | None = None
@@ -171,6 +183,8 @@ def scenario_from_mapping(data: Any, source: str, base_dir: Path | None = None) 
         compress_gaps_s=model.compress_gaps_s,
         budget_watts=model.budget.watts if model.budget else None,
         budget_fraction=model.budget.fraction_of_dynamo_sla_peak if model.budget else None,
+        gpu_pool=model.gpu_pool.gpus if model.gpu_pool else None,
+        gpu_pool_fraction=model.gpu_pool.fraction_of_dynamo_sla_peak if model.gpu_pool else None,
         profile=model.profile,
         profile_gpu=model.profile_gpu,
         plant=model.plant,

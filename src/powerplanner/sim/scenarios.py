@@ -3,7 +3,9 @@
 A :class:`Scenario` names a trace (built-in, file or synthetic spec), a rate scale, a duration
 limit, a power budget (absolute watts, or a fraction of what ``dynamo-sla`` provisions at its peak on
 the same trace, so "a budget that binds" stays meaningful when the trace or profile changes), the SLA,
-the profile and overrides of planner and simulator settings. It is a frozen value; YAML scenario
+the GPU pool (absolute, or a fraction of the GPUs ``dynamo-sla`` holds at its unconstrained peak on the same
+trace: every policy gets the same pool, sized by a baseline, never by ours), the profile and overrides of planner
+and simulator settings. It is a frozen value; YAML scenario
 files are validated with pydantic at the edge (:mod:`powerplanner.sim.scenario_file`), and every problem
 becomes one line of a :class:`~powerplanner.errors.ConfigError` naming the field. The file format is in
 docs/simulator.md.
@@ -31,6 +33,15 @@ from powerplanner.sim.types import Trace
 
 DEFAULT_PROFILE = "llama2-70b-h100-tp4"
 DEFAULT_BUILTIN_DURATION_S = 1800.0
+
+TRACE_BUDGET_FRACTION = 0.7
+"""A trace given without a budget (``simulate --trace``, bench/planner_quality.py) gets this fraction of what
+``dynamo-sla`` provisions at its unconstrained peak on it: a budget that binds at the peaks whatever the trace."""
+
+POOL_FRACTION_OF_DYNAMO_PEAK = 1.0
+"""The built-in scenarios' GPU pool, and a replayed trace's: the GPUs ``dynamo-sla`` holds at its unconstrained
+peak (at TDP) on the same trace, i.e. a cluster sized for Dynamo's peak demand. The budget, lower, then binds;
+no policy may hold more GPUs than that (docs/simulator.md, "GPU pool and cost")."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,10 @@ class Scenario:
     compress_gaps_s: float | None = None  # shorten every silence between requests to at most this
     budget_watts: float | None = None
     budget_fraction: float | None = None  # of dynamo-sla's peak provisioned power on this scenario
+    # GPUs every policy may hold together: absolute, or a fraction of dynamo-sla's unconstrained peak GPUs on this
+    # scenario's trace (rounded up); with neither, planner.gpu_pool if set, else unlimited.
+    gpu_pool: int | None = None
+    gpu_pool_fraction: float | None = None
     profile: str = DEFAULT_PROFILE
     profile_gpu: str | None = None
     plant: str = ""  # the simulated hardware (model/plant.py spec); empty: the planner's profile
@@ -103,6 +118,13 @@ class Scenario:
             raise ConfigError(f"scenario {self.name}: budget watts must be positive")
         if self.budget_fraction is not None and not self.budget_fraction > 0:
             raise ConfigError(f"scenario {self.name}: budget fraction must be positive")
+        if self.gpu_pool is not None and self.gpu_pool_fraction is not None:
+            raise ConfigError(f"scenario {self.name}: give a GPU pool or a pool fraction, not both")
+        if self.gpu_pool is not None and not self.gpu_pool >= 1:
+            raise ConfigError(f"scenario {self.name}: the GPU pool must be at least 1 GPU (got {self.gpu_pool})")
+        fraction = self.gpu_pool_fraction
+        if fraction is not None and not (fraction > 0 and math.isfinite(fraction)):
+            raise ConfigError(f"scenario {self.name}: the GPU pool fraction must be a positive number")
         parse_plant(self.plant)  # a bad spec fails here, one line per item, before any worker starts
 
     # --- derived values ----------------------------------------------------------------------------------
@@ -133,12 +155,14 @@ class Scenario:
     def _compressed(self, trace: Trace) -> Trace:
         return trace if self.compress_gaps_s is None else compress_gaps(trace, self.compress_gaps_s)
 
-    def config(self, budget_watts: float) -> Config:
-        """The planner configuration of this scenario at a given budget (overrides validated here)."""
+    def config(self, budget_watts: float, gpu_pool: int | None = None) -> Config:
+        """The planner configuration of this scenario at a given budget and GPU pool (``None``: the planner
+        overrides' ``gpu_pool``, if any); the overrides are validated here."""
+        planner = dict(self.planner) if gpu_pool is None else {**self.planner, "gpu_pool": gpu_pool}
         data: dict[str, Any] = {
             "sla": {"ttft_ms": self.sla.ttft_ms, "itl_ms": self.sla.itl_ms},
             "budget": {"watts": budget_watts},
-            "planner": dict(self.planner),
+            "planner": planner,
             "profile": {"name": self.profile} if self.profile_gpu is None else {"name": self.profile,
                                                                                "gpu": self.profile_gpu},
         }
@@ -156,16 +180,23 @@ class Scenario:
         duration_s: float | None = None,
         compress_gaps_s: float | None = None,
         plant: str | None = None,
+        gpu_pool: int | None = None,
     ) -> Scenario:
         """The scenario with command-line overrides applied (``None`` keeps the scenario's value).
 
         A new trace replaces the scenario's rate scale, duration limit and gap compression too (they were
         chosen for the scenario's own trace): the file is replayed whole at its own rate unless ``rate_scale``,
-        ``duration_s`` or ``compress_gaps_s`` is given.
+        ``duration_s`` or ``compress_gaps_s`` is given. Its budget and GPU pool are derived from it
+        (:data:`TRACE_BUDGET_FRACTION`, :data:`POOL_FRACTION_OF_DYNAMO_PEAK`) unless ``budget_watts`` or
+        ``gpu_pool`` is given: the scenario's were sized for its own trace.
         """
         out = self
         if trace_path is not None:
-            out = replace(out, trace=TraceSpec(path=trace_path), rate_scale=1.0, duration_s=None, compress_gaps_s=None)
+            out = replace(out, trace=TraceSpec(path=trace_path), rate_scale=1.0, duration_s=None, compress_gaps_s=None,
+                          budget_watts=None, budget_fraction=TRACE_BUDGET_FRACTION, gpu_pool=None,
+                          gpu_pool_fraction=POOL_FRACTION_OF_DYNAMO_PEAK)
+        if gpu_pool is not None:
+            out = replace(out, gpu_pool=gpu_pool, gpu_pool_fraction=None)
         if rate_scale is not None:
             out = replace(out, rate_scale=rate_scale)
         if budget_watts is not None:
@@ -203,6 +234,7 @@ def builtin_scenarios() -> dict[str, Scenario]:
         rate_scale=4.0,
         duration_s=1800.0,
         budget_watts=30000.0,
+        gpu_pool_fraction=POOL_FRACTION_OF_DYNAMO_PEAK,
         sla=SlaTargets(ttft_ms=500.0, itl_ms=50.0),
         profile=DEFAULT_PROFILE,
         planner={"adjustment_interval_s": 60.0, "cap_interval_s": 5.0},

@@ -76,3 +76,4 @@ class SimResult:
     decisions: int = 0  # planner ticks
     unfinished_by_stage: dict[str, int] = field(default_factory=dict)  # where unfinished requests were at the end
     refused: int = 0  # requests longer (prompt + output) than the profile's context window, refused at arrival
+    peak_gpus: int = 0  # most GPUs held at once (ready, starting, draining)

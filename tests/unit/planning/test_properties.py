@@ -40,6 +40,7 @@ def configs(draw: st.DrawFn) -> Config:
             "target_utilization": draw(st.floats(0.6, 1.0)),
             "gpu_pool": draw(st.one_of(st.none(), st.integers(8, 300))),
             "idle_ticks_to_min": draw(st.integers(1, 3)),
+            "objective": draw(st.sampled_from(["energy", "cost"])),  # the budget holds whatever ours minimises
         },
     })
 
@@ -153,7 +154,8 @@ def test_ours_never_predicts_more_energy_than_dynamo_power_for_the_same_load(
     allocation fits the budget, ours serves at least as much, and, when both serve all of it, predicts
     no more energy."""
     profile = scenario["profile"]
-    planner_cfg = scenario["config"].planner.model_copy(update={"target_utilization": utilization})
+    planner_cfg = scenario["config"].planner.model_copy(update={"target_utilization": utilization,
+                                                                "objective": "energy"})
     config = scenario["config"].model_copy(update={"planner": planner_cfg})
     t = dict(scenario["ticks"][0])
     t["ttft_ms"] = t["itl_ms"] = None

@@ -39,7 +39,10 @@ def test_json_prints_exactly_results_json(tiny: Path, tmp_path: Path, capsys: py
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads(captured.out)
-    assert list(data) == ["scenario", "plant", "budget_watts", "simulated_s", "wall_s", "policies"]
+    assert list(data) == ["scenario", "plant", "budget_watts", "gpu_pool", "prices", "simulated_s", "wall_s",
+                          "policies"]
+    assert data["gpu_pool"] is None  # the tiny scenario states none
+    assert data["prices"]["gpu_hour_usd"] > 0 and "EIA" in data["prices"]["source"]
     assert data["scenario"] == "tiny"
     assert data["plant"] == {"spec": "profile", "differs_from_profile": False, "profile": "llama2-70b-h100-tp4",
                              "overrides": {}, "gpu_variation": 0.0, "gpu_variation_seed": 0}
@@ -93,7 +96,8 @@ def test_plant_from_the_command_line_or_the_scenario_file_is_named_in_the_report
         captured = capsys.readouterr()
         assert code == 0, captured.err
         named = "plant prefill-compute-bound (differs from the planner's profile)"
-        assert named in captured.out and named in (report / "summary.md").read_text()
+        printed = " ".join(captured.out.split())  # the headline wraps at the terminal's width (120 columns)
+        assert named in printed and named in (report / "summary.md").read_text()
         data = json.loads((report / "results.json").read_text())
         assert data["plant"]["differs_from_profile"] is True
         assert data["plant"]["overrides"] == {"prefill.compute_share": 1.0}

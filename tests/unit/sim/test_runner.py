@@ -119,7 +119,8 @@ def test_budget_fraction_runs_dynamo_sla_unconstrained_first() -> None:
     assert list(result.metrics) == ["ours", "dynamo-power", "dynamo-power@best"]
     assert result.results["dynamo-power@best"].itl_ms[0] == pytest.approx(25.0)  # its static caps reached the job
     data = result.to_json()
-    assert list(data) == ["scenario", "plant", "budget_watts", "simulated_s", "wall_s", "policies"]
+    assert list(data) == ["scenario", "plant", "budget_watts", "gpu_pool", "prices", "simulated_s", "wall_s",
+                          "policies"]
     assert list(data["policies"]["ours"]) == list(METRIC_NAMES)
 
 
