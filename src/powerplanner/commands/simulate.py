@@ -113,7 +113,8 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
     loaded = chosen.load_trace()
     show = not as_json and sys.stderr.isatty()
     result = compare(chosen, names, trace=loaded, workers=workers, show_progress=show)
-    where = write_report(result, report_dir)
+    plotting = None if as_json else (lambda line: err.print(line, markup=False))  # plots take seconds each
+    where = write_report(result, report_dir, progress=plotting)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         err.print(f"report written to {where.resolve()}")
