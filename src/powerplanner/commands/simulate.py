@@ -97,6 +97,7 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
 
     from rich.console import Console
 
+    from powerplanner.sim.plots import plots_available
     from powerplanner.sim.report import headline, rich_table, write_report
     from powerplanner.sim.runner import check_policies, compare, sim_settings
 
@@ -114,11 +115,14 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
     show = not as_json and sys.stderr.isatty()
     result = compare(chosen, names, trace=loaded, workers=workers, show_progress=show)
     plotting = None if as_json else (lambda line: err.print(line, markup=False))  # plots take seconds each
-    where = write_report(result, report_dir, progress=plotting)
+    drawn = plots_available()
+    if not drawn:
+        err.print("plots skipped: matplotlib is not installed (pip install 'powerplanner[plots]')", markup=False)
+    where = write_report(result, report_dir, plots=drawn, progress=plotting)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         err.print(f"report written to {where.resolve()}")
         return
     out.print(headline(result))
     out.print(rich_table(result))
-    out.print(f"report written to {where.resolve()} (summary.md, results.json, plots)")
+    out.print(f"report written to {where.resolve()} (summary.md, results.json{', plots' if drawn else ''})")

@@ -57,6 +57,15 @@ def policy_styles(names: list[str]) -> dict[str, PolicyStyle]:
     ) for i, name in enumerate(names)}
 
 
+def plots_available() -> bool:
+    """Whether matplotlib (the ``plots`` extra) is installed; without it the report has no plots."""
+    try:
+        import matplotlib  # noqa: F401 (drawn right after: the import is not wasted)
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
 def write_plots(comparison: Comparison, out: Path, progress: ProgressFn | None = None) -> list[str]:
     """Draw the four plots into ``out``; returns the file names written. ``progress`` hears one line per plot
     (the long runs take seconds per plot)."""

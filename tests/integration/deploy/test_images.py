@@ -90,14 +90,16 @@ def test_scipy_is_imported_by_no_product_module() -> None:
     assert not users, users
 
 
-_BLOCKER = """
+_BLOCK = """
 import importlib.abc, sys
-BLOCKED = {"kubernetes", "matplotlib", "scipy", "grpc_tools"}
+BLOCKED = {blocked!r}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked: not in the agent image)", name=name)
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: not in this image)", name=name)
 sys.meta_path.insert(0, Block())
+"""
+_AGENT_MODULES = """
 import pkgutil, importlib, powerplanner.agent
 for info in pkgutil.walk_packages(powerplanner.agent.__path__, "powerplanner.agent."):
     importlib.import_module(info.name)
@@ -105,25 +107,45 @@ from powerplanner.agent.proto_stubs import load_podresources_stubs
 stubs = load_podresources_stubs()
 assert stubs.pb2.ListPodResourcesRequest.DESCRIPTOR.full_name == "v1.ListPodResourcesRequest"
 assert stubs.pb2.DESCRIPTOR.services_by_name["PodResourcesLister"].full_name == "v1.PodResourcesLister"
+"""
+_CLI = """
 from powerplanner.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
+def _cli_without(blocked: set[str], *argv: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
+    """``powerplanner ARGV`` in a process where ``blocked`` packages cannot be imported (as in an image without
+    them), after running ``prelude``."""
+    script = _BLOCK.format(blocked=sorted(blocked)) + prelude + _CLI
+    return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+NOT_IN_AGENT = {"kubernetes", "matplotlib", "scipy", "grpc_tools"}
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["agent", "--help"], ["run", "--help"]])
 def test_the_agent_code_runs_without_the_planners_plotting_and_protoc_packages(argv: list[str]) -> None:
-    done = subprocess.run([sys.executable, "-c", _BLOCKER, *argv], capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = _cli_without(NOT_IN_AGENT, *argv, prelude=_AGENT_MODULES)
     assert done.returncode == 0, done.stderr
     assert "Usage" in done.stdout
 
 
 def test_a_command_missing_its_extra_says_which_to_install() -> None:
-    done = subprocess.run([sys.executable, "-c", _BLOCKER, "verify", "--json"], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = _cli_without(NOT_IN_AGENT, "verify", "--json")
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "pip install 'powerplanner[planner]'" in done.stderr
+
+
+def test_simulate_without_the_plots_extra_writes_the_report_without_plots(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    done = _cli_without({"matplotlib"}, "simulate", "--policies", "static", "--duration-s", "120", "--workers", "1",
+                        "--report-dir", str(report))
+    assert done.returncode == 0, done.stderr
+    assert "plots skipped: matplotlib is not installed (pip install 'powerplanner[plots]')" in done.stderr
+    assert sorted(p.name for p in report.iterdir()) == ["results.json", "summary.md"]
 
 
 def test_shipped_podresources_stubs_are_what_the_generator_writes() -> None:
