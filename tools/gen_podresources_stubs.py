@@ -8,7 +8,7 @@ the stubs ship inside the package; this script (a development tool, grpcio-tools
 so the bytes are reproducible) is the only place protoc runs. The proto is compiled as
 ``powerplanner/agent/podresources_pb/api.proto``: its descriptors cannot collide with another package's
 ``api.proto`` in protobuf's global pool, and the grpc module imports the message module by its package path.
-The wire names (package ``v1``, service ``v1.PodResourcesLister``) stay the kubelet's. See docs/internals.md.
+The wire names (package ``v1``, service ``v1.PodResourcesLister``) stay the kubelet's. See docs/install.md, "Images".
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Why shipped and not generated at start: the agent image carries no protoc (grpcio-tools, ~30 MB) and writes
 nothing at start-up; the stubs are generated from ``proto/api.proto`` by ``tools/gen_podresources_stubs.py``
-and committed, and a test regenerates them and compares bytes (docs/internals.md, "Agent"). The generated
-code needs grpcio and protobuf at least as new as the generator's (the ``agent`` extra pins both).
+and committed, and a test regenerates them and compares bytes (docs/internals.md, "agent/: the node power
+agent"). The generated code needs grpcio and protobuf at least as new as the generator's (the ``agent`` extra
+sets both floors).
 """
 
 from __future__ import annotations
