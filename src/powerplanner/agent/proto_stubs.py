@@ -1,6 +1,6 @@
 """The kubelet PodResources API's Python stubs, shipped in the package (``agent/podresources_pb/``).
 
-Why shipped and not generated at start: the agent image carries no protoc (grpcio-tools, ~30 MB) and writes
+Why shipped and not generated at start: the agent image carries no protoc (grpcio-tools) and writes
 nothing at start-up; the stubs are generated from ``proto/api.proto`` by ``tools/gen_podresources_stubs.py``
 and committed, and a test regenerates them and compares bytes (docs/internals.md, "agent/: the node power
 agent"). The generated code needs grpcio and protobuf at least as new as the generator's (the ``agent`` extra
