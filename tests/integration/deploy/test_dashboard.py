@@ -188,3 +188,28 @@ def test_template_variables_list_the_exported_values(scraped_dashboard: Promethe
         metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", variables[name]).groups()  # type: ignore[union-attr]
         found = {s["metric"][label] for s in scraped_dashboard.query(f"group by ({label}) ({_bind(metric)})")}
         assert found == values, name
+
+
+def _guide_queries() -> dict[str, str]:
+    """docs/operations.md's "Useful queries": each comment line names the query below it (maybe several lines)."""
+    block = re.search(r"### Useful queries\n\n```promql\n(.*?)```", (REPO_ROOT / "docs" / "operations.md").read_text(),
+                      flags=re.S)
+    assert block is not None, "docs/operations.md lost its Useful queries block"
+    queries: dict[str, str] = {}
+    title = ""
+    for line in block.group(1).splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("# ")
+            queries[title] = ""
+        else:
+            queries[title] = (queries[title] + " " + line.strip()).strip()
+    return queries
+
+
+@pytest.mark.integration
+def test_the_guides_queries_evaluate_and_count_the_deployments_gpus(scraped_dashboard: PrometheusServer) -> None:
+    queries = _guide_queries()
+    for query in queries.values():
+        scraped_dashboard.query(query)
+    allowed = next(q for t, q in queries.items() if t.startswith("What the GPUs are actually allowed to draw"))
+    assert scraped_dashboard.query_value(allowed) == sum(DGD_GPUS["llm"].values())
