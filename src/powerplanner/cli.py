@@ -9,10 +9,12 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from powerplanner import __version__
 from powerplanner.commands import agent, plan, profile, run, simulate, verify
 from powerplanner.errors import UserError
+from powerplanner.extras import missing_extra
 
 
 def _print_version(value: bool) -> None:
@@ -50,12 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     as_json = "--json" in (sys.argv[1:] if argv is None else argv)  # a machine reads stdout: errors in JSON too
     try:
-        rc = app(args=argv, standalone_mode=False, prog_name="powerplanner")
+        try:
+            rc = app(args=argv, standalone_mode=False, prog_name="powerplanner")
+        except ModuleNotFoundError as exc:  # an extra this install left out (docs/install.md, "Images")
+            missing = missing_extra(exc)
+            if missing is None:
+                raise
+            raise missing from None
         if isinstance(rc, int):
             return rc
     except UserError as exc:
         for line in exc.lines:
-            err.print(f"[bold red]error:[/] {line}", markup=True)
+            err.print(f"[bold red]error:[/] {escape(line)}", markup=True)  # a line may hold [brackets]
         if as_json and not exc.reported_as_json:
             _print_json_error(list(exc.lines), exc.exit_code)
         return exc.exit_code

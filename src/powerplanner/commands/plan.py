@@ -9,9 +9,25 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperOption
 
 from powerplanner.commands.options import CONFIG_ENV, renamed
-from powerplanner.planning.registry import policy_names
+
+POLICY_HELP = "One of: {names}."
+
+
+class PlanCommand(TyperCommand):
+    """Lists the policies in ``--policy``'s help only when the help is shown: the registry imports planning/ and
+    numpy, which every process building this CLI would pay for, the node agent's included (docs/install.md,
+    "Images")."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # typer's (vendored) click types
+        from powerplanner.planning.registry import policy_names
+
+        for param in self.params:
+            if param.name == "policy" and isinstance(param, TyperOption):
+                param.help = POLICY_HELP.format(names=", ".join(policy_names()))
+        super().format_help(ctx, formatter)
 
 
 def decision_to_dict(decision: Any) -> dict[str, Any]:
@@ -35,7 +51,7 @@ def decision_to_dict(decision: Any) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("plan")
+    @app.command("plan", cls=PlanCommand)
     def plan(
         observation_path: Annotated[
             str | None, typer.Option("--observation", help="Observation JSON file (see docs/observation.md).")
@@ -43,7 +59,7 @@ def register(app: typer.Typer) -> None:
         observation_old: Annotated[str | None, typer.Option("-o", hidden=True)] = None,  # -o is --output elsewhere
         policy: Annotated[
             str | None,
-            typer.Option("--policy", "-p", help=f"One of: {', '.join(policy_names())}."),
+            typer.Option("--policy", "-p", help=POLICY_HELP.format(names="see `powerplanner plan --help`")),
         ] = None,
         config_path: Annotated[
             str | None, typer.Option("--config", "-c", envvar=CONFIG_ENV,
@@ -58,6 +74,7 @@ def register(app: typer.Typer) -> None:
         from powerplanner.core_settings import build_planner, profile_from_config
         from powerplanner.errors import ConfigError, ObservationError
         from powerplanner.observation_schema import load_observation
+        from powerplanner.planning.registry import policy_names
 
         observation = renamed("--observation", observation_path, "-o", observation_old)
         if observation is None:

@@ -104,6 +104,7 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
 
     from rich.console import Console
 
+    from powerplanner.sim.plots import plots_available
     from powerplanner.sim.report import (
         headline,
         not_comparable_lines,
@@ -127,7 +128,11 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
     loaded = chosen.load_trace()
     show = not as_json and sys.stderr.isatty()
     result = compare(chosen, names, trace=loaded, workers=workers, show_progress=show)
-    where = write_report(result, report_dir)
+    plotting = None if as_json else (lambda line: err.print(line, markup=False))  # plots take seconds each
+    drawn = plots_available()
+    if not drawn:
+        err.print("plots skipped: matplotlib is not installed (pip install 'powerplanner[plots]')", markup=False)
+    where = write_report(result, report_dir, plots=drawn, progress=plotting)
     window = window_line(result)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
@@ -140,5 +145,5 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
     out.print(rich_table(result))
     out.print()
     for line in [*([window] if window else []), *not_comparable_lines(result), prices_line(result),
-                 f"report written to {where.resolve()} (summary.md, results.json, plots)"]:
+                 f"report written to {where.resolve()} (summary.md, results.json{', plots' if drawn else ''})"]:
         out.print(line, overflow="fold")

@@ -160,6 +160,7 @@ class LiveLoop:
             log.error("cannot read the cluster, skipping this tick: %s", exc.message)
             return self._finish(TickReport(now_s, budget, None, None, (), (*errors, exc.message)), started)
         tel.dgd_ready.set(1 if state.ready else 0)
+        tel.record_worker_pods(state.pod_names())
 
         try:
             reading = self.metrics.read(self.settings.window_s, state.pod_names())

@@ -6,12 +6,13 @@ in one process (tests) and nothing leaks between them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from powerplanner import __version__
-from powerplanner.model.roles import ROLES
+from powerplanner import __version__, contract
+from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, Observation
 
 PREFIX = "powerplanner"
@@ -104,6 +105,15 @@ class LoopTelemetry:
             ["version", "deployment", "deployment_namespace"], registry=r,
         )
         self.build_info.labels(version, deployment, namespace).set(1)
+        # The deployment's worker pods under the agent's own label names (contract.py), so a query can count only
+        # the deployment's GPUs: agent series `* on(pod_name, pod_namespace) group_left(role)` this
+        # (deploy/grafana/gen_dashboard.py; docs/operations.md, "The dashboard").
+        self.worker_pod_info = Gauge(
+            f"{PREFIX}_worker_pod_info", "Always 1: a worker pod of the deployment, by role, as the planner sees it.",
+            ["deployment", contract.AGENT_NAMESPACE_LABEL, contract.AGENT_POD_LABEL, "role"], registry=r,
+        )
+        self._deployment, self._namespace = deployment, namespace
+        self._worker_pods: set[tuple[str, str]] = set()
 
     def record_observation(self, obs: Observation) -> None:
         nan = float("nan")
@@ -136,6 +146,15 @@ class LoopTelemetry:
             self.predicted["osl_tokens"].set(decision.forecast.osl_tokens)
         for reason in decision.reasons:
             self.decisions.labels(str(reason)).inc()
+
+    def record_worker_pods(self, pods: Mapping[Role, Sequence[str]]) -> None:
+        """This tick's worker pods; pods gone since the last tick lose their series (the rest are never unset)."""
+        now = {(name, role.value) for role, names in pods.items() for name in names}
+        for name, role in self._worker_pods - now:
+            self.worker_pod_info.remove(self._deployment, self._namespace, name, role)
+        for name, role in now:
+            self.worker_pod_info.labels(self._deployment, self._namespace, name, role).set(1)
+        self._worker_pods = now
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()

@@ -36,7 +36,8 @@ def test_dockerfile_references_existing_paths_and_commands(name: str) -> None:
     subcommand, user = IMAGES[name]
     steps = instructions(DOCKER_DIR / name)
     froms = [args for word, args in steps if word == "FROM"]
-    assert froms and all(f.startswith("python:3.11-slim") for f in froms)
+    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]  # one base, pinnable by digest (a build ARG)
+    assert ("ARG", "PYTHON_IMAGE=python:3.11-slim") in steps
     for word, args in steps:
         if word == "COPY" and "--from=" not in args:
             *sources, _dest = shlex.split(args)
