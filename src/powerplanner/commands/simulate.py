@@ -97,6 +97,7 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
 
     from rich.console import Console
 
+    from powerplanner.sim.calibration_report import calibration_markdown
     from powerplanner.sim.report import headline, rich_table, write_report
     from powerplanner.sim.runner import check_policies, compare, sim_settings
 
@@ -120,4 +121,6 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
         return
     out.print(headline(result))
     out.print(rich_table(result))
+    for line in calibration_markdown(result.calibration()):
+        out.print(line, markup=False)
     out.print(f"report written to {where.resolve()} (summary.md, results.json, plots)")

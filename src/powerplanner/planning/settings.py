@@ -8,9 +8,10 @@ per-role keys) is worked out in one place. docs/configuration.md describes the f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from powerplanner.model.roles import Role
+from powerplanner.planning.calibration import CalibrationSettings
 from powerplanner.planning.optimizer import Bounds
 
 
@@ -45,3 +46,4 @@ class PlannerSettings:
     burst_window_intervals: int
     burst_error_multiple: float
     idle_ticks_to_min: int
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)  # planner.calibration

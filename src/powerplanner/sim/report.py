@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from powerplanner.errors import UserError
+from powerplanner.sim.calibration_report import calibration_markdown
 from powerplanner.sim.metrics import PolicyMetrics
 from powerplanner.sim.runner import Comparison
 from powerplanner.sim.scenarios import Scenario
@@ -130,6 +131,7 @@ def summary_markdown(comparison: Comparison, plots: Sequence[str]) -> str:
         "See docs/simulator.md.",
         "",
     ]
+    lines += calibration_markdown(comparison.calibration())
     reasons = {k: r.reasons for k, r in comparison.results.items() if r.reasons}
     if reasons:
         lines += ["## Decision reasons (tick counts)", ""]

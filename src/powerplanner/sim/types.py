@@ -7,6 +7,7 @@ simulator must run hundreds of times faster than real time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -75,3 +76,5 @@ class SimResult:
     seconds_over_budget_after_cut: float = 0.0  # part of seconds_over_budget within the grace after a budget cut
     decisions: int = 0  # planner ticks
     unfinished_by_stage: dict[str, int] = field(default_factory=dict)  # where unfinished requests were at the end
+    # Added by the runner for a learning planner (sim/calibration_report.py): learned vs plant constants
+    calibration: dict[str, Any] = field(default_factory=dict)
