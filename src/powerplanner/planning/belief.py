@@ -51,8 +51,10 @@ class Gaussian2:
         v = np.asarray(x)
         return float(v @ m), math.sqrt(max(0.0, float(v @ p @ v)))
 
-    def update(self, x: tuple[float, float], y: float, noise_std: float) -> Gaussian2:
-        """The posterior after observing ``y = x . theta + e``, ``e ~ N(0, noise_std^2)``."""
+    def update(self, x: tuple[float, float], y: float, noise_std: float, clip: float = math.inf) -> Gaussian2:
+        """The posterior after observing ``y = x . theta + e``, ``e ~ N(0, noise_std^2)``. The innovation is
+        clipped to ``clip`` of its own standard deviations (a Huber-like guard: one window the observation model
+        misread must not drag the belief, least of all at the range's end where it has most leverage)."""
         m = np.asarray(self.mean)
         p = np.asarray(self.cov)
         v = np.asarray(x)
@@ -60,7 +62,8 @@ class Gaussian2:
         if not (math.isfinite(s) and s > 0 and math.isfinite(y)):
             return self
         gain = p @ v / s
-        m2 = m + gain * (y - float(v @ m))
+        bound = clip * math.sqrt(s)
+        m2 = m + gain * min(bound, max(-bound, y - float(v @ m)))
         p2 = p - np.outer(gain, v @ p)
         p2 = (p2 + p2.T) / 2.0  # keep it symmetric against rounding
         return Gaussian2((float(m2[0]), float(m2[1])), ((float(p2[0, 0]), float(p2[0, 1])),

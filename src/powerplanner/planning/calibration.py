@@ -28,7 +28,7 @@ from powerplanner.model.capmodel import CapModel
 from powerplanner.model.capped import CappedProfile
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Observation
-from powerplanner.planning.belief import RoleBelief, learned_profile, slowdown_features
+from powerplanner.planning.belief import Gaussian2, RoleBelief, learned_profile, slowdown_features
 
 _RHO_MAX = 0.5  # above it queueing dominates TTFT and the M/D/1 inversion's error grows with the load (and so
 # with lower caps, which would bias the compute share); sizing.py's corrections stop at 0.7 for the same reason
@@ -154,6 +154,8 @@ class Calibrator:
         ready = obs.role(role).ready_replicas
         if x is None or not (rate and isl and osl and rate > 0 and isl > 0 and osl > 0) or ready <= 0:
             return
+        if obs.role(role).starting_replicas > 0:
+            return  # a scale-up under way: queues built while capacity was short drain now, whatever the cap
         if obs.time_s - self._last_learned_s[role] < obs.window_s - 1e-9:
             return  # consecutive ticks share most of their window: one update per window keeps samples independent
         try:
@@ -165,8 +167,10 @@ class Calibrator:
         ratio = min(5.0, max(0.3, ratio))
         self._last_learned_s[role] = obs.time_s
         belief = self.beliefs[role]
-        self.beliefs[role] = updated = RoleBelief(role, belief.slowdown.update(x, ratio, self.settings.latency_noise),
-                                                  belief.draw)
+        # relative noise (a window's error scales with its latency), at the prediction so the weight is not biased
+        predicted = max(0.3, belief.slowdown.predict(x)[0])
+        slowdown = belief.slowdown.update(x, ratio, self.settings.latency_noise * predicted, clip=3.0)
+        self.beliefs[role] = updated = RoleBelief(role, _physical(slowdown), belief.draw)
         self.trail.append((obs.time_s, role, updated.latency_scale, updated.compute_share))
 
     def _latency_ratio(self, role: Role, obs: Observation, per_replica_rate: float, isl: float, osl: float
@@ -296,6 +300,17 @@ class Calibrator:
     def departed(self) -> list[str]:
         """The constants further from the profile than ``departure_fraction`` (the Event's subject)."""
         return sorted(k for k, v in self.departure().items() if v > self.settings.departure_fraction)
+
+
+def _physical(g: Gaussian2) -> Gaussian2:
+    """Keep the mean where the model means something: ``a = k (1 - share) >= 0`` and ``b = k share >= 0``
+    (a share outside [0, 1] has no clock to belong to); the covariance stays."""
+    a, b = g.mean
+    if a >= 0 and b >= 0:
+        return g
+    k = a + b
+    a, b = (0.0, k) if a < 0 else (k, 0.0)
+    return Gaussian2((a, b), g.cov, g.count)
 
 
 def settled_s(trail: Sequence[tuple[float, Role, float, float]], role: Role, tolerance: float = 0.05

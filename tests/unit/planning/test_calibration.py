@@ -108,7 +108,9 @@ def test_estimator_converges_to_the_plant_curves(share_p: float, share_d: float,
             want = plant.slowdown(role, cap) * (scale_p if role is Role.PREFILL else scale_d)
             got = _learned_slowdown(calibrator.beliefs[role], profile, role, cap)
             assert abs(got - want) <= TOLERANCE * want, (role, cap, got, want)
-        assert calibrator.slowdown_std(role, levels[role][0]) < 0.05
+        low = levels[role][0]  # the belief is sure of it too: its std there is below the tolerance
+        assert calibrator.slowdown_std(role, low) < TOLERANCE * _learned_slowdown(calibrator.beliefs[role], profile,
+                                                                                  role, low)
 
 
 def prefill_sweep(prefill_share: float, windows: int, seed: int) -> tuple[Calibrator, CappedProfile]:
@@ -197,3 +199,35 @@ def test_learned_profile_keeps_the_cap_models_checks() -> None:
     caps = out.prefill_caps
     assert caps.compute_share == 1.0 and 0.0 <= caps.idle_watts < caps.min_limit_watts
     assert out.prefill.time_s(1000.0) == profile.prefill.time_s(1000.0) * 2.0  # scale clamped to its bound
+
+
+def test_an_outlier_window_moves_the_belief_by_at_most_three_of_its_stds() -> None:
+    g = Gaussian2.prior((0.3, 0.7), (0.1, 0.1))
+    predicted, std = g.predict((1.0, 1.5))
+    innovation_std = (std**2 + 0.05**2) ** 0.5
+    moved = g.update((1.0, 1.5), 50.0, 0.05, clip=3.0)
+    assert abs(moved.predict((1.0, 1.5))[0] - predicted) <= 3.0 * innovation_std + 1e-9
+    assert g.update((1.0, 1.5), 50.0, 0.05).predict((1.0, 1.5))[0] > 10.0  # unclipped, it would follow
+
+
+def test_the_belief_stays_physical_and_learns_nothing_during_a_scale_up() -> None:
+    profile = _profile()
+    calibrator = Calibrator(CalibrationSettings(enabled=True), profile)
+    rng = random.Random(4)
+    caps = {Role.PREFILL: 233.0, Role.DECODE: 700.0}
+    window = _window(profile, caps, 0.0, rng, noise=0.0)
+    scaling = replace(window, prefill=replace(window.prefill, starting_replicas=2),
+                      decode=replace(window.decode, starting_replicas=1))
+    _feed(calibrator, scaling, caps, 0.0)
+    assert all(b.slowdown.count == 0 for b in calibrator.beliefs.values())
+    low, high = {Role.PREFILL: 700.0, Role.DECODE: 200.0}, {Role.PREFILL: 700.0, Role.DECODE: 700.0}
+    fast = _window(profile, high, 0.0, rng, noise=0.0)
+    t = 0.0
+    for i in range(30):  # ITL 20x at the lowest cap: more than even a compute share of 1 explains
+        caps, factor = (low, 20.0) if i % 2 else (high, 1.0)
+        t = _feed(calibrator, replace(fast, itl_ms=(fast.itl_ms or 1.0) * factor,
+                                      decode=replace(fast.decode, applied_cap_watts=caps[Role.DECODE])), caps, t)
+    x1, x2 = slowdown_features(profile.decode_caps, 200.0)
+    assert x2 > x1 and x2 < 20.0  # so the exact fit of both windows, a = (20 - x2) / (x1 - x2), is negative
+    a, b = calibrator.beliefs[Role.DECODE].slowdown.mean
+    assert a >= 0.0 and b >= 0.0 and calibrator.beliefs[Role.DECODE].compute_share == 1.0
