@@ -8,12 +8,15 @@ from prometheus_client import generate_latest
 
 from powerplanner.live.admin import AdminServer
 from powerplanner.live.admin_settings import AdminSettings
-from powerplanner.live.budget import AdminBudget
+from powerplanner.live.budget import AdminBudget, CompositeBudget, StaticBudget
 from powerplanner.live.calibration_view import CalibrationReporter, profile_json
+from powerplanner.live.clock import FakeClock
+from powerplanner.live.loop import LiveLoop, LoopSettings
 from powerplanner.live.telemetry import LoopTelemetry
 from powerplanner.model.profile_format import profile_from_document
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.planning.calibration import Calibrator
+from tests.support.live_fakes import FakeActuator, FakeMetrics, StepPlanner
 from tests.unit.planning.test_calibration import _profile, prefill_sweep
 from tests.unit.test_metric_names import naming_problems
 
@@ -73,3 +76,32 @@ def test_get_profile_on_the_admin_endpoint() -> None:
         assert httpx.get(f"{server.url}/profile", timeout=10).status_code == 401
     finally:
         server.stop()
+
+
+class _LearningPlanner(StepPlanner):
+    """A fixed decision, plus a planner's calibrator (what the live loop reads of a learning planner)."""
+
+    def __init__(self, calibrator: Calibrator) -> None:
+        super().__init__()
+        self.calibration = calibrator
+
+
+def test_the_live_loop_reports_the_belief_serves_the_profile_and_emits_the_event_once() -> None:
+    actuator = FakeActuator(caps={Role.PREFILL: 400, Role.DECODE: 400})
+    loop = LiveLoop(_LearningPlanner(_calibrator(1.0)), FakeMetrics(), actuator,
+                    CompositeBudget([StaticBudget(10000.0)]), FakeClock(),
+                    LoopSettings(cap_interval_s=5.0, window_s=60.0))
+    assert loop.profile_json() is None  # before the first tick
+    loop.tick()
+    loop.tick()
+    body = loop.profile_json()
+    assert body is not None and body["departed"] and body["profile"]["format"]
+    assert [e[0] for e in actuator.events if e[0] == "CalibrationDeparted"] == ["CalibrationDeparted"]
+    assert loop.telemetry.registry.get_sample_value("powerplanner_calibration_departed") == 1.0
+
+
+def test_the_live_loop_without_calibration_serves_no_profile() -> None:
+    loop = LiveLoop(StepPlanner(), FakeMetrics(), FakeActuator(), CompositeBudget([StaticBudget(10000.0)]),
+                    FakeClock(), LoopSettings(cap_interval_s=5.0, window_s=60.0))
+    loop.tick()
+    assert loop.profile_json() is None
