@@ -17,8 +17,8 @@ _Fraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 class CalibrationConfig(InputModel):
     """Learn each role's response to the cap from telemetry and plan with the learned profile."""
 
-    enabled: bool = Field(False, description="Plan with the profile learned online (off: the given profile, as "
-                          "before; the ours-calibrated policy turns it on whatever this says).")
+    enabled: bool = Field(False, description="Policy ours plans with the profile learned online (off: the given "
+                          "profile, as before). Baselines never learn; the ours-calibrated policy always does.")
     probing: bool = Field(True, description="Probe one cap level next to the cap in force, where the belief is "
                           "uncertain, while latency keeps probe_margin below its target and the budget allows.")
     learn_draw: bool = Field(False, description="Also learn idle and natural draw from the measured draw. Off by "

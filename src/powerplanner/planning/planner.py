@@ -360,8 +360,9 @@ def make_planner(
     well as a static allocation.
     """
     entry = policy_entry(policy or settings.policy)
-    if entry.calibrates and not settings.calibration.enabled:
-        settings = dataclasses.replace(settings, calibration=dataclasses.replace(settings.calibration, enabled=True))
+    learns = entry.calibrates or (entry.may_calibrate and settings.calibration.enabled)
+    if learns != settings.calibration.enabled:
+        settings = dataclasses.replace(settings, calibration=dataclasses.replace(settings.calibration, enabled=learns))
     kit = Toolkit(settings, profile, static_caps_watts)
     rules = entry.sizing(settings.target_utilization)
     return Planner(settings, profile, entry.build(kit, entry.name), kit, rules, entry.receives_oracle_load)

@@ -25,6 +25,7 @@ class PolicyEntry:
     sizing: Callable[[float], SizingRules]  # the rules given planner.target_utilization
     receives_oracle_load: bool = False  # the simulator hands it the true next-interval load
     calibrates: bool = False  # learns the GPUs' response to the cap whatever planner.calibration.enabled says
+    may_calibrate: bool = False  # learns when planner.calibration.enabled (baselines never: they stay as shipped)
 
 
 def _ours(kit: Toolkit, name: str) -> Policy:
@@ -53,7 +54,7 @@ def policy_registry() -> tuple[PolicyEntry, ...]:
     """Every policy, in the order the simulator compares them. A function, not module state."""
     return (
         PolicyEntry("ours", "joint replicas x per-GPU caps under the budget, least predicted energy", _ours,
-                    ours_sizing_rules),
+                    ours_sizing_rules, may_calibrate=True),
         PolicyEntry("static", "fixed replicas, caps at TDP", _baseline("StaticPolicy"), dynamo_sizing_rules),
         PolicyEntry("dynamo-sla", "Dynamo's SLA replica sizing, no power awareness", _baseline("DynamoSlaPolicy"),
                     dynamo_sizing_rules),

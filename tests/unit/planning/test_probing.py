@@ -115,3 +115,10 @@ def test_calibration_off_by_default_keeps_the_given_profile() -> None:
     planner = build_planner(config, builtin_profile(PROFILE))
     assert planner.calibration is None
     assert build_planner(config, builtin_profile(PROFILE), "ours-calibrated").calibration is not None
+
+
+def test_baselines_never_learn_even_when_calibration_is_enabled() -> None:
+    config = config_from_mapping({"budget": {"watts": 40_000.0}, "planner": {"calibration": {"enabled": True}}})
+    assert build_planner(config, builtin_profile(PROFILE), "ours").calibration is not None
+    for policy in ("dynamo-power", "dynamo-sla", "oracle", "static"):
+        assert build_planner(config, builtin_profile(PROFILE), policy).calibration is None
