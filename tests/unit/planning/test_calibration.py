@@ -231,3 +231,28 @@ def test_the_belief_stays_physical_and_learns_nothing_during_a_scale_up() -> Non
     assert x2 > x1  # the unconstrained fit of these windows has a < 0 (about -0.45 without the guard)
     a, b = calibrator.beliefs[Role.DECODE].slowdown.mean
     assert a >= 0.0 and b >= 0.0 and calibrator.beliefs[Role.DECODE].compute_share == 1.0
+
+
+def test_draw_learning_converges_to_the_plants_natural_and_idle_draw() -> None:
+    """``learn_draw``: per-GPU draw ``idle (held - busy) + min(cap, natural) busy`` with the busy GPUs as the planner
+    models them (demand over throughput at the cap); the decode plant draws 300 W uncapped, the profile says 380."""
+    profile = _profile()
+    calibrator = Calibrator(CalibrationSettings(enabled=True, learn_draw=True), profile)
+    rng = random.Random(6)
+    natural, idle = 300.0, 70.0
+    levels = profile.cap_levels(Role.DECODE, 16)
+    for i in range(200):
+        caps = {Role.PREFILL: 700.0, Role.DECODE: rng.choice(levels)}
+        window = _window(profile, caps, 0.0, rng, noise=0.0)
+        ready = window.decode.ready_replicas * profile.decode_tp
+        assert window.request_rate_per_s and window.isl_tokens and window.osl_tokens
+        util = calibrator._utilization(Role.DECODE, window.request_rate_per_s, window.isl_tokens,
+                                       window.osl_tokens, ready, caps[Role.DECODE])
+        busy = ready * util
+        draw = idle * (ready - busy) + min(caps[Role.DECODE], natural) * busy
+        decode = replace(window.decode, measured_draw_watts=draw * (1 + rng.gauss(0, 0.01)))
+        for tick_s in (100.0 * i, 100.0 * i + 5.0):  # the cap held for a whole tick before the draw is read
+            calibrator.observe(replace(window, time_s=tick_s, decode=decode), caps)
+    learned = calibrator.beliefs[Role.DECODE].parameters()
+    assert abs(learned["natural_draw_watts"][0] - natural) < 0.05 * natural
+    assert abs(learned["idle_watts"][0] - idle) < 0.1 * idle
