@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from powerplanner.agent_config import AgentConfig as AgentConfig  # re-exported for the agent's importers
+from powerplanner.calibration_config import CalibrationConfig
 from powerplanner.cost_config import CostConfig
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
@@ -166,6 +167,7 @@ class PlannerConfig(_Section):
     prefill: RoleBounds = Field(default_factory=lambda: RoleBounds())
     decode: RoleBounds = Field(default_factory=lambda: RoleBounds())
     predictor: PredictorConfig = Field(default_factory=lambda: PredictorConfig())
+    calibration: CalibrationConfig = Field(default_factory=lambda: CalibrationConfig())
     burst_window_intervals: Annotated[int, Field(ge=0, le=1000)] = Field(
         10,
         description="Ours: adjustment intervals of observed rates and forecast errors kept for burst headroom "

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from powerplanner.calibration_config import CalibrationConfig
 from powerplanner.config import Config, PredictorConfig, ProfileConfig
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.profiles import load_profile
 from powerplanner.model.roles import Role
+from powerplanner.planning.calibration import CalibrationSettings
 from powerplanner.planning.optimizer import Bounds, Objective
 from powerplanner.planning.planner import Planner, make_planner
 from powerplanner.planning.settings import PlannerSettings, PredictorSettings
@@ -56,6 +58,17 @@ def planner_settings(config: Config) -> PlannerSettings:
         burst_error_multiple=planner.burst_error_multiple,
         idle_ticks_to_min=planner.idle_ticks_to_min,
         objective=Objective(planner.objective, config.cost.gpu_hour_usd, config.cost.energy_usd_per_kwh),
+        calibration=calibration_settings(planner.calibration),
+    )
+
+
+def calibration_settings(c: CalibrationConfig) -> CalibrationSettings:
+    """``planner.calibration`` as the core reads it."""
+    return CalibrationSettings(
+        enabled=c.enabled, probing=c.probing, learn_draw=c.learn_draw, prior_scale_std=c.prior_scale_std,
+        prior_share_std=c.prior_share_std, latency_noise=c.latency_noise, deadband=c.deadband,
+        probe_margin=c.probe_margin, probe_hold_s=c.probe_hold_s, probe_interval_s=c.probe_interval_s,
+        probe_min_std=c.probe_min_std, departure_fraction=c.departure_fraction,
     )
 
 

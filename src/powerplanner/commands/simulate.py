@@ -104,6 +104,7 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
 
     from rich.console import Console
 
+    from powerplanner.sim.calibration_report import calibration_markdown
     from powerplanner.sim.plots import plots_available
     from powerplanner.sim.report import (
         headline,
@@ -143,6 +144,8 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
     out.print(headline(result))
     out.print()
     out.print(rich_table(result))
+    for line in calibration_markdown(result.calibration()):
+        out.print(line, markup=False)
     out.print()
     for line in [*([window] if window else []), *not_comparable_lines(result), prices_line(result),
                  f"report written to {where.resolve()} (summary.md, results.json{', plots' if drawn else ''})"]:

@@ -1,5 +1,6 @@
 """The planner's HTTP admin endpoint: ``PUT /budget`` {"watts": W}, ``DELETE /budget``, ``GET /budget``,
-``GET /decision``. Off unless ``budget.admin.enabled``; every request needs ``Authorization: Bearer <token>``.
+``GET /decision``, ``GET /profile`` (the learned profile, planner.calibration). Off unless
+``budget.admin.enabled``; every request needs ``Authorization: Bearer <token>``.
 
 Hardened because it can lower (and, within the configured budget, raise) the power of a whole deployment
 (docs/operations.md, "The admin endpoint"):
@@ -89,6 +90,7 @@ class _App:
     admin: AdminBudget
     decision_json: Callable[[], dict[str, Any]]
     budget_json: Callable[[], dict[str, Any]] | None
+    profile_json: Callable[[], dict[str, Any] | None] | None = None  # GET /profile (live/calibration_view.py)
 
 
 def _json_response(status: int, reason: str, body: dict[str, Any]) -> bytes:
@@ -183,6 +185,12 @@ class _Handler(BaseHTTPRequestHandler):
             return 401, {"error": "missing or wrong bearer token; send Authorization: Bearer <token>"}
         if path == "/decision" and method == "GET":
             return 200, app.decision_json()
+        if path == "/profile" and method == "GET":
+            learned = app.profile_json() if app.profile_json is not None else None
+            if learned is None:
+                return 404, {"error": "no learned profile: calibration is off or no tick has run; set "
+                                      "planner.calibration.enabled: true"}
+            return 200, learned
         if path != "/budget":
             return 404, {"error": "unknown path; use GET|PUT|DELETE /budget or GET /decision"}
         if method == "GET":
@@ -342,9 +350,10 @@ class AdminServer:
         admin: AdminBudget,
         decision_json: Callable[[], dict[str, Any]],
         budget_json: Callable[[], dict[str, Any]] | None = None,
+        profile_json: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         host, port = parse_bind(settings.bind, "budget.admin.bind")
-        app = _App(settings.token.encode(), admin, decision_json, budget_json)
+        app = _App(settings.token.encode(), admin, decision_json, budget_json, profile_json)
         try:
             self._httpd = _AdminHTTPServer((host, port), app, tls=settings.tls, timeout_s=settings.timeout_s,
                                            max_connections=settings.max_connections)

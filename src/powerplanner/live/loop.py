@@ -26,6 +26,7 @@ from powerplanner import contract
 from powerplanner.kube.errors import KubernetesError
 from powerplanner.live.actuation import StepOutcome, catch_up_caps, execute
 from powerplanner.live.budget import Budget, CompositeBudget
+from powerplanner.live.calibration_view import CalibrationReporter, profile_json
 from powerplanner.live.clock import Clock
 from powerplanner.live.cluster_view import Actuator, ClusterState
 from powerplanner.live.feedback import FeedbackDiagnosis, FeedbackWatch
@@ -35,6 +36,7 @@ from powerplanner.live.prometheus import MetricsReading, MetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
 from powerplanner.model.roles import ROLES
 from powerplanner.model.values import Decision, LoadForecast, Observation, Reason
+from powerplanner.planning.calibration import Calibrator
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class LiveLoop:
         self._budget_faults: set[str] = set()  # sources whose fault was logged (log once per transition)
         self._missing_ticks = 0  # consecutive ticks whose decision says load data is missing
         self._mismatch_ticks = 0  # consecutive ticks whose decision says the GPU count does not match
+        self._calibration = CalibrationReporter(self.telemetry, lambda r, m, w: self._event(r, m, warning=w))
+        self._profile_json: dict[str, Any] | None = None
         self.ticks = 0
 
     @property
@@ -128,6 +132,20 @@ class LiveLoop:
             "errors": list(report.errors),
             "dry_run": self.settings.dry_run,
         }
+
+    def profile_json(self) -> dict[str, Any] | None:
+        """Body of ``GET /profile``: the learned profile (live/calibration_view.py); None when calibration is off."""
+        with self._lock:
+            return self._profile_json
+
+    def _report_calibration(self) -> None:
+        calibrator = getattr(self.planner, "calibration", None)
+        if not isinstance(calibrator, Calibrator):
+            return
+        self._calibration.report(calibrator)
+        body = profile_json(calibrator)
+        with self._lock:
+            self._profile_json = body
 
     # -- one tick -----------------------------------------------------------------------------------
     def tick(self) -> TickReport:
@@ -194,6 +212,7 @@ class LiveLoop:
             return self._finish(TickReport(now_s, budget, obs, None, (), (*errors, f"planner: {exc!r}"),
                                            state=state), started)
         tel.record_decision(decision)
+        self._report_calibration()
         self._report_missing(obs, decision)
         self._report_mismatch(decision)
 

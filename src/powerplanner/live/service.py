@@ -189,7 +189,7 @@ def _start_threads(service: Service, cfg: Config, actuator: KubernetesActuator, 
             service.closers.append(_serve_metrics(cfg, telemetry))
         if admin_settings is not None:
             service.admin_server = AdminServer(admin_settings, service.admin_budget, loop.last_decision_json,
-                                               lambda: _budget_json(loop)).start()
+                                               lambda: _budget_json(loop), loop.profile_json).start()
             service.closers.append(service.admin_server.stop)
     except BaseException:
         service.close()

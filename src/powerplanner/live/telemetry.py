@@ -30,6 +30,13 @@ PREDICTED_METRICS = {
     "osl_tokens": (f"{PREFIX}_predicted_osl_tokens", "Forecast mean output length, next interval."),
 }
 
+CALIBRATION_METRICS = (
+    ("latency_scale", "latency_scale_ratio", "time at full clock over the profile's"),
+    ("compute_share", "compute_share_ratio", "share of the time that scales with 1 / clock"),
+    ("idle_watts", "idle_draw_watts", "per-GPU idle draw"),
+    ("natural_draw_watts", "natural_draw_watts", "per-GPU busy draw uncapped"),
+)
+
 
 class LoopTelemetry:
     """Every metric of the planner's /metrics (docs/operations.md, "Metrics", lists them), in its own registry."""
@@ -114,6 +121,17 @@ class LoopTelemetry:
         )
         self._deployment, self._namespace = deployment, namespace
         self._worker_pods: set[tuple[str, str]] = set()
+        # planner.calibration (live/calibration_view.py): each learned constant, its mean and std, one metric each
+        self.calibration = {
+            key: Gauge(f"{PREFIX}_calibration_{name}", f"Calibration's belief: {text} (stat: mean or std).",
+                       ["role", "stat"], registry=r)
+            for key, name, text in CALIBRATION_METRICS
+        }
+        self.calibration_departed = Gauge(
+            f"{PREFIX}_calibration_departed", "1 while a learned constant departs from the given profile by more "
+            "than planner.calibration.departure_fraction (Event CalibrationDeparted).", registry=r)
+        self.calibration_probing = Gauge(f"{PREFIX}_calibration_probing", "1 while a calibration probe holds a cap.",
+                                         registry=r)
 
     def record_observation(self, obs: Observation) -> None:
         nan = float("nan")

@@ -35,14 +35,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from powerplanner.errors import UserError
+from powerplanner.model.capped import CappedProfile
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, LoadForecast, Observation, Reason, RoleState, RoleTarget, Step
+from powerplanner.planning.calibration import Calibrator
 from powerplanner.planning.data_state import DataState, classify, holds_without_data, state_explanation
 from powerplanner.planning.fail_closed import mismatch_choice, without_cap_raise
 from powerplanner.planning.forecaster import Forecaster
 from powerplanner.planning.optimizer import Allocation, evaluate
 from powerplanner.planning.policy import Choice, PlanContext, Policy, Toolkit
+from powerplanner.planning.probing import safe_probe
 from powerplanner.planning.registry import policy_entry
 from powerplanner.planning.sanitise import Sanitised, finite, sanitise
 from powerplanner.planning.settings import PlannerSettings
@@ -92,6 +95,11 @@ class Planner:
         self._corrections = Corrections()
         self._profile_corrections = Corrections()
         self._budget_fallback_watts = settings.budget_watts  # the last good budget, else the configured one
+        # planning/calibration.py: the learned profile replaces the given one in the toolkit (needs a cap model)
+        self.calibration: Calibrator | None = (
+            Calibrator(settings.calibration, profile)
+            if settings.calibration.enabled and isinstance(profile, CappedProfile) else None
+        )
 
     @property
     def targets(self) -> Mapping[Role, RoleTarget] | None:
@@ -107,6 +115,8 @@ class Planner:
         state = classify(obs, clean, self._kit.sla_ttft_s, self._kit.sla_itl_s)
         state_reasons, state_notes = state_explanation(state, obs.source_error)
         oracle = oracle_load if self.receives_oracle_load else None
+        if self.calibration is not None and state is DataState.OK:
+            self._calibrate(clean)
         forecast = self._forecast(clean, state, adjust, oracle)
         ctx = PlanContext(
             obs=clean,
@@ -122,7 +132,16 @@ class Planner:
         current = {role: clean.role(role) for role in ROLES}
         deployed = self._deployed_gpus(clean)
         mismatch = {role: deployed[role] for role in ROLES if deployed[role] != self._kit.gpus_per_replica[role]}
-        chosen = self._choose(ctx, state, oracle is not None, current, deployed, mismatch)
+        probe = None
+        if self.calibration is not None and state is DataState.OK and not mismatch:
+            probe = safe_probe(self.calibration, self._kit, ctx, self._evaluate)
+        if probe is None:
+            chosen = self._choose(ctx, state, oracle is not None, current, deployed, mismatch)
+        else:
+            with self._kit.only_level(probe.role, probe.cap_watts):
+                chosen = self._choose(ctx, state, oracle is not None, current, deployed, mismatch)
+            chosen = dataclasses.replace(chosen, notes=(*chosen.notes, f"calibration probe: {probe.role.value} at "
+                                                        f"{probe.cap_watts:g} W until t={probe.until_s:g} s"))
         reasons = [*((Reason.BAD_OBSERVATION,) if sane.problems else ()), *state_reasons, *chosen.reasons]
         for reason in chosen.choice.reasons:
             if reason not in reasons:
@@ -284,14 +303,25 @@ class Planner:
             out[role] = stated if stated is not None else self._kit.gpus_per_replica[role]
         return out
 
-    def _update_corrections(self, obs: Observation, dynamo: bool = True) -> None:
+    def _caps_in_force(self, obs: Observation) -> dict[Role, float]:
         caps = {}
         for role in ROLES:
             applied = obs.role(role).applied_cap_watts
             held = self._targets[role].cap_watts if self._targets is not None else self._kit.tdp_watts
             caps[role] = self._kit.profile.gpu.clamp(applied if applied is not None else held)
+        return caps
+
+    def _calibrate(self, obs: Observation) -> None:
+        """Absorb this tick into the belief; plan with the learned profile when it moved (our corrections are
+        then measured against it, so they only carry what the belief still misses, plus the backlog term)."""
+        assert self.calibration is not None
+        if self.calibration.observe(obs, self._caps_in_force(obs)):
+            self._kit.use_profile(self.calibration.profile)
+
+    def _update_corrections(self, obs: Observation, dynamo: bool = True) -> None:
+        caps = self._caps_in_force(obs)
         self._corrections = observed_corrections(
-            self._profile, obs, caps[Role.PREFILL], caps[Role.DECODE], self._corrections,
+            self._kit.profile, obs, caps[Role.PREFILL], caps[Role.DECODE], self._corrections,
             ttft_target_s=self._kit.sla_ttft_s, drain_interval_s=self._settings.adjustment_interval_s,
         )
         if dynamo:  # Dynamo computes its factors once per adjustment interval
@@ -330,6 +360,9 @@ def make_planner(
     well as a static allocation.
     """
     entry = policy_entry(policy or settings.policy)
+    learns = entry.calibrates or (entry.may_calibrate and settings.calibration.enabled)
+    if learns != settings.calibration.enabled:
+        settings = dataclasses.replace(settings, calibration=dataclasses.replace(settings.calibration, enabled=learns))
     kit = Toolkit(settings, profile, static_caps_watts)
     rules = entry.sizing(settings.target_utilization)
     return Planner(settings, profile, entry.build(kit, entry.name), kit, rules, entry.receives_oracle_load)

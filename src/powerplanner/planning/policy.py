@@ -9,7 +9,8 @@ and are judged by the same model.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -147,6 +148,22 @@ class Toolkit:
             return {Role.PREFILL: float(cp[0]), Role.DECODE: float(cd[0])}
         i, j = np.unravel_index(int(np.argmax(score)), score.shape)
         return {Role.PREFILL: float(cp[int(i)]), Role.DECODE: float(cd[int(j)])}
+
+    def use_profile(self, profile: PowerProfile) -> None:
+        """Plan with ``profile`` from now on (calibration's learned profile: same GPU, TP sizes and cap levels)."""
+        self.profile = profile
+        self.cache = ProfileCache(profile)
+
+    @contextmanager
+    def only_level(self, role: Role, cap_watts: float) -> Iterator[None]:
+        """While it lasts, ``role``'s only candidate cap is ``cap_watts`` (a calibration probe: the optimiser and
+        the transition rules still decide everything else)."""
+        saved = self.cap_levels
+        self.cap_levels = {**saved, role: (cap_watts,)}
+        try:
+            yield
+        finally:
+            self.cap_levels = saved
 
     def clamp_replicas(self, role: Role, n: int) -> int:
         b = self.bounds[role]

@@ -24,6 +24,8 @@ class PolicyEntry:
     build: Callable[[Toolkit, str], Policy]
     sizing: Callable[[float], SizingRules]  # the rules given planner.target_utilization
     receives_oracle_load: bool = False  # the simulator hands it the true next-interval load
+    calibrates: bool = False  # learns the GPUs' response to the cap whatever planner.calibration.enabled says
+    may_calibrate: bool = False  # learns when planner.calibration.enabled (baselines never: they stay as shipped)
 
 
 def _ours(kit: Toolkit, name: str) -> Policy:
@@ -52,7 +54,7 @@ def policy_registry() -> tuple[PolicyEntry, ...]:
     """Every policy, in the order the simulator compares them. A function, not module state."""
     return (
         PolicyEntry("ours", "joint replicas x per-GPU caps under the budget, least predicted energy", _ours,
-                    ours_sizing_rules),
+                    ours_sizing_rules, may_calibrate=True),
         PolicyEntry("static", "fixed replicas, caps at TDP", _baseline("StaticPolicy"), dynamo_sizing_rules),
         PolicyEntry("dynamo-sla", "Dynamo's SLA replica sizing, no power awareness", _baseline("DynamoSlaPolicy"),
                     dynamo_sizing_rules),
@@ -63,6 +65,8 @@ def policy_registry() -> tuple[PolicyEntry, ...]:
                     "+-8 per adjustment, pending hold, GPU-budget fit, caps at TDP", _dynamo16, dynamo_sizing_rules),
         PolicyEntry("proportional", "the seed's proportional scale-down to the budget",
                     _baseline("ProportionalPolicy"), dynamo_sizing_rules),
+        PolicyEntry("ours-calibrated", "ours, planning with the profile it learns online from telemetry "
+                    "(planner.calibration, probing on)", _ours, ours_sizing_rules, calibrates=True),
         PolicyEntry("oracle", "ours, told the true next-interval load (simulator only; same action delays)", _ours,
                     ours_sizing_rules, receives_oracle_load=True),
     )

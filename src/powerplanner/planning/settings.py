@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from powerplanner.model.roles import Role
+from powerplanner.planning.calibration import CalibrationSettings
 from powerplanner.planning.optimizer import Bounds, Objective
 
 
@@ -46,3 +47,4 @@ class PlannerSettings:
     burst_error_multiple: float
     idle_ticks_to_min: int
     objective: Objective = field(default_factory=Objective)  # what ours minimises (planner.objective)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)  # planner.calibration

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from powerplanner.errors import UserError
+from powerplanner.sim.calibration_report import calibration_markdown
 from powerplanner.sim.metrics import PolicyMetrics
 from powerplanner.sim.plots import PLOT_FILES, ProgressFn, write_plots
 from powerplanner.sim.runner import Comparison
@@ -194,6 +195,7 @@ def summary_markdown(comparison: Comparison, plots: Sequence[str]) -> str:
         "See docs/simulator.md.",
         "",
     ]
+    lines += calibration_markdown(comparison.calibration())
     reasons = {k: r.reasons for k, r in comparison.results.items() if r.reasons}
     if reasons:
         lines += ["## Decision reasons (tick counts)", ""]

@@ -127,6 +127,13 @@ def run_job(job: PolicyJob, progress: ProgressFn | None = None) -> SimResult:
         oracle=planner.receives_oracle_load, progress=progress, plant=plant,
     )
     wall = time.perf_counter() - started
+    if planner.calibration is not None:
+        from powerplanner.sim.calibration_report import calibration_json
+
+        mean_isl = float(job.trace.isl_tokens.mean()) if len(job.trace) else 1.0
+        mean_osl = float(job.trace.osl_tokens.mean()) if len(job.trace) else 1.0
+        result = replace(result, calibration=calibration_json(planner.calibration, plant, mean_isl, mean_osl,
+                                                              variation))
     if job.label and job.label != result.policy:
         result = _relabel(result, job.label)
     if not result.wall_s:
@@ -342,7 +349,12 @@ class Comparison:
             "simulated_s": self.simulated_s,
             "wall_s": self.wall_s,
             "policies": {name: m.to_json() for name, m in self.metrics.items()},
+            **({"calibration": self.calibration()} if self.calibration() else {}),
         }
+
+    def calibration(self) -> dict[str, Any]:
+        """Each learning policy's learned vs plant constants (sim/calibration_report.py)."""
+        return {name: r.calibration for name, r in self.results.items() if r.calibration}
 
 
 def compare(

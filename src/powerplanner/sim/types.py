@@ -7,6 +7,7 @@ simulator must run hundreds of times faster than real time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -77,3 +78,5 @@ class SimResult:
     unfinished_by_stage: dict[str, int] = field(default_factory=dict)  # where unfinished requests were at the end
     refused: int = 0  # requests longer (prompt + output) than the profile's context window, refused at arrival
     peak_gpus: int = 0  # most GPUs held at once (ready, starting, draining)
+    # Added by the runner for a learning planner (sim/calibration_report.py): learned vs plant constants
+    calibration: dict[str, Any] = field(default_factory=dict)

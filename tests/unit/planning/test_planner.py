@@ -24,7 +24,8 @@ def provisioned(d: Decision, profile: FakeProfile) -> float:
 
 
 def test_policy_names_are_the_public_set() -> None:
-    assert policy_names() == ("ours", "static", "dynamo-sla", "dynamo-power", "dynamo-1.6", "proportional", "oracle")
+    assert policy_names() == ("ours", "static", "dynamo-sla", "dynamo-power", "dynamo-1.6", "proportional",
+                              "ours-calibrated", "oracle")
 
 
 @pytest.mark.parametrize("policy", policy_names())

@@ -22,8 +22,8 @@ from powerplanner.planning.registry import policy_names
 from powerplanner.planning.transitions import current_provisioned_watts
 from tests.support.profiles import FakeProfile, builtin_profile, profiles
 
-POWER_AWARE = ("ours", "oracle", "dynamo-power", "proportional")
-KEEP_MINIMUM = ("ours", "oracle", "dynamo-power")
+POWER_AWARE = ("ours", "ours-calibrated", "oracle", "dynamo-power", "proportional")
+KEEP_MINIMUM = ("ours", "ours-calibrated", "oracle", "dynamo-power")
 
 
 @st.composite
@@ -139,7 +139,7 @@ def test_every_step_within_budget_and_minimum_kept(scenario: dict[str, Any], pol
             assert profile.gpu.min_limit_watts <= c <= profile.gpu.max_limit_watts
         if policy in POWER_AWARE:
             check_budget(d, o, profile)
-            if policy in ("ours", "oracle") and not d.infeasible:
+            if policy in ("ours", "ours-calibrated", "oracle") and not d.infeasible:
                 assert d.projected_provisioned_watts <= d.budget_watts + 1e-6
         if policy in KEEP_MINIMUM:
             check_minimum(d, config, seen)
