@@ -23,3 +23,12 @@ def write_kubeconfig(path: Path, server_url: str) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+# An exec credential plugin (client.authentication.k8s.io): prints an ExecCredential with the token in
+# $PLUGIN_TOKEN (the kubeconfig's exec.env sets it), as aws/gke/kubelogin plugins print theirs.
+EXEC_PLUGIN = """\
+import json, os
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+                  "status": {"token": os.environ["PLUGIN_TOKEN"]}}))
+"""

@@ -15,12 +15,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from powerplanner.agent.kubeapi import PodApi
 from powerplanner.agent.policy import PodInfo
 from powerplanner.contract import DGD_LABEL, POWER_LIMIT_ANNOTATION, REVISION_ANNOTATION, parse_revision
-from powerplanner.kube.errors import ApiStatusError
+from powerplanner.kube.errors import ApiStatusError, KubernetesError, Timeout
 
 _LOG = logging.getLogger("powerplanner.agent.pods")
 
@@ -157,9 +155,9 @@ class PodWatcher:
                 reason = self._watch(resource_version, stop)
             except ApiStatusError as exc:
                 reason = f"http_{exc.status}"
-            except httpx.TimeoutException:
+            except Timeout:
                 reason = "timeout"
-            except (httpx.HTTPError, ValueError) as exc:  # connection refused/reset, a torn stream, bad JSON
+            except KubernetesError as exc:  # connection refused/reset, a torn stream, bad JSON, credentials
                 reason = "connection"
                 _LOG.debug("pod watch: %s: %s", type(exc).__name__, exc)
             if stop.is_set():

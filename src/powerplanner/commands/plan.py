@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from powerplanner.commands.options import CONFIG_ENV, renamed
-from powerplanner.planning.registry import policy_names
 
 
 def decision_to_dict(decision: Any) -> dict[str, Any]:
@@ -43,7 +42,7 @@ def register(app: typer.Typer) -> None:
         observation_old: Annotated[str | None, typer.Option("-o", hidden=True)] = None,  # -o is --output elsewhere
         policy: Annotated[
             str | None,
-            typer.Option("--policy", "-p", help=f"One of: {', '.join(policy_names())}."),
+            typer.Option("--policy", "-p", help="A registered policy (docs/planner.md lists them)."),
         ] = None,
         config_path: Annotated[
             str | None, typer.Option("--config", "-c", envvar=CONFIG_ENV,
@@ -58,6 +57,10 @@ def register(app: typer.Typer) -> None:
         from powerplanner.core_settings import build_planner, profile_from_config
         from powerplanner.errors import ConfigError, ObservationError
         from powerplanner.observation_schema import load_observation
+
+        # Here, not at the top: the CLI loads every command module, and the planner core (numpy) would otherwise
+        # sit in every process, the node agent's included (docs/internals.md, the agent's footprint).
+        from powerplanner.planning.registry import policy_names
 
         observation = renamed("--observation", observation_path, "-o", observation_old)
         if observation is None:

@@ -6,10 +6,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
 from powerplanner.agent.pods import PodWatcher, pod_info
-from powerplanner.kube.errors import ServerError
+from powerplanner.kube.errors import ServerError, Timeout, Unreachable
 
 
 def pod(name: str, node: str = "n1", watts: str | None = None, phase: str = "Running") -> dict[str, Any]:
@@ -84,8 +82,8 @@ def test_events_filter_by_node_and_phase() -> None:
 def test_failures_relist() -> None:
     stop = threading.Event()
     gone = [{"type": "ERROR", "object": {"kind": "Status", "code": 410}}]
-    api = FakeApi([pod("a")], [ServerError("HTTP 500: boom", status=500), httpx.ConnectError("refused"), gone,
-                               httpx.ReadTimeout("idle"), []], stop)
+    api = FakeApi([pod("a")], [ServerError("HTTP 500: boom", status=500), Unreachable("refused"), gone,
+                               Timeout("idle"), []], stop)
     _, _, restarts = run(api, stop)
     assert restarts == ["http_500", "connection", "expired", "timeout"]
     assert api.lists == 5
