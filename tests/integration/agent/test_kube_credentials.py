@@ -18,6 +18,7 @@ import yaml
 
 from powerplanner.agent.kubeapi import PodApi, endpoint_from
 from tests.fixtures.k8s import EmulatedCluster
+from tests.integration.agent.harness import Env
 from tests.support.kubeconfig import EXEC_PLUGIN
 from tests.support.tls import MutualTls, mutual_tls, openssl_binary
 
@@ -62,6 +63,19 @@ def test_an_exec_plugin_kubeconfig_lists_pods_from_the_emulator(tmp_path: Path, 
         finally:
             api.close()
     assert list(empty_tempdir.iterdir()) == []
+
+
+def test_the_agent_process_with_an_exec_plugin_kubeconfig_applies_annotations(env: Env, tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(EXEC_PLUGIN, encoding="utf-8")
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": sys.executable,
+                     "args": [str(plugin)], "env": [{"name": "PLUGIN_TOKEN", "value": "t"}]}}
+    env.add_pod("decode-0", [0], "300")
+    agent = env.agent(new_pod_grace_s=0, park=False, kubeconfig_user=user)
+    env.until(lambda: env.limits()[0] == 300)
+    env.annotate("decode-0", "250")
+    env.until(lambda: env.limits()[0] == 250)
+    assert agent.terminate() == 0
 
 
 @pytest.fixture()
