@@ -70,7 +70,7 @@ def _in_cluster(service_account: Path = SERVICE_ACCOUNT) -> KubeEndpoint | None:
     except (LightkubeConfigError, KeyError, OSError) as exc:
         raise EndpointError(f"in-cluster credentials: {exc}; check the pod's service account mount") from None
     assert config is not None  # from_service_account always has its one context
-    return KubeEndpoint(config, tls_context(config, EndpointError))
+    return KubeEndpoint(config, tls_context(config, lambda fault: EndpointError(f"in-cluster credentials: {fault}")))
 
 
 def _from_kubeconfig(path: Path) -> KubeEndpoint:

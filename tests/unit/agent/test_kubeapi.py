@@ -13,7 +13,7 @@ import httpx2
 import pytest
 import yaml
 
-from powerplanner.agent.kubeapi import KubeEndpoint, PodApi, endpoint_from
+from powerplanner.agent.kubeapi import KubeEndpoint, PodApi, _in_cluster, endpoint_from
 from powerplanner.errors import EndpointError
 from powerplanner.kube.errors import (
     ApiStatusError,
@@ -95,14 +95,32 @@ def test_a_failing_exec_plugin_is_unreachable_not_a_traceback(tmp_path: Path) ->
         api.get_pod("pp", "p")
 
 
-def test_ca_data_is_read_from_memory(tmp_path: Path) -> None:
-    # Any valid PEM will do: borrow the first certificate of the system bundle.
+def _a_pem_certificate() -> str:
+    """Any valid PEM will do: the first certificate of the system bundle."""
     bundle = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
     if not bundle.exists():
         pytest.skip("no system CA bundle to borrow a certificate from")
     text = bundle.read_text()
-    first = text[: text.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
-    data = base64.b64encode(first.encode()).decode()
+    return text[: text.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
+
+
+def test_in_cluster_an_ipv6_service_host_is_bracketed_and_the_token_file_is_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "token").write_text("sa-token\n")
+    (tmp_path / "namespace").write_text("pp")
+    (tmp_path / "ca.crt").write_text(_a_pem_certificate())
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    endpoint = _in_cluster(tmp_path)
+    assert endpoint is not None and endpoint.server == "https://[fd00::1]:443"
+    assert len(endpoint.verify.get_ca_certs()) == 1
+    assert _seen_tokens(endpoint) == ["sa-token", "sa-token"]
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    assert _in_cluster(tmp_path) is None
+
+
+def test_ca_data_is_read_from_memory(tmp_path: Path) -> None:
+    data = base64.b64encode(_a_pem_certificate().encode()).decode()
     endpoint = endpoint_from(_kubeconfig(tmp_path, {"server": "https://k", "certificate-authority-data": data}, {}))
     assert len(endpoint.verify.get_ca_certs()) == 1 and endpoint.verify.verify_mode is ssl.CERT_REQUIRED
 
