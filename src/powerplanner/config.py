@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from powerplanner.agent_config import AgentConfig as AgentConfig  # re-exported for the agent's importers
+from powerplanner.budget_schedule import ScheduleEntry as ScheduleEntry  # re-exported: budget.schedule[]
+from powerplanner.budget_schedule import time_zone
 from powerplanner.calibration_config import CalibrationConfig
 from powerplanner.cost_config import CostConfig
 from powerplanner.errors import ConfigError, validation_lines
@@ -32,22 +34,6 @@ class SlaConfig(_Section):
 
     ttft_ms: PositiveFloat = Field(500.0, description="Target time to first token, milliseconds.")
     itl_ms: PositiveFloat = Field(50.0, description="Target inter-token latency, milliseconds.")
-
-
-class ScheduleEntry(_Section):
-    """A budget that applies daily from ``start`` (HH:MM, UTC) until the next entry starts."""
-
-    start: str = Field(description="Time of day HH:MM (UTC) from which this budget applies.")
-    watts: PositiveFloat = Field(description="Budget in watts while this entry is active.")
-
-    @field_validator("start")
-    @classmethod
-    def _hhmm(cls, value: str) -> str:
-        parts = value.split(":")
-        ok = len(parts) == 2 and all(p.isdigit() for p in parts)
-        if not ok or not (0 <= int(parts[0]) < 24 and 0 <= int(parts[1]) < 60):
-            raise ValueError("must be a time of day HH:MM, e.g. 08:30")
-        return value
 
 
 class AdminConfig(_Section):
@@ -106,9 +92,18 @@ class BudgetConfig(_Section):
     )
     headroom: Fraction = Field(0.05, description="Fraction of the budget kept free in measured mode.")
     promql: str | None = Field(None, description="PromQL query whose scalar result (watts) is a budget source.")
-    schedule: list[ScheduleEntry] = Field(default_factory=list, description="Daily budget schedule (UTC).")
+    schedule: list[ScheduleEntry] = Field(default_factory=list, description="Budget schedule: daily HH:MM or "
+                                          "cron entries; the one that started last applies.")
+    schedule_timezone: str = Field("UTC", description="IANA time zone the schedule's times are in (e.g. "
+                                   "Europe/Berlin: daylight saving time is followed).")
     reload_config: bool = Field(True, description="Re-read budget.watts when the config file changes.")
     admin: AdminConfig = Field(default_factory=lambda: AdminConfig())
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        time_zone(value)
+        return value
 
 
 class RoleBounds(_Section):

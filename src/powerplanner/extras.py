@@ -16,6 +16,8 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "grpc": "agent",
     "google": "agent",  # protobuf
     "pynvml": "agent",  # nvidia-ml-py
+    "lightkube": "agent",  # the agent's Kubernetes client
+    "croniter": "planner",  # cron budget schedules
 }
 
 

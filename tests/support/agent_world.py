@@ -83,6 +83,7 @@ def make_world(
     pods: dict[tuple[str, str], PodInfo] | None = None,
     dry_run: bool = False,
     wall_clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = lambda _s: None,
 ) -> World:
     backend = backend or SimGpuBackend(sim_gpus(gpu_count))
     mapper = mapper or StaticMapper()
@@ -91,5 +92,5 @@ def make_world(
     metrics = AgentMetrics(backend)
     snapshot = pods
     reconciler = Reconciler(backend, mapper, lambda: dict(snapshot), state, metrics, policy or RELEASE_POLICY,
-                            dry_run=dry_run, sleep=lambda _s: None, wall_clock=wall_clock)
+                            dry_run=dry_run, sleep=sleep, wall_clock=wall_clock)
     return World(backend, mapper, pods, state, metrics, reconciler)

@@ -18,6 +18,11 @@ FORBIDDEN: dict[str, set[str]] = {
     "sim": {"live", "agent", "verify", "commands", "cli", "<kubernetes>"},
     "live": {"sim", "agent", "verify", "commands", "cli"},
     "agent": {"live", "planning", "sim", "verify", "commands", "cli", "<kubernetes>"},
+    # Leaf modules the agent and the planner share: they import nothing of ours (budget_schedule: input_schema).
+    "hostport": {"model", "planning", "kube", "sim", "live", "agent", "verify", "commands", "config", "<kubernetes>"},
+    "retry": {"model", "planning", "kube", "sim", "live", "agent", "verify", "commands", "config", "<kubernetes>"},
+    "budget_schedule": {"model", "planning", "kube", "sim", "live", "agent", "verify", "commands", "config",
+                        "<kubernetes>"},
 }
 
 

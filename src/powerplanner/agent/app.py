@@ -31,6 +31,7 @@ from powerplanner.agent.reconciler import Reconciler
 from powerplanner.agent.state import StateFileError, StateStore
 from powerplanner.config import AgentConfig, AgentFileConfig, Config
 from powerplanner.errors import ConfigError, EndpointError
+from powerplanner.hostport import HostPortError, split_host_port
 
 _LOG = logging.getLogger("powerplanner.agent")
 
@@ -166,9 +167,10 @@ def _exit(
 
 
 def _serve(metrics: AgentMetrics, bind: str) -> object:
-    _host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"agent.metrics_bind: {bind!r} is not host:port; use e.g. 0.0.0.0:9401")
+    try:
+        split_host_port(bind)
+    except HostPortError as exc:
+        raise ConfigError(f"agent.metrics_bind: {exc}") from None
     try:
         return serve_metrics(metrics, bind)
     except OSError as exc:

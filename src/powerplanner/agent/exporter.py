@@ -34,6 +34,7 @@ from powerplanner.contract import (
     AGENT_LIMIT_REQUESTED_WATTS,
     AGENT_LIMIT_REVISION,
 )
+from powerplanner.hostport import split_host_port
 
 _LOG = logging.getLogger("powerplanner.agent.exporter")
 GPU_LABELS = AGENT_GPU_LABELS  # gpu, uuid, then the workload: pod_name, pod_namespace, container_name
@@ -177,6 +178,6 @@ def serve_metrics(metrics: AgentMetrics, bind: str) -> object:
     """Serve ``/metrics`` on ``host:port`` in a daemon thread; returns the server (``.shutdown()`` stops it)."""
     from prometheus_client import start_http_server
 
-    host, _, port = bind.rpartition(":")
-    server, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
+    host, port = split_host_port(bind)
+    server, _thread = start_http_server(port, addr=host or "0.0.0.0", registry=metrics.registry)
     return server

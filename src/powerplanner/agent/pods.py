@@ -15,16 +15,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from powerplanner.agent.kubeapi import PodApi
 from powerplanner.agent.policy import PodInfo
 from powerplanner.contract import DGD_LABEL, POWER_LIMIT_ANNOTATION, REVISION_ANNOTATION, parse_revision
-from powerplanner.kube.errors import ApiStatusError
+from powerplanner.kube.errors import ApiStatusError, KubernetesError, Timeout
+from powerplanner.retry import retrying
 
 _LOG = logging.getLogger("powerplanner.agent.pods")
 
 _TERMINAL_PHASES = ("Succeeded", "Failed")
+_FIRST_BACKOFF_S = 0.2
 
 
 def _container_id(raw: str | None) -> str:
@@ -146,27 +146,41 @@ class PodWatcher:
         return "ended"
 
     def run(self, stop: threading.Event) -> None:
-        backoff_s = 0.2
+        """List (retried with backoff while it fails: 0.2 s doubling to ``max_backoff_s``, restarting from 0.2 s
+        after a good list), then watch until the window ends; relist at once after a normal end, after a pause
+        of the first backoff after a failed watch."""
+        def announce(exc: BaseException | None, wait_s: float) -> None:
+            reason = _reason(exc)
+            self._on_restart(reason)
+            _LOG.warning("pod watch on node %s interrupted (%s); relisting in %.1f s", self._node, reason, wait_s)
+
+        list_with_retries = retrying(sleep=stop.wait, first_wait_s=_FIRST_BACKOFF_S, max_wait_s=self._max_backoff_s,
+                                     until=stop.is_set, retry_on=lambda exc: isinstance(exc, KubernetesError),
+                                     before_sleep=announce)
         while not stop.is_set():
-            reason = ""
-            listed = False
             try:
-                resource_version = self._list()
-                listed = True
-                backoff_s = 0.2
+                resource_version: str = list_with_retries(self._list)
+            except KubernetesError:
+                return  # stopped while the list was failing
+            try:
                 reason = self._watch(resource_version, stop)
-            except ApiStatusError as exc:
-                reason = f"http_{exc.status}"
-            except httpx.TimeoutException:
-                reason = "timeout"
-            except (httpx.HTTPError, ValueError) as exc:  # connection refused/reset, a torn stream, bad JSON
-                reason = "connection"
+            except KubernetesError as exc:
+                reason = _reason(exc)
                 _LOG.debug("pod watch: %s: %s", type(exc).__name__, exc)
             if stop.is_set():
                 return
             self._on_restart(reason)
-            if reason in ("ended", "expired") or (listed and reason == "timeout"):
+            if reason in ("ended", "expired", "timeout"):
                 continue  # a normal end of a watch window (or an idle read timeout): relist now
-            _LOG.warning("pod watch on node %s interrupted (%s); relisting in %.1f s", self._node, reason, backoff_s)
-            stop.wait(backoff_s)
-            backoff_s = min(self._max_backoff_s, backoff_s * 2)
+            _LOG.warning("pod watch on node %s interrupted (%s); relisting in %.1f s", self._node, reason,
+                         _FIRST_BACKOFF_S)
+            stop.wait(_FIRST_BACKOFF_S)
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The ``powerplanner_agent_watch_restarts_total`` reason of a failed list or watch."""
+    if isinstance(exc, ApiStatusError):
+        return f"http_{exc.status}"
+    if isinstance(exc, Timeout):
+        return "timeout"
+    return "connection"  # connection refused/reset, a torn stream, bad JSON, credentials

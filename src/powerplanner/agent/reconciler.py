@@ -30,6 +30,7 @@ dropped from the state file, unless its limit was read back at the original valu
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -41,6 +42,7 @@ from powerplanner.agent.gpu import GpuBackend, GpuError, GpuInfo, ReadbackMismat
 from powerplanner.agent.mapping import MappingError, PodGpuMapper, PodSnapshot
 from powerplanner.agent.policy import AgentPolicy, GpuPlan, Holding, Rejection, plan_limits
 from powerplanner.agent.state import StateFileError, StateStore
+from powerplanner.retry import retrying
 
 _LOG = logging.getLogger("powerplanner.agent")
 _EPSILON_WATTS = 0.0005  # NVML works in milliwatts
@@ -267,19 +269,22 @@ class Reconciler:
                 _LOG.warning("state file names GPU %s, which this node does not have; keeping the entry", uuid)
             elif not self._dry_run:
                 pending[uuid] = original
-        failures: dict[str, str] = {}
-        delay_s = self._restore_backoff_s
-        for attempt in range(1, self._restore_attempts + 1):
+        rounds = itertools.count(1)
+
+        def one_round() -> dict[str, str]:
+            final = next(rounds) == self._restore_attempts
             failures = {}
-            for uuid, original in pending.items():
-                reason = self._restore_one(known[uuid], original, final=attempt == self._restore_attempts)
-                if reason is not None:
+            for uuid, original in list(pending.items()):
+                reason = self._restore_one(known[uuid], original, final=final)
+                if reason is None:
+                    del pending[uuid]  # the next round retries only what failed
+                else:
                     failures[uuid] = reason
-            if not failures or attempt == self._restore_attempts:
-                break
-            pending = {uuid: pending[uuid] for uuid in failures}
-            self._sleep(delay_s)
-            delay_s *= 2
+            return failures
+
+        policy = retrying(sleep=self._sleep, first_wait_s=self._restore_backoff_s, attempts=self._restore_attempts,
+                          retry_on_result=bool)
+        failures: dict[str, str] = policy(one_round)
         return failures
 
     def _restore_one(self, gpu: GpuInfo, original: float, final: bool) -> str | None:

@@ -74,6 +74,9 @@ def register(app: typer.Typer) -> None:
         from powerplanner.core_settings import build_planner, profile_from_config
         from powerplanner.errors import ConfigError, ObservationError
         from powerplanner.observation_schema import load_observation
+
+        # Here, not at the top: the CLI loads every command module, and the planner core (numpy) would otherwise
+        # sit in every process, the node agent's included (docs/internals.md, the agent's footprint).
         from powerplanner.planning.registry import policy_names
 
         observation = renamed("--observation", observation_path, "-o", observation_old)

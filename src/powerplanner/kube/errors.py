@@ -1,10 +1,10 @@
 """One hierarchy for every failed Kubernetes call, whichever client made it.
 
-The planner and ``verify`` use the official ``kubernetes`` client, the agent its own small ``httpx`` client
-(agent/kubeapi.py says why). Each maps its transport's failures here once (``live/kube_client.py`` for the
-official client, ``agent/kubeapi.py`` for the agent's), and the HTTP status of an error answer is mapped by
-:func:`error_for_status` alone, so "404 means not found, 409 a conflict, 5xx and 429 worth a retry" is
-written once. Callers branch on the class (``except NotFound``) or on :attr:`KubernetesError.kind`, a
+The planner and ``verify`` use the official ``kubernetes`` client, the agent lightkube's credentials over its
+``httpx2`` transport (agent/kubeapi.py says why). Each maps its transport's failures here once
+(``live/kube_client.py`` for the official client, ``agent/kubeapi.py`` for the agent's), and the HTTP status of an
+error answer is mapped by :func:`error_for_status` alone, so "404 means not found, 409 a conflict, 5xx and 429
+worth a retry" is written once. Callers branch on the class (``except NotFound``) or on :attr:`KubernetesError.kind`, a
 :class:`KubeErrorKind` whose values are the ``kubernetes_<kind>`` error labels of the planner's
 ``/metrics`` (docs/operations.md). This module imports nothing but the standard library: the agent loads it.
 """

@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from powerplanner.errors import UserError
+from powerplanner.hostport import join_host_port
 from powerplanner.live.admin_requests import (
     BODY_HINT,
     MAX_BODY_BYTES,
@@ -370,9 +371,7 @@ class AdminServer:
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        shown = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.tls else 'http'}://{shown}:{port}"
+        return f"{'https' if self.tls else 'http'}://{join_host_port(*self.address)}"
 
     @property
     def changes(self) -> int:

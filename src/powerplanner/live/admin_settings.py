@@ -14,6 +14,7 @@ from pathlib import Path
 
 from powerplanner.config import AdminConfig
 from powerplanner.errors import UserError
+from powerplanner.hostport import HostPortError, split_host_port
 
 MAX_TOKEN_FILE_BYTES = 4096
 
@@ -46,11 +47,13 @@ def read_token(cfg: AdminConfig) -> str:
 
 
 def parse_bind(bind: str, field_name: str) -> tuple[str, int]:
-    """``host:port`` -> (host, port), with a clear error naming the config field. IPv6: ``[::1]:8081``."""
-    host, sep, port = bind.strip().rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or not (0 <= int(port) < 65536):
-        raise UserError(f"{field_name}: {bind!r} is not host:port; use e.g. 127.0.0.1:8081")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """``host:port`` -> (host, port), with a clear error naming the config field. IPv6: ``[::1]:8081``
+    (the grammar is :mod:`powerplanner.hostport`'s); an empty host is every IPv4 interface."""
+    try:
+        host, port = split_host_port(bind)
+    except HostPortError as exc:
+        raise UserError(f"{field_name}: {exc}") from None
+    return host or "0.0.0.0", port
 
 
 def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:

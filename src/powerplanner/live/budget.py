@@ -16,11 +16,12 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from powerplanner.config import ScheduleEntry, load_config
+from powerplanner.budget_schedule import ScheduleEntry, time_zone
+from powerplanner.config import load_config
 from powerplanner.errors import ConfigError
 from powerplanner.kube.errors import KubernetesError
 from powerplanner.live.budget_store import BudgetStore
@@ -232,28 +233,40 @@ class PromQLBudget:
 
 
 class ScheduleBudget:
-    """Daily UTC schedule: the entry with the latest start at or before now applies; before the first
-    start of the day, the last entry (from the previous day) still applies."""
+    """The schedule (src/powerplanner/budget_schedule.py): each entry's latest start at or before now, in the
+    schedule's time zone; the entry that started last applies (a tie: the lower budget). Before the first start
+    of the day the previous day's last entry still applies, as its start is the latest.
+
+    Daylight saving time as croniter follows it: a start in the skipped hour (02:30 on a spring-forward night)
+    happens when the clock jumps (03:00); a start in the repeated hour counts on both passes; a daily 08:00 stays
+    08:00 local, one hour earlier or later in UTC (tests/unit/live/test_budget_schedule.py)."""
 
     name = "schedule"
 
-    def __init__(self, entries: Sequence[ScheduleEntry]) -> None:
-        self.entries = sorted(((_minutes(e.start), e.watts) for e in entries), key=lambda x: x[0])
+    def __init__(self, entries: Sequence[ScheduleEntry], timezone: str = "UTC") -> None:
+        self._zone = time_zone(timezone)
+        self.entries = tuple((entry.cron_expression(), entry.watts) for entry in entries)
 
     def watts_at(self, now_utc: datetime) -> float | None:
         if not self.entries:
             return None
-        minute = now_utc.hour * 60 + now_utc.minute
-        active = [w for start, w in self.entries if start <= minute]
-        return active[-1] if active else self.entries[-1][1]
+        from croniter import CroniterError, croniter  # the planner's only user: not loaded without a schedule
+
+        # croniter's get_prev is strictly before its base: from the next minute, a start at this minute counts.
+        base = (now_utc.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)).astimezone(self._zone)
+        starts: list[tuple[datetime, float]] = []
+        for expression, watts in self.entries:
+            try:
+                starts.append((croniter(expression, base).get_prev(datetime), watts))
+            except CroniterError:  # checked at load; an entry that cannot start is never active
+                continue
+        if not starts:
+            return None
+        latest = max(start for start, _ in starts)
+        return min(watts for start, watts in starts if start == latest)
 
     def read(self, now_utc: datetime) -> BudgetReading:
         return BudgetReading(self.name, self.watts_at(now_utc))
-
-
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
 
 
 class CompositeBudget:

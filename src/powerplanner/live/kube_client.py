@@ -23,6 +23,7 @@ from kubernetes.client.rest import ApiException
 from powerplanner.config import KubernetesConfig
 from powerplanner.errors import UserError
 from powerplanner.kube.errors import Conflict, KubernetesError, Timeout, Unreachable, error_for_status
+from powerplanner.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,25 @@ def error_from(exc: Exception, what: str) -> KubernetesError:
 def call_with_retries(what: str, fn: Callable[[], T], *, retries: int, backoff_s: float,
                       sleep: Callable[[float], None] = time.sleep, retry_conflict: bool = False) -> T:
     """``fn()``, retried ``retries`` times with exponential backoff when the failure is transient (5xx, 429,
-    timeout, unreachable) and, with ``retry_conflict``, on 409. Other failures raise at once."""
-    last: KubernetesError | None = None
-    for attempt in range(retries + 1):
-        if attempt:
-            sleep(backoff_s * (2 ** (attempt - 1)))
+    timeout, unreachable) and, with ``retry_conflict``, on 409 (:func:`powerplanner.retry.retrying`). Other
+    failures raise at once; the last one raises when the retries run out."""
+
+    def once() -> T:
         try:
             return fn()
         except CLIENT_FAILURES as exc:
-            err = error_from(exc, what)
-        if not (err.transient or (retry_conflict and isinstance(err, Conflict))):
-            raise err from None
-        last = err
-        if attempt < retries:
-            log.warning("%s, retrying", err.message)
-    assert last is not None
-    raise last from None
+            raise error_from(exc, what) from None
+
+    def worth_a_retry(exc: BaseException) -> bool:
+        return isinstance(exc, KubernetesError) and (exc.transient or (retry_conflict and isinstance(exc, Conflict)))
+
+    def announce(exc: BaseException | None, _wait_s: float) -> None:
+        log.warning("%s, retrying", exc.message if isinstance(exc, KubernetesError) else exc)
+
+    policy = retrying(sleep=sleep, first_wait_s=backoff_s, attempts=retries + 1, retry_on=worth_a_retry,
+                      before_sleep=announce)
+    result: T = policy(once)
+    return result
 
 
 def build_api_client(cfg: KubernetesConfig) -> kubernetes.client.ApiClient:

@@ -39,6 +39,7 @@ from powerplanner.live.promql import (
     per_pod_query,
 )
 from powerplanner.model.roles import ROLES, Role
+from powerplanner.retry import retrying
 
 
 @dataclass(frozen=True)
@@ -95,18 +96,10 @@ class PrometheusClient:
 
     def query(self, promql: str) -> list[Sample]:
         """Evaluate ``promql`` now. Scalars come back as one sample without labels."""
-        last: PrometheusError | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._sleep(self.backoff_s * (2 ** (attempt - 1)))
-            try:
-                return self._query_once(promql)
-            except PrometheusError as exc:
-                last = exc
-                if exc.kind not in RETRIED:
-                    raise
-        assert last is not None
-        raise last
+        policy = retrying(sleep=self._sleep, first_wait_s=self.backoff_s, attempts=self.retries + 1,
+                          retry_on=lambda exc: isinstance(exc, PrometheusError) and exc.kind in RETRIED)
+        samples: list[Sample] = policy(self._query_once, promql)
+        return samples
 
     def _query_once(self, promql: str) -> list[Sample]:
         try:

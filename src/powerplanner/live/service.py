@@ -83,7 +83,7 @@ def build_budget(cfg: Config, config_path: Path | None, prom: PrometheusClient,
     if cfg.budget.promql:
         sources.append(PromQLBudget(prom, cfg.budget.promql))
     if cfg.budget.schedule:
-        sources.append(ScheduleBudget(cfg.budget.schedule))
+        sources.append(ScheduleBudget(cfg.budget.schedule, cfg.budget.schedule_timezone))
     return CompositeBudget(sources), admin
 
 

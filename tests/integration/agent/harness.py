@@ -36,12 +36,13 @@ NAMESPACE = "llm"  # where pod_body puts pods, and the namespace the agent confi
 
 
 def write_agent_config(
-    directory: Path, server_url: str, kubelet_socket: Path, metrics_port: int, **agent: Any
+    directory: Path, server_url: str, kubelet_socket: Path, metrics_port: int,
+    kubeconfig_user: dict[str, object] | None = None, **agent: Any
 ) -> Path:
     """An agent config for the fake peers: the agent's defaults (parking on) except what ``agent`` overrides,
     with :data:`NAMESPACE` allowed (the agent's default allows no namespace)."""
     directory.mkdir(parents=True, exist_ok=True)
-    kubeconfig = write_kubeconfig(directory / "kubeconfig.yaml", server_url)
+    kubeconfig = write_kubeconfig(directory / "kubeconfig.yaml", server_url, kubeconfig_user)
     section = {
         "node_name": NODE,
         "state_file": str(directory / "agent-state.json"),
@@ -190,10 +191,11 @@ class Env:
         self.kubelet.set_pods([p for p in self.kubelet.pods if (p.namespace, p.pod) != (namespace, name)])
         self.api.delete_namespaced_pod(name, namespace)
 
-    def agent(self, *args: str, environ: dict[str, str] | None = None, **agent_config: Any) -> AgentProcess:
+    def agent(self, *args: str, environ: dict[str, str] | None = None,
+              kubeconfig_user: dict[str, object] | None = None, **agent_config: Any) -> AgentProcess:
         port = free_port()
         socket_path = agent_config.pop("kubelet_socket", self.kubelet.socket_path)
-        config = write_agent_config(self.workdir, self.cluster.url, socket_path, port, **agent_config)
+        config = write_agent_config(self.workdir, self.cluster.url, socket_path, port, kubeconfig_user, **agent_config)
         process = AgentProcess(config, self.nvml, port, self.workdir / f"agent-{len(self.agents)}.log",
                                extra_env=environ)
         self.agents.append(process)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from powerplanner.config import config_from_mapping, load_agent_config
+from powerplanner.hostport import split_host_port
 from tests.integration.deploy.chart import (
     CHART_DIR,
     NAMESPACE,
@@ -87,13 +88,13 @@ def test_each_rendered_config_is_accepted_by_the_loader_of_its_reader(value_set:
         planner = config_from_mapping(config_of(objects, "planner"), "chart planner config")
         assert "agent" not in config_of(objects, "planner"), "an agent setting in the planner's file would restart it"
         assert planner.kubernetes.namespace == expected_ns
-        ports["Deployment"] = planner.serve.metrics_bind.rsplit(":", 1)[1]
+        ports["Deployment"] = str(split_host_port(planner.serve.metrics_bind)[1])
     # The agent's own loader, on the file as the agent reads it.
     agent_file = tmp_path / "config.yaml"
     agent_file.write_text(one(objects, "ConfigMap", "-agent-config")["data"]["config.yaml"])
     agent = load_agent_config(agent_file).agent
     assert set(config_of(objects, "agent")) == {"agent"}, "the agents' file holds their section only"
-    ports["DaemonSet"] = agent.metrics_bind.rsplit(":", 1)[1]
+    ports["DaemonSet"] = str(split_host_port(agent.metrics_bind)[1])
     for kind, port_number in ports.items():
         workload = one(objects, kind)
         container = workload["spec"]["template"]["spec"]["containers"][0]
@@ -210,8 +211,8 @@ def test_no_value_set_binds_the_admin_endpoint_to_every_interface(value_set: str
     if not VALUE_SETS[value_set].get("planner", {}).get("enabled", True):
         return
     bind = config_of(objects, "planner")["budget"]["admin"].get("bind", "127.0.0.1:8081")
-    host = bind.rsplit(":", 1)[0]
-    assert host not in ("0.0.0.0", "", "::", "[::]"), bind
+    host = split_host_port(bind)[0]
+    assert host not in ("0.0.0.0", "", "::"), bind
 
 
 def test_exposed_admin_endpoint_binds_the_pod_ip_behind_a_network_policy_with_tls() -> None:
@@ -222,8 +223,8 @@ def test_exposed_admin_endpoint_binds_the_pod_ip_behind_a_network_policy_with_tl
     container = pod["containers"][0]
     admin = config_of(objects, "planner")["budget"]["admin"]
     # The bind host is the pod's own hostname, which the kubelet's /etc/hosts maps to the pod IP (not 0.0.0.0).
-    host, port = admin["bind"].rsplit(":", 1)
-    assert host == pod["hostname"] and port == "8081"
+    host, port = split_host_port(admin["bind"])
+    assert host == pod["hostname"] and port == 8081
     assert {"name": "admin", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     service = one(objects, "Service", "-planner")
     assert {"name": "admin", "port": 8081, "targetPort": "admin", "protocol": "TCP"} in service["spec"]["ports"]

@@ -130,4 +130,4 @@ def test_admin_bind_flag_overrides_the_config(tmp_path: Path, capsys: pytest.Cap
                   budget={"watts": 16000, "admin": {"enabled": True, "token": "t"}})
     assert main(["run", "--config", str(path), "--once", "--admin-bind", "pod-ip-missing"]) == 2
     (line,) = error_lines(capsys)
-    assert line.startswith("error: budget.admin.bind: 'pod-ip-missing' is not host:port")
+    assert line.startswith("error: budget.admin.bind: 'pod-ip-missing' has no port; write host:port")

@@ -6,10 +6,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import pytest
 
 from powerplanner.agent.pods import PodWatcher, pod_info
-from powerplanner.kube.errors import ServerError
+from powerplanner.kube.errors import ServerError, Timeout, Unreachable
 
 
 def pod(name: str, node: str = "n1", watts: str | None = None, phase: str = "Running") -> dict[str, Any]:
@@ -84,8 +84,8 @@ def test_events_filter_by_node_and_phase() -> None:
 def test_failures_relist() -> None:
     stop = threading.Event()
     gone = [{"type": "ERROR", "object": {"kind": "Status", "code": 410}}]
-    api = FakeApi([pod("a")], [ServerError("HTTP 500: boom", status=500), httpx.ConnectError("refused"), gone,
-                               httpx.ReadTimeout("idle"), []], stop)
+    api = FakeApi([pod("a")], [ServerError("HTTP 500: boom", status=500), Unreachable("refused"), gone,
+                               Timeout("idle"), []], stop)
     _, _, restarts = run(api, stop)
     assert restarts == ["http_500", "connection", "expired", "timeout"]
     assert api.lists == 5
@@ -122,3 +122,40 @@ def test_the_agent_reads_the_names_the_planner_writes() -> None:
     assert set(written) == {policy.POWER_LIMIT_ANNOTATION, policy.REVISION_ANNOTATION}
     assert policy.parse_power_annotation(written[policy.POWER_LIMIT_ANNOTATION]) == 350
     assert written[policy.REVISION_ANNOTATION] == "5"
+
+
+class RecordingStop(threading.Event):
+    """A stop event whose waits are recorded instead of slept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(float(timeout or 0.0))
+        return self.is_set()
+
+
+class FailingListApi(FakeApi):
+    """The list fails ``failures`` times (the API is down), then the scripted watches run."""
+
+    def __init__(self, failures: int, watches: list[Any], stop: threading.Event) -> None:
+        super().__init__([pod("a")], watches, stop)
+        self.failures = failures
+
+    def list_pods(self, field_selector: str) -> tuple[list[dict[str, Any]], str]:
+        if self.failures:
+            self.failures -= 1
+            raise Unreachable("refused")
+        return super().list_pods(field_selector)
+
+
+def test_a_failing_list_backs_off_doubling_to_the_cap_and_a_good_list_resets_it() -> None:
+    stop = RecordingStop()
+    api = FailingListApi(6, [ServerError("HTTP 500: boom", status=500), []], stop)
+    restarts: list[str] = []
+    watcher = PodWatcher(api, "n1", lambda: None, resync_s=1, on_restart=restarts.append,  # type: ignore[arg-type]
+                         max_backoff_s=1.0)
+    watcher.run(stop)
+    assert stop.waits == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 0.2])  # 6 failed lists, then a failed watch
+    assert restarts == ["connection"] * 6 + ["http_500"] and api.lists == 2

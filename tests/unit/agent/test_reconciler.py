@@ -308,6 +308,19 @@ def test_restore_failure_keeps_the_entry_for_the_next_start(world: World) -> Non
     assert restarted.limits()[0] == 700 and restarted.state.originals() == {}
 
 
+def test_a_gpu_that_fails_twice_is_restored_in_the_third_round_after_doubling_waits(tmp_path: Path) -> None:
+    slept: list[float] = []
+    world = make_world(tmp_path / "state.json", sleep=slept.append)
+    world.put_pod("p", [0, 1], "300")
+    world.reconciler.reconcile()
+    world.backend.fail(world.uuid(0), "set", NoPermission, times=2)  # the third round succeeds
+    sets_before = world.counter("powerplanner_agent_limit_changes_total", action="restore")
+    assert world.reconciler.restore_all() == {}
+    assert world.limits()[:2] == [700, 700] and world.state.originals() == {}
+    assert slept == [0.2, 0.4]  # restore_backoff_s, doubling, between the three rounds
+    assert world.counter("powerplanner_agent_limit_changes_total", action="restore") == sets_before + 2
+
+
 def test_restart_after_a_kill_restores_gpus_no_longer_managed_and_keeps_the_original(world: World) -> None:
     world.put_pod("p", [0], "300")
     world.put_pod("q", [1], "400")

@@ -107,3 +107,7 @@ def test_token_file_and_bind_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="host:port"):
         parse_bind("localhost", "budget.admin.bind")
     assert parse_bind(":8081", "x") == ("0.0.0.0", 8081)
+    assert parse_bind("[::]:9401", "x") == ("::", 9401)
+    assert parse_bind("[fe80::1]:80", "x") == ("fe80::1", 80)
+    with pytest.raises(UserError, match=r"budget.admin.bind: .*needs brackets.*\[fe80::1\]:80"):
+        parse_bind("fe80::1:80", "budget.admin.bind")
