@@ -16,6 +16,7 @@ from powerplanner.agent_config import AgentConfig as AgentConfig  # re-exported 
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
 from powerplanner.input_schema import InputModel, NonNegativeFloat, PositiveFloat
+from powerplanner.leader_config import LeaderElectionConfig
 
 Fraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
@@ -315,6 +316,7 @@ class Config(_Section):
     prometheus: PrometheusConfig = Field(default_factory=lambda: PrometheusConfig())
     kubernetes: KubernetesConfig = Field(default_factory=lambda: KubernetesConfig())
     serve: ServeConfig = Field(default_factory=lambda: ServeConfig())
+    leader_election: LeaderElectionConfig = Field(default_factory=lambda: LeaderElectionConfig())
     agent: AgentConfig = Field(default_factory=lambda: AgentConfig())
 
     @model_validator(mode="after")
