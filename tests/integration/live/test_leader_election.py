@@ -10,11 +10,18 @@ test: the electors run no thread (``elect_in_background=False``), time moves onl
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from prometheus_client import generate_latest
@@ -26,6 +33,9 @@ from powerplanner.live.service import Service, build_service
 from powerplanner.model.roles import Role
 from tests.fixtures.k8s import CAP_ANNOTATION, LEASES, EmulatedCluster
 from tests.support.dynamo_frontend import LivePrometheus
+from tests.support.network import free_port
+from tests.support.run_cli import config as run_config
+from tests.support.run_cli import kubeconfig
 
 pytest.importorskip("powerplanner.planning.planner", reason="the planner core (issue 3) is not in this tree yet")
 
@@ -185,7 +195,9 @@ def test_one_acts_the_other_observes_then_takes_over_a_partitioned_leader(pair: 
         if b.acting and took_over_s is None:
             took_over_s = pair.now_s
     assert took_over_s is not None, "b never took the Lease over"
-    assert took_over_s - last_renewal_s <= LEASE_S + RETRY_S  # the lease duration, and b's next try
+    # not before the lease duration (a's writes may still be in flight until then), at b's next try after it
+    assert LEASE_S <= took_over_s - last_renewal_s <= LEASE_S + RETRY_S
+    assert stopped_s < took_over_s
     assert holder(cluster) == b.name and not a.acting
     assert (a.leader_gauge(), b.leader_gauge()) == (0.0, 1.0)
     assert fits_cut(cluster), caps(cluster)  # b acts
@@ -237,3 +249,39 @@ def test_a_follower_sends_no_write_and_a_new_leader_reads_the_admin_budget_first
     report = b.service.loop.tick()
     assert b.service.admin_budget.watts == 9000.0
     assert report.budget is not None and report.budget.watts == 9000.0
+
+
+def test_the_process_leads_serves_healthz_and_releases_the_lease_on_sigterm(
+        tmp_path: Path, live_prometheus: LivePrometheus, cluster: EmulatedCluster) -> None:
+    """`powerplanner run` itself, with its elector thread and the real clock: it takes the Lease, says so on
+    /metrics, answers /healthz, and on SIGTERM gives the Lease up (holder "") and exits 0."""
+    cluster.add_dgd_v1alpha1(prefill_replicas=1, decode_replicas=1)
+    cluster.reconcile()
+    port = free_port()
+    path = run_config(tmp_path, live_prometheus.server.url, kubeconfig(tmp_path, cluster.url),
+                      serve={"metrics_bind": f"127.0.0.1:{port}"},
+                      leader_election={"enabled": True, "identity_env": "POD_NAME"})
+    env = {**os.environ, "POD_NAME": "planner-proc"}
+    proc = subprocess.Popen([sys.executable, "-m", "powerplanner.cli", "run", "--config", str(path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        text = ""
+        for _ in range(300):  # until it says it leads (or the process died)
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1.0).text
+                if "powerplanner_leader 1.0" in text:
+                    break
+            time.sleep(0.1)
+        assert "powerplanner_leader 1.0" in text, text[-2000:] if proc.poll() is None else proc.communicate()[0]
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).text == "ok\n"
+        assert holder(cluster) == "planner-proc"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and b"Traceback" not in out, out.decode()[-2000:]
+        assert holder(cluster) == ""  # released: a successor need not wait the lease duration
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -3,9 +3,12 @@ successor may take over, whatever the timings (docs/operations.md, "High availab
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from powerplanner.config import config_from_mapping
+from powerplanner.errors import ConfigError
 from powerplanner.live.leader import (
     LeaderSettings,
     LeaseRecord,
@@ -16,6 +19,7 @@ from powerplanner.live.leader import (
     record_of,
     write_timeout_s,
 )
+from powerplanner.live.leader_gate import clamp_timeout
 
 times = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 durations = st.floats(min_value=1, max_value=300, allow_nan=False)
@@ -95,3 +99,27 @@ def test_record_of_reads_both_shapes() -> None:
                       "acquireTime": "2026-01-01T00:00:00.000000Z"}}
     assert record_of(lease) == LeaseRecord("planner-a", "12", 15.0, 2, "2026-01-01T00:00:00.000000Z")
     assert record_of({"metadata": {"resourceVersion": "3"}, "spec": {}}) == LeaseRecord("", "3")
+
+
+@given(st.one_of(st.none(), st.floats(min_value=0.01, max_value=100), st.tuples(
+    st.floats(min_value=0.01, max_value=50), st.floats(min_value=0.01, max_value=50))),
+    st.floats(min_value=0.01, max_value=100))
+def test_a_gated_write_never_waits_past_its_limit(requested: object, limit: float) -> None:
+    assert 0 < clamp_timeout(requested, limit) <= limit
+
+
+@pytest.mark.parametrize(("timings", "words"), [
+    ({"lease_duration_s": 10, "renew_deadline_s": 10}, "renew_deadline_s (10) must be below lease_duration_s"),
+    ({"renew_deadline_s": 2, "retry_period_s": 2}, "retry_period_s (2) must be under renew_deadline_s"),
+])
+def test_timings_that_could_overlap_two_leaders_are_refused_in_one_line(timings: dict[str, float],
+                                                                         words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_mapping({"budget": {"watts": 1000}, "leader_election": {"enabled": True, **timings}})
+    lines = err.value.lines
+    assert len(lines) == 1 and words in lines[0]
+
+
+def test_defaults_are_kubernetes_own() -> None:
+    le = config_from_mapping({"budget": {"watts": 1000}}).leader_election
+    assert (le.enabled, le.lease_duration_s, le.renew_deadline_s, le.retry_period_s) == (False, 15, 10, 2)
