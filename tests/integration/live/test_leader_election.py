@@ -285,3 +285,24 @@ def test_the_process_leads_serves_healthz_and_releases_the_lease_on_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_leader_elected_again_first_reads_what_the_other_changed_meanwhile(pair: Pair) -> None:
+    """a leads, loses the Lease to b (partition), b cuts the admin budget; when b stops, a wins a NEW term and
+    re-reads the admin budget from its ConfigMap before it acts: it plans with b's cut, not its old value."""
+    a, b, cluster = pair.a, pair.b, pair.cluster
+    pair.period()
+    assert a.acting and a.service.leader is not None and a.service.leader.term == 1
+    cluster.inject(plural="leases", agent=a.name, status=503, times=10_000)
+    while not b.acting:
+        pair.period()
+    cluster.clear_faults()
+    assert b.service.admin_budget.change(3000.0).persisted
+    pair.period()
+    assert a.service.admin_budget.watts is None  # a, a follower, has not read it yet
+    b.service.close()
+    pair.period()
+    assert a.acting and a.service.leader.term == 2
+    assert a.service.admin_budget.watts == 3000.0
+    last = a.service.loop.last
+    assert last is not None and last.budget is not None and last.budget.watts == 3000.0
