@@ -156,6 +156,10 @@ def test_two_planners_elect_a_leader_and_roll_one_at_a_time() -> None:
     assert env[le.get("identity_env", "POD_NAME")]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert any(r["metadata"]["name"].endswith("-planner-leader") for r in by_kind(objects, "Role"))
+    alerts = render_objects({**VALUE_SETS["alerts"], "planner": {"replicas": 2}})
+    no_leader = [r for r in one(alerts, "PrometheusRule")["spec"]["groups"][0]["rules"]
+                 if r["alert"] == "PowerplannerNoLeader"]
+    assert [r["expr"] for r in no_leader] == ['max(powerplanner_leader{job=~"(.*/)?pp-powerplanner-planner"}) < 1']
     single = _objs("default")
     assert "leader_election" not in config_of(single, "planner")
     assert not any(r["metadata"]["name"].endswith("-planner-leader") for r in by_kind(single, "Role"))
