@@ -173,12 +173,7 @@ def build_service(
         prom.check_reachable()
     client = api_client or build_api_client(cfg.kubernetes)
     telemetry = LoopTelemetry(deployment=cfg.kubernetes.dgd_name, namespace=cfg.kubernetes.namespace)
-    leader: LeaseElector | None = None
-    if cfg.leader_election.enabled and not dry_run:  # a dry run writes nothing: no Lease needed
-        leader = LeaseElector(client, leader_settings(cfg), clock, on_change=lambda on: telemetry.leader.set(int(on)))
-        telemetry.leader.set(0)
-        client = LeaderGatedApiClient.wrapping(client, leader)
-        closers.append(client.close)
+    leader, client = _elector(cfg, client, clock, telemetry, closers, dry_run=dry_run)
     actuator = KubernetesActuator.from_config(cfg.kubernetes, client)
     if start_checks:
         _log_dgd(check_reachable(actuator))
@@ -189,23 +184,12 @@ def build_service(
                                                      clock.utc_now)
         stored_admin = restore_admin_budget(store, persist=not dry_run, leader=leader)
     budget, admin_budget = build_budget(cfg, config_path, prom, stored_admin)
-    settings = LoopSettings(
-        cap_interval_s=cfg.planner.cap_interval_s,
-        window_s=metrics_window_s(cfg),
-        dry_run=dry_run,
-        emit_events=cfg.kubernetes.emit_events,
-        blind_ticks=cfg.planner.blind_ticks,
-        metrics_missing_ticks=cfg.planner.metrics_missing_ticks,
-    )
-    def on_elected() -> None:
-        """A new term: what the previous leader may have changed is read again before this one acts."""
-        actuator.forget_caps()
-        if store is not None:
-            admin_budget.set(restore_admin_budget(store).watts)
-
+    settings = LoopSettings(cap_interval_s=cfg.planner.cap_interval_s, window_s=metrics_window_s(cfg), dry_run=dry_run,
+                            emit_events=cfg.kubernetes.emit_events, blind_ticks=cfg.planner.blind_ticks,
+                            metrics_missing_ticks=cfg.planner.metrics_missing_ticks)
     loop = LiveLoop(planner or default_planner(cfg), metrics, actuator, budget, clock, settings, telemetry,
                     diagnose_feedback=metrics.diagnose_feedback if cfg.prometheus.power_source == "agent" else None,
-                    leadership=leader, on_elected=on_elected)
+                    leadership=leader, on_elected=_catch_up(actuator, store, admin_budget))
     service = Service(loop=loop, admin_budget=admin_budget, closers=closers, leader=leader)
     if leader is not None:
         assert isinstance(client, LeaderGatedApiClient)
@@ -233,6 +217,31 @@ def _start_threads(service: Service, cfg: Config, actuator: KubernetesActuator, 
     except BaseException:
         service.close()
         raise
+
+
+def _elector(cfg: Config, client: kubernetes.client.ApiClient, clock: Clock, telemetry: LoopTelemetry,
+             closers: list[Callable[[], None]], *, dry_run: bool,
+             ) -> tuple[LeaseElector | None, kubernetes.client.ApiClient]:
+    """With ``leader_election.enabled`` (and not a dry run, which writes nothing): the elector, on ``client``,
+    and the gated client every other part writes through; else no elector and ``client`` itself."""
+    if not cfg.leader_election.enabled or dry_run:
+        return None, client
+    leader = LeaseElector(client, leader_settings(cfg), clock, on_change=lambda on: telemetry.leader.set(int(on)))
+    telemetry.leader.set(0)
+    gated = LeaderGatedApiClient.wrapping(client, leader)
+    closers.append(gated.close)
+    return leader, gated
+
+
+def _catch_up(actuator: KubernetesActuator, store: BudgetStore | None,
+              admin_budget: AdminBudget) -> Callable[[], None]:
+    """What a new leader runs before it acts: what the previous leader may have changed is read again."""
+    def on_elected() -> None:
+        actuator.forget_caps()
+        if store is not None:
+            admin_budget.set(restore_admin_budget(store).watts)
+
+    return on_elected
 
 
 def _start_elector(leader: LeaseElector, gate: LeaderGatedApiClient, background: bool) -> Callable[[], None]:
