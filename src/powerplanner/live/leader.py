@@ -152,10 +152,11 @@ class LeaseElector:
     candidate wins or loses the Lease as far as it knows; leadership also ends by itself once the renew
     deadline passes without a renewal, whatever the thread is doing."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, settings: LeaderSettings, clock: Clock,
-                 on_change: Callable[[bool], None] | None = None) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient | None, settings: LeaderSettings, clock: Clock,
+                 on_change: Callable[[bool], None] | None = None, *, leases: Any = None) -> None:
+        """``leases``: a stand-in for ``CoordinationV1Api`` (the unit tests' model API server)."""
         self.settings = settings
-        self._api = kubernetes.client.CoordinationV1Api(api_client)
+        self._api = leases if leases is not None else kubernetes.client.CoordinationV1Api(api_client)
         self._clock = clock
         self._on_change = on_change
         self._lock = threading.Lock()
