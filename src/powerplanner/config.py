@@ -20,6 +20,7 @@ from powerplanner.cost_config import CostConfig
 from powerplanner.errors import ConfigError, validation_lines
 from powerplanner.input_files import read_yaml
 from powerplanner.input_schema import InputModel, NonNegativeFloat, PositiveFloat
+from powerplanner.leader_config import LeaderElectionConfig
 
 Fraction = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
@@ -313,6 +314,7 @@ class Config(_Section):
     prometheus: PrometheusConfig = Field(default_factory=lambda: PrometheusConfig())
     kubernetes: KubernetesConfig = Field(default_factory=lambda: KubernetesConfig())
     serve: ServeConfig = Field(default_factory=lambda: ServeConfig())
+    leader_election: LeaderElectionConfig = Field(default_factory=lambda: LeaderElectionConfig())
     agent: AgentConfig = Field(default_factory=lambda: AgentConfig())
     cost: CostConfig = Field(default_factory=lambda: CostConfig())
 

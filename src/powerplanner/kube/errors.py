@@ -27,6 +27,7 @@ class KubeErrorKind(StrEnum):
     UNREACHABLE = "unreachable"  # no answer: connection refused or reset, TLS failure
     BAD_RESPONSE = "bad_response"  # an answer that is not the JSON object asked for
     SHAPE = "shape"  # the object exists but does not hold what is needed (a DGD without a prefill service)
+    NOT_LEADER = "not_leader"  # a write refused before it was sent: this planner does not hold the Lease
 
 
 # Failures of the API server or of the path to it, not of the request: worth a retry, and an "endpoint" problem
@@ -103,6 +104,12 @@ class BadResponse(KubernetesError):
     """An answer that is not the JSON object asked for."""
 
     kind = KubeErrorKind.BAD_RESPONSE
+
+
+class NotLeader(KubernetesError):
+    """A write this planner did not send: it does not hold the leader Lease now (live/leader.py)."""
+
+    kind = KubeErrorKind.NOT_LEADER
 
 
 class ShapeError(KubernetesError):

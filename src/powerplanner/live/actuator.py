@@ -11,9 +11,8 @@ The DGD is read by the pure rules of :mod:`powerplanner.kube.dgd` (shapes, roles
   and some proxies ignore selectors).
 
 Writes are merge patches. A v1beta1 replica change rewrites the ``components`` list, so it carries the
-``metadata.resourceVersion`` of a fresh read: a concurrent writer makes it fail with 409, and the actuator
-re-reads and re-applies (no lost update). 5xx, 429 and timeouts are retried with backoff
-(live/kube_client.py). Failures raise :class:`~powerplanner.kube.errors.KubernetesError`.
+``metadata.resourceVersion`` of a fresh read: a concurrent writer makes it fail with 409, and the actuator re-reads
+and re-applies (no lost update). 5xx, 429 and timeouts are retried with backoff (live/kube_client.py).
 """
 
 from __future__ import annotations
@@ -352,6 +351,11 @@ class KubernetesActuator:
         log.info("new %s pod %s capped at %s W", role.value, meta.name, value)
         return True
 
+    def forget_caps(self) -> None:
+        """Drop the caps written in an earlier leadership term: another planner may have cut them since."""
+        with self._cap_lock:
+            self._role_caps.clear()
+
     def watch_pods(self, on_pod: Callable[[str, Any], None], stop: threading.Event, read_timeout_s: float = 5.0,
                    backoff_s: float = 1.0) -> None:
         """The DGD's pod events to ``on_pod`` until ``stop`` is set (live/pod_watch.py)."""
@@ -371,13 +375,9 @@ class KubernetesActuator:
                 "namespace": self.namespace,
                 **({"uid": self._last.uid} if self._last and self._last.uid else {}),
             },
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
+            "reason": reason, "message": message[:1024], "type": "Warning" if warning else "Normal",
             "source": {"component": "powerplanner"},
-            "firstTimestamp": now.isoformat(),
-            "lastTimestamp": now.isoformat(),
-            "count": 1,
+            "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat(), "count": 1,
         }
         try:
             self._call("create event", lambda: self._core.create_namespaced_event(

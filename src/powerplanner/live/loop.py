@@ -10,6 +10,10 @@ What the planner cannot trust it says on every tick (the decision's reasons, a g
 (a log line and a Warning Event): load data missing for ``metrics_missing_ticks`` ticks (``MetricsMissing``,
 the planner holds replicas), and a DGD whose GPUs per replica differ from the profile's (``GpuCountMismatch``,
 the planner only cuts power). See docs/operations.md, "Troubleshooting by symptom".
+
+With leader election (live/leader.py) a planner that does not hold the Lease still ticks (its /decision and
+/metrics show what it would do) but executes nothing; on each new term ``on_elected`` runs first (it re-reads
+what the previous leader may have changed) and the tick acts only once it succeeded.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from powerplanner.live.calibration_view import CalibrationReporter, profile_json
 from powerplanner.live.clock import Clock
 from powerplanner.live.cluster_view import Actuator, ClusterState
 from powerplanner.live.feedback import FeedbackDiagnosis, FeedbackWatch
+from powerplanner.live.leader import Leadership
 from powerplanner.live.ledger import CapLedger
 from powerplanner.live.observe import build_observation, missing_cause, to_jsonable
 from powerplanner.live.prometheus import MetricsReading, MetricsSource
@@ -84,6 +89,8 @@ class LiveLoop:
         timer: Callable[[], float] = time.perf_counter,
         ledger: CapLedger | None = None,
         diagnose_feedback: Callable[[Sequence[str]], FeedbackDiagnosis] | None = None,
+        leadership: Leadership | None = None,
+        on_elected: Callable[[], None] | None = None,
     ) -> None:
         self.planner = planner
         self.ledger = ledger if ledger is not None else CapLedger()
@@ -97,6 +104,9 @@ class LiveLoop:
         self.telemetry = telemetry or LoopTelemetry()
         self.telemetry.dry_run.set(1 if settings.dry_run else 0)
         self._timer = timer
+        self._leadership = leadership
+        self._on_elected = on_elected
+        self._ready_term: int | None = None  # the leadership term on_elected succeeded for
         self._lock = threading.Lock()
         self._last: TickReport | None = None
         self._source_was_ok = True
@@ -147,15 +157,40 @@ class LiveLoop:
         with self._lock:
             self._profile_json = body
 
+    def may_act(self) -> bool:
+        """True without leader election; else while the Lease is held in a term ``on_elected`` succeeded for."""
+        lead = self._leadership
+        return lead is None or (lead.is_leader() and lead.term == self._ready_term)
+
+    def _start_acting(self) -> bool:
+        """Whether this tick may act; runs ``on_elected`` once per new term (a failure: observe, retry next tick)."""
+        lead = self._leadership
+        if lead is None:
+            return True
+        leader, term = lead.is_leader(), lead.term
+        self.telemetry.leader.set(1 if leader else 0)
+        if leader and term != self._ready_term:
+            try:
+                if self._on_elected is not None:
+                    self._on_elected()
+            except Exception as exc:  # fail closed: a new leader that cannot catch up does not act yet
+                self.telemetry.error("leader_catch_up")
+                log.error("holding the Lease but not acting this tick: %s", getattr(exc, "message", None) or exc)
+                return False
+            self._ready_term = term
+            log.warning("acting as the leader (term %d)", term)
+        return self.may_act()
+
     # -- one tick -----------------------------------------------------------------------------------
     def tick(self) -> TickReport:
-        # One function on purpose (about 75 lines): a tick is one ordered sequence (budget, cluster, ledger,
+        # One function on purpose (about 80 lines): a tick is one ordered sequence (budget, cluster, ledger,
         # metrics, observation, decision, actuation, reports) whose order is what keeps the budget, and each
         # step's fault handling sits next to it; split up, the order would be spread over several methods.
         started = self._timer()
         now_s = self.clock.now_s()
         errors: list[str] = []
         tel = self.telemetry
+        acting = self._start_acting()
 
         budget = self.budget.current(self.clock.utc_now())
         tel.budget_watts.set(budget.watts)
@@ -217,9 +252,12 @@ class LiveLoop:
         self._report_mismatch(decision)
 
         current_caps = {role: obs.role(role).applied_cap_watts for role in ROLES}
-        outcomes = execute(decision.steps, counted, self.actuator, current_caps, dry_run=self.settings.dry_run)
-        outcomes += catch_up_caps({role: decision.target(role).cap_watts for role in ROLES}, counted, self.actuator,
-                                  current_caps, outcomes, decision.projected_provisioned_watts, self.settings.dry_run)
+        outcomes: list[StepOutcome] = []
+        if acting:  # a follower decides (GET /decision shows it) but executes nothing
+            outcomes = execute(decision.steps, counted, self.actuator, current_caps, dry_run=self.settings.dry_run)
+            outcomes += catch_up_caps({role: decision.target(role).cap_watts for role in ROLES}, counted,
+                                      self.actuator, current_caps, outcomes, decision.projected_provisioned_watts,
+                                      self.settings.dry_run)
         for outcome in outcomes:
             tel.steps.labels(outcome.step.kind.value, outcome.outcome).inc()
             if outcome.outcome == "failed":
@@ -314,7 +352,7 @@ class LiveLoop:
         return f"{found.cause}; fix: {found.fix}"
 
     def _event(self, reason: str, message: str, warning: bool = False) -> None:
-        if self.settings.emit_events and not self.settings.dry_run:
+        if self.settings.emit_events and not self.settings.dry_run and self.may_act():
             self.actuator.emit_event(reason, message, warning=warning)
 
     @staticmethod
@@ -330,7 +368,7 @@ class LiveLoop:
 
     def _log_decision(self, budget: Budget, decision: Decision, outcomes: list[StepOutcome], loud: bool) -> None:
         """INFO when something changed or the reasons did; DEBUG for the steady state (a tick every few s)."""
-        mode = "dry-run " if self.settings.dry_run else ""
+        mode = "dry-run " if self.settings.dry_run else "" if self.may_act() else "follower (not acting) "
         log.log(
             logging.INFO if loud or self.settings.dry_run else logging.DEBUG,
             "%sdecision: budget=%gW(%s) prefill=%dx%gW decode=%dx%gW projected=%gW reasons=%s steps=[%s]",

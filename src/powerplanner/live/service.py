@@ -1,12 +1,16 @@
 """Wiring ``powerplanner run``: config -> Prometheus source, Kubernetes actuator, budget sources, Planner,
 loop, /metrics and the admin endpoint. Start-up checks fail fast with one clear line (bad config,
-unreachable Prometheus or API server, missing DGD) before anything is served or changed.
+unreachable Prometheus or API server, missing DGD) before anything is served or changed. With
+``leader_election.enabled`` every write goes through one gated client (live/leader_gate.py) that the Lease
+elector (live/leader.py) opens and closes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +39,8 @@ from powerplanner.live.budget_store import BudgetStore, ConfigMapBudgetStore
 from powerplanner.live.clock import Clock, RealClock
 from powerplanner.live.cluster_view import ClusterState
 from powerplanner.live.kube_client import build_api_client
+from powerplanner.live.leader import LeaderSettings, LeaseElector
+from powerplanner.live.leader_gate import LeaderAdminBudget, LeaderGatedApiClient
 from powerplanner.live.loop import LiveLoop, LoopSettings, PlannerLike
 from powerplanner.live.prometheus import PrometheusClient, PrometheusMetricsSource
 from powerplanner.live.telemetry import LoopTelemetry
@@ -51,6 +57,7 @@ class Service:
     admin_budget: AdminBudget
     admin_server: AdminServer | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    leader: LeaseElector | None = None  # with leader_election.enabled
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -95,7 +102,8 @@ _STORE_FIXES = {
 }
 
 
-def restore_admin_budget(store: BudgetStore, *, persist: bool = True) -> AdminBudget:
+def restore_admin_budget(store: BudgetStore, *, persist: bool = True,
+                         leader: LeaseElector | None = None) -> AdminBudget:
     """The admin budget as the last planner left it. The planner must not start with a budget possibly higher
     than one an operator set, so any failure to read it (other than "never set") stops the start-up with one
     line; meanwhile the agents keep the caps in force (docs/operations.md, "The admin endpoint").
@@ -117,7 +125,20 @@ def restore_admin_budget(store: BudgetStore, *, persist: bool = True) -> AdminBu
     else:
         log.warning("admin: budget %g W restored from %s (set %s)", stored.watts, store.where,
                     stored.updated_at or "at an unknown time")
+    if leader is not None:
+        return LeaderAdminBudget(leader, store if persist else None, stored.watts if stored else None)
     return AdminBudget(store if persist else None, stored.watts if stored else None)
+
+
+def leader_settings(cfg: Config) -> LeaderSettings:
+    """The Lease of ``cfg.leader_election``; the identity from its environment variable, else the host name."""
+    le = cfg.leader_election
+    return LeaderSettings(
+        namespace=le.namespace or cfg.kubernetes.namespace,
+        lease_name=le.lease_name or f"powerplanner-{cfg.kubernetes.dgd_name}",
+        identity=os.environ.get(le.identity_env) or socket.gethostname(),
+        lease_duration_s=le.lease_duration_s, renew_deadline_s=le.renew_deadline_s, retry_period_s=le.retry_period_s,
+    )
 
 
 def build_service(
@@ -134,13 +155,15 @@ def build_service(
     pod_watch_read_timeout_s: float = 5.0,
     admin_bind: str | None = None,
     budget_store: BudgetStore | None = None,
+    elect_in_background: bool = True,
 ) -> Service:
     """Everything ``powerplanner run`` needs, checked. Injected pieces (clock, API client, planner) are for
     tests and benchmarks; by default they come from the config and the environment. ``watch_pods`` starts
     the pod watch that caps new replicas the moment the operator creates them (never in dry-run); it notices
     ``close()`` within ``pod_watch_read_timeout_s`` (tests use a short one: a server waits for open watches).
     With the admin endpoint on, the budget it last set is read back from ``budget_store`` (default: the
-    ConfigMap ``budget.admin.state_configmap``) before anything runs; ``admin_bind`` overrides its address."""
+    ConfigMap ``budget.admin.state_configmap``) before anything runs; ``admin_bind`` overrides its address.
+    ``elect_in_background=False``: no elector thread, the caller steps ``service.leader`` (tests, fake clock)."""
     clock = clock or RealClock()
     admin_cfg = cfg.budget.admin
     admin_settings = AdminSettings.from_config(admin_cfg, admin_bind) if admin_cfg.enabled else None
@@ -149,28 +172,28 @@ def build_service(
     if start_checks:
         prom.check_reachable()
     client = api_client or build_api_client(cfg.kubernetes)
+    telemetry = LoopTelemetry(deployment=cfg.kubernetes.dgd_name, namespace=cfg.kubernetes.namespace)
+    leader, client = _elector(cfg, client, clock, telemetry, closers, dry_run=dry_run)
     actuator = KubernetesActuator.from_config(cfg.kubernetes, client)
     if start_checks:
         _log_dgd(check_reachable(actuator))
     metrics = PrometheusMetricsSource(prom, cfg.prometheus, cfg.kubernetes.namespace)
-    stored_admin = None
+    stored_admin = store = None
     if admin_settings is not None:
         store = budget_store or ConfigMapBudgetStore(client, cfg.kubernetes.namespace, admin_cfg.state_configmap,
                                                      clock.utc_now)
-        stored_admin = restore_admin_budget(store, persist=not dry_run)
+        stored_admin = restore_admin_budget(store, persist=not dry_run, leader=leader)
     budget, admin_budget = build_budget(cfg, config_path, prom, stored_admin)
-    telemetry = LoopTelemetry(deployment=cfg.kubernetes.dgd_name, namespace=cfg.kubernetes.namespace)
-    settings = LoopSettings(
-        cap_interval_s=cfg.planner.cap_interval_s,
-        window_s=metrics_window_s(cfg),
-        dry_run=dry_run,
-        emit_events=cfg.kubernetes.emit_events,
-        blind_ticks=cfg.planner.blind_ticks,
-        metrics_missing_ticks=cfg.planner.metrics_missing_ticks,
-    )
+    settings = LoopSettings(cap_interval_s=cfg.planner.cap_interval_s, window_s=metrics_window_s(cfg), dry_run=dry_run,
+                            emit_events=cfg.kubernetes.emit_events, blind_ticks=cfg.planner.blind_ticks,
+                            metrics_missing_ticks=cfg.planner.metrics_missing_ticks)
     loop = LiveLoop(planner or default_planner(cfg), metrics, actuator, budget, clock, settings, telemetry,
-                    diagnose_feedback=metrics.diagnose_feedback if cfg.prometheus.power_source == "agent" else None)
-    service = Service(loop=loop, admin_budget=admin_budget, closers=closers)
+                    diagnose_feedback=metrics.diagnose_feedback if cfg.prometheus.power_source == "agent" else None,
+                    leadership=leader, on_elected=_catch_up(actuator, store, admin_budget))
+    service = Service(loop=loop, admin_budget=admin_budget, closers=closers, leader=leader)
+    if leader is not None:
+        assert isinstance(client, LeaderGatedApiClient)
+        closers.append(_start_elector(leader, client, elect_in_background))
     _start_threads(service, cfg, actuator, telemetry, admin_settings, watch_pods=watch_pods and not dry_run,
                    serve_metrics=serve_metrics, pod_watch_read_timeout_s=pod_watch_read_timeout_s)
     return service
@@ -184,7 +207,7 @@ def _start_threads(service: Service, cfg: Config, actuator: KubernetesActuator, 
     loop = service.loop
     try:
         if watch_pods:
-            service.closers.append(_start_pod_watch(actuator, telemetry, pod_watch_read_timeout_s))
+            service.closers.append(_start_pod_watch(actuator, telemetry, pod_watch_read_timeout_s, loop.may_act))
         if serve_metrics:
             service.closers.append(_serve_metrics(cfg, telemetry))
         if admin_settings is not None:
@@ -196,20 +219,63 @@ def _start_threads(service: Service, cfg: Config, actuator: KubernetesActuator, 
         raise
 
 
+def _elector(cfg: Config, client: kubernetes.client.ApiClient, clock: Clock, telemetry: LoopTelemetry,
+             closers: list[Callable[[], None]], *, dry_run: bool,
+             ) -> tuple[LeaseElector | None, kubernetes.client.ApiClient]:
+    """With ``leader_election.enabled`` (and not a dry run, which writes nothing): the elector, on ``client``,
+    and the gated client every other part writes through; else no elector and ``client`` itself."""
+    if not cfg.leader_election.enabled or dry_run:
+        return None, client
+    leader = LeaseElector(client, leader_settings(cfg), clock, on_change=lambda on: telemetry.leader.set(int(on)))
+    telemetry.leader.set(0)
+    gated = LeaderGatedApiClient.wrapping(client, leader)
+    closers.append(gated.close)
+    return leader, gated
+
+
+def _catch_up(actuator: KubernetesActuator, store: BudgetStore | None,
+              admin_budget: AdminBudget) -> Callable[[], None]:
+    """What a new leader runs before it acts: what the previous leader may have changed is read again."""
+    def on_elected() -> None:
+        actuator.forget_caps()
+        if store is not None:
+            admin_budget.set(restore_admin_budget(store).watts)
+
+    return on_elected
+
+
+def _start_elector(leader: LeaseElector, gate: LeaderGatedApiClient, background: bool) -> Callable[[], None]:
+    """One attempt now (a sole planner acts from its first tick), then the elector's thread; returns what
+    stops it and releases the Lease once the writes in flight have ended (closed after every writer)."""
+    leader.step()
+    stop = threading.Event()
+    thread = threading.Thread(target=leader.run, args=(stop,), name="powerplanner-leader", daemon=True)
+    if background:
+        thread.start()
+
+    def close() -> None:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=leader.settings.renew_deadline_s)
+        leader.release(drained=lambda: gate.wait_idle(leader.settings.lease_duration_s))
+
+    return close
+
+
 def _log_dgd(state: ClusterState) -> None:
     log.info("DGD %s/%s (%s): %s; prefill service %s, decode service %s", state.namespace, state.dgd_name,
              state.api_version, state.ready_detail, state.role(Role.PREFILL).service,
              state.role(Role.DECODE).service)
 
 
-def _start_pod_watch(actuator: KubernetesActuator, telemetry: LoopTelemetry,
-                     read_timeout_s: float) -> Callable[[], None]:
+def _start_pod_watch(actuator: KubernetesActuator, telemetry: LoopTelemetry, read_timeout_s: float,
+                     may_act: Callable[[], bool]) -> Callable[[], None]:
     """The pod watch on its own thread, capping a new replica the moment the operator creates it; returns what
     stops it (noticed within ``read_timeout_s``)."""
     stop_watch = threading.Event()
 
     def on_pod(_kind: str, pod: Any) -> None:
-        if actuator.cap_new_pod(pod):
+        if may_act() and actuator.cap_new_pod(pod):
             telemetry.steps.labels("set_cap", "new_pod").inc()
 
     threading.Thread(target=actuator.watch_pods, args=(on_pod, stop_watch),

@@ -6,10 +6,13 @@ in one process (tests) and nothing leaks between them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
+from wsgiref.simple_server import make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, _get_best_family, _SilentHandler
 
 from powerplanner import __version__, contract
 from powerplanner.model.roles import ROLES, Role
@@ -104,6 +107,9 @@ class LoopTelemetry:
             registry=r,
         )
         self.dry_run = Gauge(f"{PREFIX}_dry_run", "1 in dry-run mode (decide and log, touch nothing).", registry=r)
+        self.leader = Gauge(f"{PREFIX}_leader", "1 while this planner may act: it holds the leader Lease, or "
+                            "leader election is off; 0 while it only observes.", registry=r)
+        self.leader.set(1)
         self.last_tick = Gauge(f"{PREFIX}_last_tick_timestamp_seconds", "Unix time of the last tick.", registry=r)
         # The deployment is a label of build_info only: one planner drives one DGD, so on every series it would be
         # a constant; queries join it where needed (docs/operations.md, "Metrics").
@@ -178,6 +184,21 @@ class LoopTelemetry:
         self.errors.labels(kind).inc()
 
     def serve(self, host: str, port: int) -> Any:
-        """Serve /metrics on ``host:port``; returns the server (``shutdown()`` to stop)."""
-        httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
+        """Serve /metrics, and /healthz (200 ``ok`` while the process serves: a follower is healthy too), on
+        ``host:port``; returns the server (``shutdown()`` to stop). prometheus_client's own server, with its app
+        wrapped for /healthz."""
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") == "/healthz":
+                start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+                return [b"ok\n"]
+            return metrics_app(environ, start_response)
+
+        class Server(ThreadingWSGIServer):
+            pass
+
+        Server.address_family, addr = _get_best_family(host, port)
+        httpd = make_server(addr, port, app, Server, handler_class=_SilentHandler)
+        threading.Thread(target=httpd.serve_forever, name="powerplanner-metrics", daemon=True).start()
         return httpd

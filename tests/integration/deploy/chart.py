@@ -32,6 +32,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "agent": {"privileged": True, "runtimeClassName": "", "hostPID": True, "extraArgs": ["--dry-run"]},
     },
     "admin-token-secret": {"planner": {"admin": {"enabled": True, "token": "s3cret", "port": 8088}}},
+    "ha": {"planner": {"replicas": 2}, "config": {"kubernetes": {"namespace": "inference", "dgd_name": "big"}}},
     "admin-existing-secret": {"planner": {"admin": {"enabled": True, "existingSecret": "my-token", "secretKey": "t"}}},
     "admin-exposed-tls": {
         "planner": {

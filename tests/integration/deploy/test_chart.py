@@ -142,6 +142,30 @@ def test_planner_is_non_root_read_only_without_capabilities() -> None:
     assert pod["serviceAccountName"] == one(_objs("default"), "ServiceAccount", "-planner")["metadata"]["name"]
 
 
+def test_two_planners_elect_a_leader_and_roll_one_at_a_time() -> None:
+    """planner.replicas > 1: leader election on (a Lease in the release namespace), RollingUpdate that never
+    leaves zero planners, the identity from the downward API, probes a follower passes too."""
+    objects = _objs("ha")
+    deployment = one(objects, "Deployment", "-planner")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    le = config_of(objects, "planner")["leader_election"]
+    assert le["enabled"] is True and le["namespace"] == deployment["metadata"]["namespace"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[le.get("identity_env", "POD_NAME")]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert any(r["metadata"]["name"].endswith("-planner-leader") for r in by_kind(objects, "Role"))
+    alerts = render_objects({**VALUE_SETS["alerts"], "planner": {"replicas": 2}})
+    no_leader = [r for r in one(alerts, "PrometheusRule")["spec"]["groups"][0]["rules"]
+                 if r["alert"] == "PowerplannerNoLeader"]
+    assert [r["expr"] for r in no_leader] == ['max(powerplanner_leader{job=~"(.*/)?pp-powerplanner-planner"}) < 1']
+    single = _objs("default")
+    assert "leader_election" not in config_of(single, "planner")
+    assert not any(r["metadata"]["name"].endswith("-planner-leader") for r in by_kind(single, "Role"))
+
+
 def test_agent_runs_on_gpu_nodes_with_pod_resources_read_only_and_nvml() -> None:
     objects = _objs("default")
     pod = one(objects, "DaemonSet", "-agent")["spec"]["template"]["spec"]

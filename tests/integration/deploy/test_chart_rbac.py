@@ -34,6 +34,13 @@ def planner_allowed(objects: list[dict[str, Any]]) -> frozenset[tuple[str, str, 
     return PLANNER_ALLOWED | {("", "configmaps", v, state) for v in ("get", "patch", "update")}
 
 
+def leader_role_allowed(objects: list[dict[str, Any]]) -> frozenset[tuple[str, str, str, str]]:
+    """Leader election: create a Lease (unnamed: RBAC cannot name an object on create), get and patch its own."""
+    lease = config_of(objects, "planner")["kubernetes"]["dgd_name"]
+    return frozenset({("coordination.k8s.io", "leases", "create", ANY_NAME)}
+                     | {("coordination.k8s.io", "leases", v, f"powerplanner-{lease}") for v in ("get", "patch")})
+
+
 def agent_role_allowed(objects: list[dict[str, Any]]) -> frozenset[tuple[str, str, str, str]]:
     """Read its own DaemonSet (is it being uninstalled?) and no other."""
     return frozenset({("apps", "daemonsets", "get", one(objects, "DaemonSet")["metadata"]["name"])})
@@ -59,7 +66,11 @@ def check_rbac(objects: list[dict[str, Any]]) -> None:
     )
     for role in by_kind(objects, "Role") + by_kind(objects, "ClusterRole"):
         component = role["metadata"]["labels"]["app.kubernetes.io/component"]
-        if component == "planner":
+        if component == "planner" and role["metadata"]["name"].endswith("-planner-leader"):
+            assert role["kind"] == "Role" and role["metadata"]["namespace"] == one(objects, "Deployment")["metadata"][
+                "namespace"], "the Lease rights are a Role in the release namespace"
+            allowed = leader_role_allowed(objects)
+        elif component == "planner":
             assert role["kind"] == "Role", "the planner's rights must be namespaced (a Role)"
             # The DGD's namespace, where the planner keeps its budget ConfigMap too.
             assert role["metadata"]["namespace"] == config_of(objects, "planner")["kubernetes"]["namespace"]

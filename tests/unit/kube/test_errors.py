@@ -50,7 +50,7 @@ def test_kinds_are_the_planners_error_labels() -> None:
     """``powerplanner_errors_total{kind="kubernetes_<kind>"}`` (docs/operations.md): these values are an
     interface, and f-strings show the value."""
     assert {k.value for k in KubeErrorKind} == {"not_found", "conflict", "forbidden", "invalid", "server", "timeout",
-                                               "unreachable", "bad_response", "shape"}
+                                               "unreachable", "bad_response", "shape", "not_leader"}
     assert f"kubernetes_{Timeout('x').kind}" == "kubernetes_timeout"
     assert {KubeErrorKind.SERVER, KubeErrorKind.TIMEOUT, KubeErrorKind.UNREACHABLE} == TRANSIENT_KINDS
 

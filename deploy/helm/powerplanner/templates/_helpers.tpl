@@ -114,7 +114,29 @@ then sets the fields that must agree with the objects it renders (ports, mounted
 {{- end -}}
 {{- end -}}
 {{- $_ := set $cfg.budget "admin" $out -}}
+{{- if include "powerplanner.leaderElection" . -}}
+{{- $le := default (dict) $cfg.leader_election -}}
+{{- $_ := set $le "enabled" true -}}
+{{- $_ := set $le "namespace" .Release.Namespace -}}
+{{- $_ := set $cfg "leader_election" $le -}}
+{{- end -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+"true" when planners elect a leader on a Lease in the release namespace: with planner.replicas > 1 always (two
+planners must never act at once), or when config.leader_election.enabled asks for it with one replica.
+*/}}
+{{- define "powerplanner.leaderElection" -}}
+{{- $le := default (dict) (default (dict) .Values.config).leader_election -}}
+{{- if or (gt (int .Values.planner.replicas) 1) $le.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "powerplanner.leaseName" -}}
+{{- $cfg := default (dict) .Values.config -}}
+{{- $le := default (dict) $cfg.leader_election -}}
+{{- $k8s := default (dict) $cfg.kubernetes -}}
+{{- default (printf "powerplanner-%s" (default "llm" $k8s.dgd_name)) $le.lease_name -}}
 {{- end -}}
 
 {{/*
