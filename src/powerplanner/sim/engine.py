@@ -270,4 +270,5 @@ def _result(policy: str, trace: Trace, cluster: Cluster, loop: ClosedLoop, end_s
         seconds_over_budget_after_cut=cluster.over_budget_after_cut_s,
         decisions=loop.decisions,
         unfinished_by_stage=cluster.unfinished_by_stage(),
+        decode_queue_max=cluster.decode_queue_max,
     )

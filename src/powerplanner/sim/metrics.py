@@ -33,6 +33,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "seconds_over_budget",
     "requests",
     "completed",
+    "decode_queue_max",
 )
 """The keys of each policy's entry in results.json, in this order (the public schema)."""
 
@@ -66,6 +67,7 @@ class PolicyMetrics:
     seconds_over_budget: float
     requests: int
     completed: int
+    decode_queue_max: int = 0  # most requests waiting at once for decode KV room (a KV-bound decode shows here)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (no NaN: missing figures are ``null``), keys in ``METRIC_NAMES`` order."""
@@ -112,4 +114,5 @@ def summarize(result: SimResult, sla: SlaTargets) -> PolicyMetrics:
         seconds_over_budget=float(result.seconds_over_budget),
         requests=requests,
         completed=int(result.completed),
+        decode_queue_max=int(result.decode_queue_max),
     )

@@ -48,6 +48,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("peak drawn W", "peak_drawn_watts"),
     ("s over budget", "seconds_over_budget"),
     ("done/requests", "completed"),
+    ("max decode queue", "decode_queue_max"),
 )
 
 
@@ -69,6 +70,7 @@ def table_rows(metrics: dict[str, PolicyMetrics]) -> list[list[str]]:
             f"{m.peak_drawn_watts:,.0f}",
             f"{m.seconds_over_budget:.0f}",
             f"{m.completed}/{m.requests}",
+            f"{m.decode_queue_max:,}",
         ])
     return rows
 

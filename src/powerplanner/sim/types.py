@@ -75,3 +75,4 @@ class SimResult:
     seconds_over_budget_after_cut: float = 0.0  # part of seconds_over_budget within the grace after a budget cut
     decisions: int = 0  # planner ticks
     unfinished_by_stage: dict[str, int] = field(default_factory=dict)  # where unfinished requests were at the end
+    decode_queue_max: int = 0  # most requests waiting at once for decode admission (KV room), whole run
