@@ -37,6 +37,10 @@ class RoleStateDoc(_Strict):
     gpus_per_replica: Annotated[int, Field(ge=1)] | None = Field(
         None, description="GPUs per replica as deployed; null = the profile's. Differing: the planner only cuts."
     )
+    waiting_requests: NonNegative | None = Field(
+        None, description="Requests queued at the role's workers (decode: waiting for KV room); null = unknown.")
+    kv_usage: Annotated[float, Field(ge=0, le=1.5, allow_inf_nan=False)] | None = Field(
+        None, description="KV cache in use, 0..1, mean over the role's workers; null = unknown.")
 
     def to_value(self) -> RoleState:
         return RoleState(
@@ -46,6 +50,8 @@ class RoleStateDoc(_Strict):
             applied_cap_watts=self.applied_cap_watts,
             measured_draw_watts=self.measured_draw_watts,
             gpus_per_replica=self.gpus_per_replica,
+            waiting_requests=self.waiting_requests,
+            kv_usage=self.kv_usage,
         )
 
 
@@ -57,6 +63,7 @@ class ObservationDoc(_Strict):
     request_rate_per_s: NonNegative | None = Field(None, description="Requests per second; null = no data.")
     isl_tokens: Positive | None = Field(None, description="Mean input sequence length, tokens.")
     osl_tokens: Positive | None = Field(None, description="Mean output sequence length, tokens.")
+    isl_p90_tokens: Positive | None = Field(None, description="90th percentile input length, tokens; null = unknown.")
     ttft_ms: NonNegative | None = Field(None, description="Mean time to first token, ms.")
     itl_ms: NonNegative | None = Field(None, description="Mean inter-token latency, ms.")
     prefill: RoleStateDoc
@@ -78,6 +85,7 @@ class ObservationDoc(_Strict):
             request_rate_per_s=self.request_rate_per_s,
             isl_tokens=self.isl_tokens,
             osl_tokens=self.osl_tokens,
+            isl_p90_tokens=self.isl_p90_tokens,
             ttft_ms=self.ttft_ms,
             itl_ms=self.itl_ms,
             prefill=self.prefill.to_value(),

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
 
 def simulate(
     scenario: Annotated[
-        str, typer.Option("--scenario", "-s", help="Built-in scenario name (default, code-like) or a YAML file.")
+        str, typer.Option("--scenario", "-s",
+                          help="Built-in scenario name (default, code-like, long-context) or a YAML file.")
     ] = "default",
     trace: Annotated[
         str | None, typer.Option("--trace", help="Replay this trace instead (Azure CSV or Mooncake JSONL).")

@@ -40,6 +40,8 @@ def build_observation(
             applied_cap_watts=applied,
             measured_draw_watts=reading.draw_watts.get(role),
             gpus_per_replica=rc.gpus_per_replica,
+            waiting_requests=reading.waiting_requests.get(role),
+            kv_usage=reading.kv_usage.get(role),
         )
     return Observation(
         time_s=time_s,
@@ -53,6 +55,7 @@ def build_observation(
         decode=roles[Role.DECODE],
         budget_watts=budget_watts,
         measured_power_watts=reading.measured_power_watts,
+        isl_p90_tokens=reading.isl_p90_tokens,
         source_ok=reading.source_ok,
         source_error=reading.source_error,
     )

@@ -33,10 +33,12 @@ from powerplanner.live.promql import (
     DCGM_POWER,
     DYNAMO_FRONTEND,
     VLLM_FRONTEND,
+    VLLM_WORKER,
     PowerMetricNames,
     frontend_queries,
     holders_query,
     per_pod_query,
+    worker_queries,
 )
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.retry import retrying
@@ -184,6 +186,10 @@ class MetricsReading:
     applied_cap_watts: Mapping[Role, float | None] = field(default_factory=dict)  # per GPU, max over the role
     draw_watts: Mapping[Role, float | None] = field(default_factory=dict)  # whole role
     measured_power_watts: float | None = None  # both roles
+    isl_p90_tokens: float | None = None
+    # Per role, from the workers' gauges (live/promql.py VLLM_WORKER); a role with no pod reporting is absent.
+    waiting_requests: Mapping[Role, float | None] = field(default_factory=dict)  # summed over the role's pods
+    kv_usage: Mapping[Role, float | None] = field(default_factory=dict)  # mean over the role's pods, 0..1
     # (lowest, highest) annotation revision the agents acted on, over each pod's GPUs; None when the power
     # source cannot tell (see live/ledger.py)
     revision_by_pod: Mapping[str, tuple[float, float]] | None = None
@@ -243,26 +249,30 @@ class PrometheusMetricsSource:
         queries = frontend_queries(self._frontend, window_s, self._cfg.model, self._cfg.dynamo_namespace)
         errors: list[PrometheusError] = []
 
-        def scalar(promql: str) -> float | None:
+        def scalar(promql: str, optional: bool = False) -> float | None:
             if any(e.transport for e in errors):
                 return None  # Prometheus is down: do not wait out a timeout per query
             try:
                 samples = self._client.query(promql)
             except PrometheusError as exc:
-                errors.append(exc)
+                if not (optional and not exc.transport):  # see by_pod
+                    errors.append(exc)
                 return None
             if len(samples) != 1:
                 return None  # empty vector: no series matched (idle, or nothing exported yet)
             value = samples[0].value
             return value if value is not None and value >= 0 else None
 
-        def by_pod(promql: str, pod_label: str) -> dict[str, float]:
+        def by_pod(promql: str, pod_label: str, optional: bool = False) -> dict[str, float]:
+            """``optional``: a signal the planner can do without (docs/planner.md, "Which role is short"); its
+            query failing leaves it absent (None per role) and does not fail the reading."""
             if any(e.transport for e in errors):
                 return {}
             try:
                 samples = self._client.query(promql)
             except PrometheusError as exc:
-                errors.append(exc)
+                if not (optional and not exc.transport):
+                    errors.append(exc)
                 return {}
             return {s.labels[pod_label]: s.value for s in samples if s.labels.get(pod_label) and s.value is not None}
 
@@ -271,6 +281,10 @@ class PrometheusMetricsSource:
         osl = scalar(queries.osl)
         ttft_s = scalar(queries.ttft)
         itl_s = scalar(queries.itl)
+        isl_p90 = scalar(queries.isl_p90, optional=True)
+        waiting_q, kv_q = worker_queries(VLLM_WORKER, self._namespace)
+        waiting = _by_role(by_pod(waiting_q, VLLM_WORKER.pod_label, optional=True), pods, mean=False)
+        kv_usage = _by_role(by_pod(kv_q, VLLM_WORKER.pod_label, optional=True), pods, mean=True)
         caps: dict[Role, float | None] = dict.fromkeys(ROLES)
         draws: dict[Role, float | None] = dict.fromkeys(ROLES)
         revisions: dict[str, tuple[float, float]] | None = None
@@ -304,6 +318,9 @@ class PrometheusMetricsSource:
             applied_cap_watts=caps,
             draw_watts=draws,
             measured_power_watts=sum(known) if known else None,
+            isl_p90_tokens=isl_p90,
+            waiting_requests=waiting,
+            kv_usage=kv_usage,
             revision_by_pod=revisions,
             series_pods=series,
             holders_by_gpu=holders if first is None else None,
@@ -311,3 +328,12 @@ class PrometheusMetricsSource:
             source_error=None if first is None else f"prometheus {first.kind}: {first.line}",
             error_kind=None if first is None else first.kind,
         )
+
+
+def _by_role(values: Mapping[str, float], pods: Mapping[Role, Sequence[str]], mean: bool) -> dict[Role, float | None]:
+    """Per role, the sum (or mean) over its pods that report the gauge; None when none does (absence is not 0)."""
+    out: dict[Role, float | None] = {}
+    for role in ROLES:
+        found = [values[p] for p in pods.get(role, ()) if p in values and values[p] >= 0]
+        out[role] = None if not found else (sum(found) / len(found) if mean else sum(found))
+    return out

@@ -48,6 +48,30 @@ VLLM_FRONTEND = FrontendMetricNames(
 
 
 @dataclass(frozen=True)
+class WorkerMetricNames:
+    """Per-worker bottleneck gauges (docs/planner.md, "Which role is short"), attributed to roles by pod."""
+
+    waiting_requests: str
+    kv_usage: str  # 0..1
+    pod_label: str = "pod"
+    namespace_label: str = "namespace"
+
+
+# vLLM's worker gauges (vllm/v1/metrics/loggers.py; Dynamo's vLLM workers export them on their system port):
+# requests queued in the scheduler (at a decode worker: waiting for KV room) and KV-cache usage, 1 = full.
+# ``vllm:kv_cache_usage_perc`` replaced ``vllm:gpu_cache_usage_perc``; Dynamo's own is
+# ``dynamo_component_kvstats_gpu_cache_usage_percent`` (lib/runtime prometheus_names: kvstats).
+VLLM_WORKER = WorkerMetricNames(waiting_requests="vllm:num_requests_waiting", kv_usage="vllm:kv_cache_usage_perc")
+
+
+def worker_queries(names: WorkerMetricNames, namespace: str) -> tuple[str, str]:
+    """``(waiting, kv usage)`` by pod in one Kubernetes namespace: summed waiting requests, highest KV usage."""
+    sel = selector({names.namespace_label: namespace})
+    return (f"sum by ({names.pod_label}) ({names.waiting_requests}{sel})",
+            f"max by ({names.pod_label}) ({names.kv_usage}{sel})")
+
+
+@dataclass(frozen=True)
 class PowerMetricNames:
     """Per-GPU power series and the labels that name the workload holding each GPU."""
 
@@ -96,6 +120,12 @@ def average_query(metric: str, sel: str, window_s: float) -> str:
     return f"sum(increase({metric}_sum{sel}[{w}])) / sum(increase({metric}_count{sel}[{w}]))"
 
 
+def quantile_query(metric: str, sel: str, window_s: float, q: float) -> str:
+    """The ``q`` quantile of a histogram over the window (NaN -> None when no request ended in it)."""
+    w = range_literal(window_s)
+    return f"histogram_quantile({q:g}, sum by (le) (increase({metric}_bucket{sel}[{w}])))"
+
+
 def rate_query(counter: str, sel: str, window_s: float) -> str:
     """Requests per second over the window."""
     return f"sum(increase({counter}{sel}[{range_literal(window_s)}])) / {window_s:g}"
@@ -103,13 +133,14 @@ def rate_query(counter: str, sel: str, window_s: float) -> str:
 
 @dataclass(frozen=True)
 class FrontendQueries:
-    """The five queries of one tick's load and latency observation."""
+    """The queries of one tick's load and latency observation."""
 
     request_rate: str
     isl: str
     osl: str
     ttft: str
     itl: str
+    isl_p90: str  # the prompt-length p90 from the frontend's ISL histogram (decode's KV packing margin)
 
 
 def frontend_queries(
@@ -125,6 +156,7 @@ def frontend_queries(
         osl=average_query(names.output_tokens, sel, window_s),
         ttft=average_query(names.ttft_seconds, sel, window_s),
         itl=average_query(names.itl_seconds, sel, window_s),
+        isl_p90=quantile_query(names.input_tokens, sel, window_s, 0.9),
     )
 
 

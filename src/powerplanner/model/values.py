@@ -26,6 +26,11 @@ class RoleState:
     # GPUs per replica as deployed (the DGD's GPU limits); None = not stated, the profile's TP size is assumed.
     # When it differs from the profile's, the planner only cuts power (docs/planner.md, "GPU-count mismatch").
     gpus_per_replica: int | None = None
+    # Bottleneck signals (docs/planner.md, "Which role is short"): requests queued at the role's workers
+    # (vLLM ``num_requests_waiting``; at decode, requests waiting for KV room) and the KV cache in use, 0..1,
+    # mean over the role's workers. None = not exported or not read; never read as zero.
+    waiting_requests: float | None = None
+    kv_usage: float | None = None
 
     @property
     def holding_replicas(self) -> int:
@@ -58,6 +63,7 @@ class Observation:
     decode: RoleState
     budget_watts: float
     measured_power_watts: float | None = None
+    isl_p90_tokens: float | None = None  # 90th percentile prompt length over the window; None = no histogram
     source_ok: bool = True  # False when the metrics source failed (not just "no traffic")
     source_error: str | None = None
 
@@ -72,6 +78,9 @@ class LoadForecast:
     request_rate_per_s: float
     isl_tokens: float
     osl_tokens: float
+    # A high quantile (p90) of the prompt length: decode packs whole requests into KV memory, so a heavy tail
+    # needs room the mean does not show (planning/sizing.py). None: only the mean is known.
+    isl_p90_tokens: float | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class Forecaster:
         self._idle_ticks = 0
         self._last_isl: float | None = None
         self._last_osl: float | None = None
+        self._isl_tail_ratio: float | None = None  # last observed p90 / mean prompt length (None: no histogram)
         # observed rate and its one-step prediction error over the last burst_window_intervals adjustments
         self._recent_rates: list[float] = []
         self._recent_errors: list[float] = []
@@ -42,14 +43,23 @@ class Forecaster:
             self._idle_ticks = 0
             self._predictor.observe(obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens)
             self._last_isl, self._last_osl = obs.isl_tokens, obs.osl_tokens
+            if obs.isl_p90_tokens is not None and obs.isl_tokens:
+                self._isl_tail_ratio = max(1.0, obs.isl_p90_tokens / obs.isl_tokens)
             self._remember_rate(obs.request_rate_per_s, predicted)
         elif state is DataState.IDLE:
             self._idle_ticks += 1
             self._remember_rate(0.0, predicted)
         else:  # backlog, missing or failed data: no evidence of idleness, the idle count restarts
             self._idle_ticks = 0
-        self._interval = oracle_load if oracle_load is not None else self._predictor.forecast()
+        self._interval = oracle_load if oracle_load is not None else self._with_tail(self._predictor.forecast())
         return self._interval
+
+    def _with_tail(self, forecast: LoadForecast | None) -> LoadForecast | None:
+        """The forecast with its prompt-length p90: the predicted mean times the last observed p90/mean (the
+        shape of the length distribution changes slower than its mean; docs/planner.md, "Decode KV footprint")."""
+        if forecast is None or self._isl_tail_ratio is None:
+            return forecast
+        return dataclasses.replace(forecast, isl_p90_tokens=forecast.isl_tokens * self._isl_tail_ratio)
 
     def cap_tick(self, obs: Observation, state: DataState, oracle_load: LoadForecast | None) -> LoadForecast | None:
         """The load caps are sized for between adjustments.
@@ -68,7 +78,7 @@ class Forecaster:
             # No interval forecast yet (warm-up, or traffic resuming after an idle reset): size the caps for
             # the load observed now rather than holding caps chosen for no load.
             assert obs.isl_tokens is not None and obs.osl_tokens is not None  # state "ok" guarantees them
-            return LoadForecast(obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens)
+            return LoadForecast(obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens, obs.isl_p90_tokens)
         if obs.request_rate_per_s <= forecast.request_rate_per_s:
             return forecast
         return dataclasses.replace(forecast, request_rate_per_s=obs.request_rate_per_s)

@@ -23,7 +23,7 @@ from powerplanner.model.roles import Role
 from powerplanner.model.values import LoadForecast, Reason, RoleTarget
 from powerplanner.planning.optimizer import Allocation, Bounds, optimise, optimise_caps
 from powerplanner.planning.policy import Choice, PlanContext, Toolkit
-from powerplanner.planning.sizing import RoleCapacity, ours_sizing_rules
+from powerplanner.planning.sizing import RoleCapacity, ours_sizing_rules, under_binding_budget
 
 
 class OursPolicy:
@@ -38,6 +38,8 @@ class OursPolicy:
         constraints = kit.constraints(ctx.budget_watts)
         p, d = kit.capacities(ctx.forecast, ctx.corrections, self._rules)
         alloc = optimise(p, d, kit.bounds[Role.PREFILL], kit.bounds[Role.DECODE], constraints)
+        if alloc.budget_limited and (bound := under_binding_budget(ctx.corrections)) != ctx.corrections:
+            return self.adjust(dataclasses.replace(ctx, corrections=bound))  # a fixed point: recurses once
         notes = _reachability_notes(p.sla_reachable, d.sla_reachable)
         if ctx.peak_forecast is not None:
             # Replicas for the recent peak (they take minutes to start), caps for the forecast (seconds).

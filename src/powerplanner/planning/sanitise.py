@@ -47,7 +47,7 @@ def sanitise(obs: Observation, fallback_budget_watts: float, fallback_time_s: fl
     if rate is not None and not (finite(rate) and rate >= 0):
         problems.append(f"request_rate_per_s={rate!r} is not a non-negative number; holding")
         changes["request_rate_per_s"] = None
-    for name in ("isl_tokens", "osl_tokens"):
+    for name in ("isl_tokens", "osl_tokens", "isl_p90_tokens"):
         value = getattr(obs, name)
         if value is not None and not (finite(value) and value > 0):
             problems.append(f"{name}={value!r} is not a positive number; ignored")
@@ -95,6 +95,11 @@ def _sanitise_role(role: Role, rs: RoleState, problems: list[str]) -> RoleState:
     if gpus is not None and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1):
         problems.append(f"{role.value}.gpus_per_replica={gpus!r} is not a count >= 1; the profile's is assumed")
         cap_fix["gpus_per_replica"] = None
+    for name, high in (("waiting_requests", math.inf), ("kv_usage", 1.5)):  # usage a little above 1: rounding
+        value = getattr(rs, name)
+        if value is not None and not (finite(value) and 0 <= value <= high):
+            problems.append(f"{role.value}.{name}={value!r} is out of range; treated as unknown")
+            cap_fix[name] = None
     if not counts and not cap_fix:
         return rs
     return dataclasses.replace(rs, **counts, **cap_fix)  # type: ignore[arg-type]

@@ -28,10 +28,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from powerplanner.errors import UserError
 from powerplanner.model.profile import PowerProfile
 from powerplanner.model.roles import Role
-from powerplanner.model.values import LoadForecast, Observation
+from powerplanner.model.values import LoadForecast
+from powerplanner.planning.corrections import Corrections as Corrections
+from powerplanner.planning.corrections import dynamo_corrections as dynamo_corrections
+from powerplanner.planning.corrections import observed_corrections as observed_corrections
+from powerplanner.planning.corrections import under_binding_budget as under_binding_budget
+from powerplanner.planning.kv_footprint import kv_sequences_per_replica
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -96,6 +100,19 @@ class ProfileCache:
         eff = [self._perf_cap(Role.DECODE, c) for c in caps]
         return np.array([self._get(("d", q_ctx, c, q_t), f, q_ctx, c, q_t) for c in eff], dtype=np.float64)
 
+    def decode_batch_tokens_per_s_per_gpu(self, batch: int, context: float, caps: Sequence[float]) -> FloatArray:
+        """Per-GPU decode throughput of a batch of ``batch`` sequences at mean context ``context``, each cap; at the
+        top of the context's 1% bucket (a bound: the ITL grows with context, and the KV term must not round down)."""
+        q_ctx = _quantise(max(1.0, context))
+        top = q_ctx * math.exp(_BUCKET / 2)
+        f = self.profile.decode_itl_s
+        eff = [self._perf_cap(Role.DECODE, c) for c in caps]
+        itl = np.array([self._get(("dk", batch, q_ctx, c), f, float(batch), top, c) for c in eff],
+                       dtype=np.float64)
+        tp = self.profile.gpus_per_replica(Role.DECODE)
+        with np.errstate(divide="ignore"):
+            return np.where(itl > 0, batch / np.where(itl > 0, itl, 1.0) / tp, 0.0)
+
     def decode_smallest_batch_tokens_per_s_per_gpu(self, context: float, caps: Sequence[float]) -> FloatArray:
         """Per-GPU decode throughput of a batch of one at each cap (the lowest-load point of a profile)."""
         q_ctx = _quantise(max(1.0, context))
@@ -114,14 +131,6 @@ class ProfileCache:
 
 
 @dataclass(frozen=True)
-class Corrections:
-    """observed / profiled latency; 1.0 = the profile is right."""
-
-    prefill: float = 1.0
-    decode: float = 1.0
-
-
-@dataclass(frozen=True)
 class SizingRules:
     """What differs between our sizing and Dynamo's."""
 
@@ -136,13 +145,18 @@ class SizingRules:
     # sizes on raw throughput instead (its correction never moves the target, so this only happens when
     # even batch 1 misses the target, where more replicas cannot help).
     unreachable_itl_at_smallest_batch: bool = True
+    # Decode's KV footprint with a packing margin for the prompt-length tail (planning/kv_footprint.py); Dynamo
+    # sizes decode at the mean context only (its best batch is bounded by max_kv / mean context).
+    kv_packing_margin: bool = False
 
 
 def ours_sizing_rules(target_utilization: float) -> SizingRules:
     """Our sizing: at ``planner.target_utilization``, observed corrections as given, the load scaled (not the
-    ITL target) by the decode correction, raw throughput when no batch meets the target."""
+    ITL target) by the decode correction, raw throughput when no batch meets the target, decode's KV footprint
+    with a margin for the prompt-length tail."""
     return SizingRules(target_utilization=target_utilization, dynamo_prefill_correction=False,
-                       decode_correction_on_target=False, unreachable_itl_at_smallest_batch=False)
+                       decode_correction_on_target=False, unreachable_itl_at_smallest_batch=False,
+                       kv_packing_margin=True)
 
 
 def dynamo_sizing_rules(_target_utilization: float = 1.0) -> SizingRules:
@@ -223,6 +237,12 @@ def size_role(
             demand *= corrections.decode
         sla = cache.decode_tokens_per_s_per_gpu(context, caps, corrected_itl)
         raw = cache.decode_tokens_per_s_per_gpu(context, caps, None)
+        # The KV constraint next to the ITL one: a replica serves at most the sequences its KV memory holds
+        # for this prompt-length distribution; the smaller per-replica capacity (more replicas) wins.
+        tail = forecast.isl_p90_tokens
+        if rules.kv_packing_margin and tail is not None and tail > forecast.isl_tokens:  # else max_batch bounds it
+            held = kv_sequences_per_replica(cache.profile.max_batch(1.0), forecast)
+            sla = np.minimum(sla, cache.decode_batch_tokens_per_s_per_gpu(held, context, caps))
     reachable = bool(np.any(sla > 0))
     if not reachable:
         if role is Role.DECODE and rules.unreachable_itl_at_smallest_batch:
@@ -242,90 +262,6 @@ def size_role(
         target_utilization=rules.target_utilization,
         sla_reachable=reachable,
     )
-
-
-def observed_corrections(
-    profile: PowerProfile,
-    obs: Observation,
-    prefill_cap_watts: float,
-    decode_cap_watts: float,
-    previous: Corrections,
-    ttft_target_s: float | None = None,
-    drain_interval_s: float | None = None,
-) -> Corrections:
-    """Our correction factors: observed / expected latency at the observed load and the applied caps.
-
-    Expected TTFT is the profile's TTFT (queueing included) at the observed ISL and per-replica request
-    rate; expected ITL is the profile's iteration time at the batch Little's law gives (rate x OSL x ITL per
-    ready decode replica) and context ISL + OSL/2. Two guards make this safe in a closed loop: the TTFT
-    factor is only measured where the queueing model is trustworthy (per-replica utilisation below 0.7;
-    near saturation the model's TTFT explodes while the windowed observation lags, which would read as
-    "reality is much faster" and shrink prefill exactly when it is overloaded), and both factors are
-    clamped to [1, 2]: a correction may add capacity for what the profile misses, never remove capacity
-    the profile says is needed. When a factor cannot be measured the previous one is kept.
-
-    Backlog: when the observed TTFT exceeds the target, requests are queueing; by Little's law about
-    ``rate x (TTFT - target)`` of them wait beyond the target. Serving only the arrival rate would never
-    drain them, so the prefill factor is at least ``1 + (TTFT - target) / drain_interval`` (drain within one
-    adjustment interval), up to 3.
-    """
-    prefill, decode = previous.prefill, previous.decode
-    rate, isl, osl = obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens
-    if not (rate and isl and osl and rate > 0 and isl > 0 and osl > 0):
-        return previous
-    try:
-        if obs.ttft_ms is not None and obs.ttft_ms > 0 and obs.prefill.ready_replicas > 0:
-            per_replica = rate / obs.prefill.ready_replicas
-            rho = per_replica * profile.prefill_time_s(isl, prefill_cap_watts)
-            expected = profile.ttft_s(isl, per_replica, prefill_cap_watts)
-            if rho < 0.7 and math.isfinite(expected) and expected > 0:
-                prefill = min(2.0, max(1.0, obs.ttft_ms / 1000.0 / expected))
-            elif rho >= 0.7:
-                prefill = 1.0  # the model cannot tell; the backlog term below covers overload
-            if ttft_target_s is not None and drain_interval_s:
-                excess_s = obs.ttft_ms / 1000.0 - ttft_target_s
-                prefill = max(prefill, min(3.0, 1.0 + max(0.0, excess_s) / drain_interval_s))
-        if obs.itl_ms is not None and obs.itl_ms > 0 and obs.decode.ready_replicas > 0:
-            context = isl + osl / 2
-            batch = rate * osl * (obs.itl_ms / 1000.0) / obs.decode.ready_replicas
-            batch = min(max(1.0, batch), float(profile.max_batch(context)))
-            expected = profile.decode_itl_s(batch, context, decode_cap_watts)
-            if math.isfinite(expected) and expected > 0:
-                decode = min(2.0, max(1.0, obs.itl_ms / 1000.0 / expected))
-    except (UserError, ValueError, ZeroDivisionError, OverflowError):
-        return previous
-    return Corrections(prefill=prefill, decode=decode)
-
-
-def dynamo_corrections(profile: PowerProfile, obs: Observation, tdp_watts: float, previous: Corrections) -> Corrections:
-    """Dynamo's correction factors, as its SLA planner computes them from its (cap-less) profile.
-
-    ``prefill = observed TTFT / interpolated TTFT at the observed ISL`` (a single prefill, no queueing),
-    ``decode = observed ITL / interpolated ITL at concurrency = request rate x request duration / decode
-    replicas`` and context ISL + OSL/2. The profile is queried at TDP since Dynamo's has no power
-    dimension. Dynamo then uses ``min(1, prefill)`` on the prefill load and divides the ITL target by
-    ``decode``. Kept within [0.05, 20] only to survive degenerate windows.
-    """
-    prefill, decode = previous.prefill, previous.decode
-    rate, isl, osl = obs.request_rate_per_s, obs.isl_tokens, obs.osl_tokens
-    if not (rate and isl and osl and rate > 0 and isl > 0 and osl > 0):
-        return previous
-    try:
-        if obs.ttft_ms is not None and obs.ttft_ms > 0:
-            expected = profile.prefill_time_s(isl, tdp_watts)
-            if math.isfinite(expected) and expected > 0:
-                prefill = min(20.0, max(0.05, obs.ttft_ms / 1000.0 / expected))
-        if obs.itl_ms is not None and obs.itl_ms > 0 and obs.decode.ready_replicas > 0:
-            context = isl + osl / 2
-            duration_s = (obs.ttft_ms or 0.0) / 1000.0 + osl * obs.itl_ms / 1000.0
-            concurrency = rate * duration_s / obs.decode.ready_replicas
-            concurrency = min(max(1.0, concurrency), float(profile.max_batch(context)))
-            expected = profile.decode_itl_s(concurrency, context, tdp_watts)
-            if math.isfinite(expected) and expected > 0:
-                decode = min(20.0, max(0.05, obs.itl_ms / 1000.0 / expected))
-    except (UserError, ValueError, ZeroDivisionError, OverflowError):
-        return previous
-    return Corrections(prefill=prefill, decode=decode)
 
 
 def dynamo_replicas(capacity: RoleCapacity, min_replicas: int) -> int:

@@ -272,4 +272,5 @@ def _result(policy: str, trace: Trace, cluster: Cluster, loop: ClosedLoop, end_s
         decisions=loop.decisions,
         unfinished_by_stage=cluster.unfinished_by_stage(),
         refused=cluster.refused,
+        decode_queue_max=cluster.decode_queue_max,
     )

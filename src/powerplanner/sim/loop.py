@@ -27,6 +27,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
+
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, LoadForecast, Observation, RoleState, Step, StepKind
 from powerplanner.planning.execution import (
@@ -89,6 +91,7 @@ class ClosedLoop:
         self.mean_isl = prefix_isl[-1] / max(1, len(prefix_isl) - 1)
         self.mean_osl = prefix_osl[-1] / max(1, len(prefix_osl) - 1)
         self.snapshots: list[tuple[float, ...]] = []
+        self.max_kv_tokens = max(1, cluster.profile.max_batch(1.0))  # max_batch = KV tokens // context
         self.actuator = SimActuator(cluster, settings)
         self.reasons: Counter[str] = Counter()
         self.decisions = 0
@@ -131,12 +134,13 @@ class ClosedLoop:
         now = snaps[k]
         then = snaps[max(0, k - self.window_ticks)]
         window_s = now[0] - then[0]
-        rate = isl = osl = ttft_ms = itl_ms = None
+        rate = isl = osl = ttft_ms = itl_ms = isl_p90 = None
         if window_s > 0:
             arrived = now[1] - then[1]
             rate = arrived / window_s
             if arrived > 0:
                 isl = (now[2] - then[2]) / arrived
+                isl_p90 = _p90(self.cluster.isl[int(then[1]):int(now[1])])
             first = now[3] - then[3]
             if first > 0:
                 ttft_ms = 1000.0 * (now[4] - then[4]) / first
@@ -161,20 +165,34 @@ class ClosedLoop:
             osl_tokens=osl,
             ttft_ms=ttft_ms,
             itl_ms=itl_ms,
-            prefill=self._role_state(PREFILL, draw[0]),
-            decode=self._role_state(DECODE, draw[1]),
+            prefill=self._role_state(PREFILL, draw[0], t),
+            decode=self._role_state(DECODE, draw[1], t),
             budget_watts=budget_watts,
             measured_power_watts=total,
+            isl_p90_tokens=isl_p90,
         )
 
-    def _role_state(self, role: int, draw_watts: float | None) -> RoleState:
-        counts = self.cluster.counts[role]
+    def _role_state(self, role: int, draw_watts: float | None, t: float) -> RoleState:
+        """The role's counts and caps, and the bottleneck gauges its workers would export now (vLLM's
+        ``num_requests_waiting`` and KV usage, docs/planner.md "Which role is short"): requests in the role's
+        queue, and (decode) the ready replicas' KV tokens in use over their capacity."""
+        c = self.cluster
+        counts = c.counts[role]
+        kv_usage = None
+        if role == DECODE and c.ready_decode:
+            used = 0.0
+            for inst in c.ready_decode:
+                if inst.batch > 0:
+                    used += inst.s_ctx + inst.batch * (inst.v + (t - inst.t_last) / inst.itl_s)
+            kv_usage = min(1.0, used / (len(c.ready_decode) * self.max_kv_tokens))
         return RoleState(
             ready_replicas=counts[READY],
             starting_replicas=counts[STARTING],
             draining_replicas=counts[DRAINING],
-            applied_cap_watts=self.cluster.cap_watts[role],
+            applied_cap_watts=c.cap_watts[role],
             measured_draw_watts=draw_watts,
+            waiting_requests=float(len(c.prefill_queue if role == PREFILL else c.decode_queue)),
+            kv_usage=kv_usage,
         )
 
     def oracle_load(self, t: float) -> LoadForecast:
@@ -189,6 +207,7 @@ class ClosedLoop:
             request_rate_per_s=count / self.adjustment_interval_s,
             isl_tokens=(self.prefix_isl[hi] - self.prefix_isl[lo]) / count,
             osl_tokens=(self.prefix_osl[hi] - self.prefix_osl[lo]) / count,
+            isl_p90_tokens=_p90(self.cluster.isl[lo:hi]),
         )
 
     # ------------------------------------------------------------------ actuation
@@ -291,3 +310,8 @@ class SimActuator:
         for _ in range(add):
             c.start_replica(role, t)
         return StepOutcome(step, Outcome.DONE, changed=add > 0)
+
+
+def _p90(lengths: list[int]) -> float | None:
+    """The 90th percentile of a window's prompt lengths (what the frontend's ISL histogram gives live)."""
+    return float(np.percentile(lengths, 90)) if lengths else None

@@ -42,6 +42,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "refused",
     "comparable",
     "not_comparable_reason",
+    "decode_queue_max",
 )
 """The keys of each policy's entry in results.json, in this order (the public schema)."""
 
@@ -80,6 +81,7 @@ class PolicyMetrics:
     refused: int = 0  # longer than the profile's context window; left out of the attainments
     comparable: bool = True  # False: it went over the budget, so its SLO and energy were bought with more power
     not_comparable_reason: str | None = None
+    decode_queue_max: int = 0  # most requests waiting at once for decode KV room (a KV-bound decode shows here)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (no NaN: missing figures are ``null``), keys in ``METRIC_NAMES`` order."""
@@ -138,4 +140,5 @@ def summarize(result: SimResult, sla: SlaTargets, prices: Prices | None = None) 
         refused=int(result.refused),
         comparable=reason is None,
         not_comparable_reason=reason,
+        decode_queue_max=int(result.decode_queue_max),
     )

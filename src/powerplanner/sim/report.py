@@ -51,18 +51,20 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("s over budget", "seconds_over_budget"),
     ("done/requests", "completed"),
     ("refused", "refused"),
+    ("max decode queue", "decode_queue_max"),
 )
 """summary.md's columns (title, key)."""
 
 TERMINAL_COLUMNS: tuple[str, ...] = (
     "policy", "slo_attainment", "ttft", "itl", "energy_per_output_token_j", "cost_per_mtok_usd", "gpu_hours",
-    "peak_gpus", "peak_provisioned_watts", "peak_drawn_watts", "seconds_over_budget",
+    "peak_gpus", "peak_provisioned_watts", "peak_drawn_watts", "seconds_over_budget", "decode_queue_max",
 )
 """The printed table's columns: fewer, shorter, so it fits a 120-column terminal (summary.md has them all)."""
 
 _SHORT_TITLES = {"ttft": "TTFT p50/p99", "itl": "ITL p50/p99", "energy_per_output_token_j": "J/tok",
                  "cost_per_mtok_usd": "$/Mtok", "peak_gpus": "GPUs",
-                 "peak_provisioned_watts": "prov kW", "peak_drawn_watts": "drawn kW", "seconds_over_budget": "s over"}
+                 "peak_provisioned_watts": "prov kW", "peak_drawn_watts": "drawn kW", "seconds_over_budget": "s over",
+                 "decode_queue_max": "dec q"}
 
 NOT_COMPARABLE_MARK = "*"
 
@@ -89,6 +91,7 @@ def _cells(name: str, m: PolicyMetrics, kilowatts: bool = False) -> dict[str, st
         "seconds_over_budget": f"{m.seconds_over_budget:.0f}",
         "completed": f"{m.completed}/{m.requests}",
         "refused": f"{m.refused}",
+        "decode_queue_max": f"{m.decode_queue_max:,}",
     }
 
 

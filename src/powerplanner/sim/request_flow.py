@@ -91,6 +91,7 @@ class RequestFlow(ClusterState):
         self.decode_time_sum_s = 0.0
         self.decode_tokens = 0
         self.output_tokens = 0
+        self.decode_queue_max = 0  # most requests ever waiting for decode KV room at once (the report's figure)
 
     def unfinished_by_stage(self) -> dict[str, int]:
         """Where the requests that have not completed are (all zero after a complete run)."""
@@ -162,6 +163,7 @@ class RequestFlow(ClusterState):
         for r in reqs:
             if direct:
                 self.decode_queue.append(r)
+                self.decode_queue_max = max(self.decode_queue_max, len(self.decode_queue))
             else:
                 self.push(t + base + per_token * isl[r], EV_KV_DONE, r)
         self._set_draw(inst, self._idle_draw(inst))
@@ -175,6 +177,8 @@ class RequestFlow(ClusterState):
 
     def kv_done(self, r: int, t: float) -> None:
         self.decode_queue.append(r)
+        if len(self.decode_queue) > self.decode_queue_max:
+            self.decode_queue_max = len(self.decode_queue)
         self.accumulate(t)
         self._admit_decode(t)
 

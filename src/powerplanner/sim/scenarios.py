@@ -23,11 +23,11 @@ from powerplanner.errors import ConfigError
 from powerplanner.model.plant import parse_plant
 from powerplanner.sim.metrics import SlaTargets
 from powerplanner.sim.traces.builtin import builtin_trace
-from powerplanner.sim.traces.lengths import LengthDistribution
+from powerplanner.sim.traces.lengths import LengthDistribution, LognormalLengths
 from powerplanner.sim.traces.limits import MAX_SPAN_S
 from powerplanner.sim.traces.operations import check_extent, compress_gaps, scale_rate, truncate
 from powerplanner.sim.traces.readers import read_trace
-from powerplanner.sim.traces.shapes import ConstantShape, RateShape
+from powerplanner.sim.traces.shapes import ConstantShape, DiurnalShape, RateShape
 from powerplanner.sim.traces.synthetic import synthetic_trace
 from powerplanner.sim.types import Trace
 
@@ -42,6 +42,14 @@ POOL_FRACTION_OF_DYNAMO_PEAK = 1.0
 """The built-in scenarios' GPU pool, and a replayed trace's: the GPUs ``dynamo-sla`` holds at its unconstrained
 peak (at TDP) on the same trace, i.e. a cluster sized for Dynamo's peak demand. The budget, lower, then binds;
 no policy may hold more GPUs than that (docs/simulator.md, "GPU pool and cost")."""
+
+# Long-context chat (docs/simulator.md, "Built-in scenarios"): the Mooncake conversation trace's published means
+# (Qin et al., "Mooncake", FAST 2025; kvcache-ai/Mooncake, traces/conversation_trace.jsonl: mean input 12,035 and
+# mean output 343 tokens); the lognormal's p99 (80k) and its 120k cut (Llama 3.1's 128k window less the output)
+# are ours: they give the long tail the issue describes, they are not published figures.
+LONG_CONTEXT_ISL = LognormalLengths(mean_tokens=12035.0, p99_tokens=80000.0, min_tokens=64, max_tokens=120000)
+LONG_CONTEXT_OSL = LognormalLengths(mean_tokens=343.0, p99_tokens=1500.0, min_tokens=1, max_tokens=4096)
+LONG_CONTEXT_RATE_PER_S = 80.0
 
 
 @dataclass(frozen=True)
@@ -245,7 +253,29 @@ def builtin_scenarios() -> dict[str, Scenario]:
         description="Built-in trace with the Azure code statistics (long prompts, short answers) and bursts.",
         trace=TraceSpec(builtin="azure-code-like"),
     )
-    return {s.name: s for s in (default, code)}
+    return {s.name: s for s in (default, code, long_context_scenario())}
+
+
+def long_context_scenario(duration_s: float = 1800.0) -> Scenario:
+    """Long prompts on the 8B H200 profile: decode is bound by KV memory, not by ITL (docs/planner.md,
+    "Decode KV footprint"). ``duration_s`` shortens it for tests."""
+    return Scenario(
+        name="long-context",
+        description=(
+            "Long-context chat: lognormal prompts with the Mooncake conversation trace's mean (12k tokens, tail "
+            "to 120k), outputs ~340 tokens, 80 req/s with a diurnal swing from its trough, llama3.1-8b on H200 TP1, "
+            "budget 0.7 x dynamo-sla's peak; SLA TTFT 2 s / ITL 50 ms."
+        ),
+        trace=TraceSpec(synthetic=SyntheticSpec(
+            duration_s=duration_s, mean_rate_per_s=LONG_CONTEXT_RATE_PER_S, isl=LONG_CONTEXT_ISL,
+            osl=LONG_CONTEXT_OSL, shape=DiurnalShape(period_s=1800.0, amplitude=0.3, phase=0.75),
+        )),
+        budget_fraction=0.7,
+        gpu_pool_fraction=POOL_FRACTION_OF_DYNAMO_PEAK,
+        sla=SlaTargets(ttft_ms=2000.0, itl_ms=50.0),
+        profile="llama3.1-8b-h200-tp1",
+        planner={"adjustment_interval_s": 60.0, "cap_interval_s": 5.0},
+    )
 
 
 def builtin_scenario_names() -> list[str]:

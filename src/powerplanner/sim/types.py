@@ -80,3 +80,4 @@ class SimResult:
     peak_gpus: int = 0  # most GPUs held at once (ready, starting, draining)
     # Added by the runner for a learning planner (sim/calibration_report.py): learned vs plant constants
     calibration: dict[str, Any] = field(default_factory=dict)
+    decode_queue_max: int = 0  # most requests waiting at once for decode admission (KV room), whole run

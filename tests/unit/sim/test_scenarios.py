@@ -177,3 +177,21 @@ def test_scenario_bounds_and_booleans(tmp_path: Path, text: str, expected: str) 
     with pytest.raises(ConfigError) as info:
         sim_settings(load_scenario(str(write(tmp_path, text))))
     assert len(info.value.lines) == 1 and expected in info.value.lines[0], info.value.lines
+
+
+def test_long_context_scenario_has_the_documented_lengths() -> None:
+    """The built-in long-context scenario: Mooncake conversation means (12,035 prompt, 343 output tokens), a
+    long prompt tail cut at 120k, the 8B H200 profile, a budget from dynamo-sla's peak, TTFT 2 s."""
+    from powerplanner.sim.scenarios import long_context_scenario
+
+    assert "long-context" in builtin_scenario_names()
+    scenario = load_scenario("long-context")
+    assert scenario.profile == "llama3.1-8b-h200-tp1" and scenario.budget_fraction == 0.7
+    assert (scenario.sla.ttft_ms, scenario.sla.itl_ms) == (2000.0, 50.0)
+    trace = long_context_scenario(duration_s=600.0).load_trace()
+    isl = trace.isl_tokens.astype(np.float64)
+    assert 11_000 < isl.mean() < 13_000
+    assert np.percentile(isl, 99) > 50_000 and isl.max() <= 120_000
+    assert 300 < trace.osl_tokens.mean() < 390
+    assert 50 < len(trace) / trace.duration_s < 80  # the first 10 minutes of 80 req/s from a diurnal trough
+    assert len(long_context_scenario(duration_s=600.0).load_trace()) == len(trace)  # seeded: deterministic
