@@ -55,6 +55,7 @@ def planner_settings(config: Config) -> PlannerSettings:
         burst_window_intervals=planner.burst_window_intervals,
         burst_error_multiple=planner.burst_error_multiple,
         idle_ticks_to_min=planner.idle_ticks_to_min,
+        baseline_replica_headroom=planner.baseline_replica_headroom,
     )
 
 

@@ -45,3 +45,4 @@ class PlannerSettings:
     burst_window_intervals: int
     burst_error_multiple: float
     idle_ticks_to_min: int
+    baseline_replica_headroom: float = 1.0  # baselines size replicas for this multiple of the load (>= 1)

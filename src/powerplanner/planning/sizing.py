@@ -328,9 +328,10 @@ def dynamo_corrections(profile: PowerProfile, obs: Observation, tdp_watts: float
     return Corrections(prefill=prefill, decode=decode)
 
 
-def dynamo_replicas(capacity: RoleCapacity, min_replicas: int) -> int:
-    """Dynamo's replica count for one role at its (single) cap: ceil(demand / thpt / gpus), >= min."""
-    n = capacity.replicas_for(1.0)[0]
+def dynamo_replicas(capacity: RoleCapacity, min_replicas: int, headroom: float = 1.0) -> int:
+    """Dynamo's replica count for one role at its (single) cap: ceil(headroom x demand / thpt / gpus), >= min.
+    ``headroom`` is ``planner.baseline_replica_headroom`` (1.0: Dynamo's own rule)."""
+    n = capacity.replicas_for(headroom)[0]
     if not math.isfinite(n):
         n = float(min_replicas)
     return max(min_replicas, int(n))
