@@ -95,6 +95,8 @@ class Runner:
         self.workers = workers
         self._traces: dict[float, Trace] = {}
         self.runs = 0
+        self.requests = 0  # simulated, over all runs
+        self.simulation_s = 0.0  # the runs' own wall times, summed (what 2 idle cores divide by 2)
 
     def trace(self, rate_scale: float) -> Trace:
         if rate_scale not in self._traces:
@@ -114,6 +116,8 @@ class Runner:
         out = []
         for job in jobs:
             result = results[job.key]
+            self.requests += int(result.requests)
+            self.simulation_s += float(result.wall_s)
             m = summarize(result, self.scenario.sla)
             cost = cost_per_mtok_usd(m.gpu_hours, m.energy_kwh, int(result.output_tokens), Prices())
             out.append(Outcome(m.slo_attainment, m.seconds_over_budget, m.energy_per_output_token_j, cost))
@@ -228,7 +232,8 @@ def run_case(base: Scenario, plant: str, rate: float, limits: Any, mode: Mode, w
            "gpu_pool": limits.gpu_pool, "limits_rule": limits.note, "rate_scale": rate, "slack_budget_watts": slack,
            "dynamo_power_best_caps_watts": {"prefill": best.caps[0], "decode": best.caps[1]} if best.caps else None}
     run.update(_figures([a.label for a in arms], cap, eng, at_knob))
-    run.update({"simulations": runner.runs, "wall_s": time.perf_counter() - started})
+    run.update({"simulations": runner.runs, "simulated_requests": runner.requests,
+                "simulation_s": runner.simulation_s, "wall_s": time.perf_counter() - started})
     return run
 
 
