@@ -105,6 +105,8 @@ class Runner:
 
     def batch(self, probes: list[tuple[Arm, float, float, dict[str, float]]]) -> list[Outcome]:
         """(arm, rate scale, budget W, planner overrides) -> outcome, in order."""
+        wanted = {rate for _, rate, _, _ in probes}  # keep only this batch's traces: a search rarely repeats a rate
+        self._traces = {r: t for r, t in self._traces.items() if r in wanted}
         jobs = []
         for i, (arm, rate, budget, overrides) in enumerate(probes):
             planner = {**self.scenario.planner, **dict(arm.planner), **overrides}
