@@ -25,46 +25,12 @@ import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from powerplanner.sim.limits import resolve_limits
-from powerplanner.sim.metrics import PolicyMetrics, SlaTargets, summarize
+from powerplanner.sim.metrics import PolicyMetrics, summarize
 from powerplanner.sim.runner import PolicyJob, compare, policy_names, run_jobs
-from powerplanner.sim.scenarios import POOL_FRACTION_OF_DYNAMO_PEAK, TRACE_BUDGET_FRACTION, Scenario, TraceSpec
-from powerplanner.sim.traces import read_azure_csv, scale_rate, truncate
-
-TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces"
-
-# Rate scales chosen so dynamo-sla needs tens of GPUs at the peaks with llama2-70b on H100 TP4
-# (conv x10: ~55 req/s, ~20 TP4 replicas; code x8: ~21 req/s with 2k-token prompts).
-# SLA targets: 500 ms / 50 ms (the config default) for conversation. The code trace's prompts are long
-# (mean 2,048, p99 7,436 tokens): on llama2-70b-h100-tp4 a lone 7,436-token prefill takes 0.73 s at TDP
-# (~0.95 s at a 350 W cap), so a 500 ms TTFT would be missed by the longest prompts on an idle cluster;
-# its TTFT target is 1,000 ms, ITL 50 ms.
-SCENARIOS: dict[str, dict[str, Any]] = {
-    "azure-conv": {"file": "AzureLLMInferenceTrace_conv.csv", "rate_scale": 10.0,
-                   "sla": SlaTargets(ttft_ms=500.0, itl_ms=50.0)},
-    "azure-code": {"file": "AzureLLMInferenceTrace_code.csv", "rate_scale": 8.0,
-                   "sla": SlaTargets(ttft_ms=1000.0, itl_ms=50.0)},
-}
-PLANNER = {"adjustment_interval_s": 60.0, "cap_interval_s": 5.0}
-PROFILE = "llama2-70b-h100-tp4"
-
-
-def _scenario(name: str, trace_path: Path, rate_scale: float, duration_s: float | None,
-              sla: SlaTargets) -> Scenario:
-    return Scenario(
-        name=name,
-        trace=TraceSpec(path=str(trace_path)),
-        sla=sla,
-        rate_scale=rate_scale,
-        duration_s=duration_s,
-        budget_fraction=TRACE_BUDGET_FRACTION,
-        gpu_pool_fraction=POOL_FRACTION_OF_DYNAMO_PEAK,
-        profile=PROFILE,
-        planner=dict(PLANNER),
-    )
+from powerplanner.sim.scenarios import TRACE_BUDGET_FRACTION, Scenario
+from trace_scenarios import PROFILE, SCENARIOS, azure_scenario, azure_trace, dynamo_sla_limits
 
 
 def _energy(m: PolicyMetrics) -> float:
@@ -111,18 +77,16 @@ def grid_search(scenario: Scenario, trace: Any, budget_watts: float, levels: int
 
 def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
-    path = TRACES / spec["file"]
     rate_scale = args.rate_scale or spec["rate_scale"]
-    scenario = _scenario(name, path, rate_scale, args.duration, spec["sla"])
-    trace = read_azure_csv(path)
-    if args.duration:
-        trace = truncate(trace, args.duration)
-    trace = scale_rate(trace, rate_scale, seed=args.seed)
-    scenario = replace(scenario, budget_fraction=args.fraction)
+    scenario = azure_scenario(name, rate_scale, args.duration, args.fraction)
+    assert scenario.trace.path is not None
+    path = scenario.trace.path
+    trace = azure_trace(scenario, seed=args.seed)
 
-    # Budget and GPU pool from dynamo-sla's unconstrained peak (compare() does this; run it alone first for the grid).
-    limits = resolve_limits(scenario, trace)
-    budget_watts, note = limits.budget_watts, limits.budget_note
+    # Budget and GPU pool from dynamo-sla's unconstrained peak (bench/trace_scenarios.py over sim/limits.py: the
+    # rule `simulate --trace` and the headline bench use too).
+    limits = dynamo_sla_limits(scenario, trace, args.fraction)
+    budget_watts, note = limits.budget_watts, limits.note
     fixed = replace(scenario, budget_watts=budget_watts, budget_fraction=None, gpu_pool=limits.gpu_pool,
                     gpu_pool_fraction=None)
     grid = grid_search(fixed, trace, budget_watts, args.grid, args.workers, args.tie)
@@ -138,7 +102,7 @@ def run_scenario(name: str, spec: dict[str, Any], args: argparse.Namespace) -> d
     oracle = metrics["oracle"]
     return {
         "scenario": name,
-        "trace": str(path),
+        "trace": path,
         "rate_scale": rate_scale,
         "requests": len(trace),
         "duration_s": trace.duration_s,

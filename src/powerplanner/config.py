@@ -188,6 +188,10 @@ class PlannerConfig(_Section):
     static_caps_watts: dict[Literal["prefill", "decode"], PositiveFloat] = Field(
         default_factory=dict, description="Fixed per-GPU caps for dynamo-power/proportional (default: TDP)."
     )
+    baseline_replica_headroom: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)] = Field(
+        1.0, description="Baselines (every policy but ours and oracle): size replicas for this multiple of the "
+        "load (static: of its initial replicas); 1.0 = as Dynamo sizes. The baselines' over-provisioning knob, as "
+        "target_utilization is ours (docs/simulator.md, \"Headline\").")
     blind_ticks: Annotated[int, Field(ge=1, le=1000)] = Field(
         3,
         description="Live: cap ticks a Ready worker pod may go without any agent series (applied limit, revision) "

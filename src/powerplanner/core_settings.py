@@ -59,6 +59,7 @@ def planner_settings(config: Config) -> PlannerSettings:
         idle_ticks_to_min=planner.idle_ticks_to_min,
         objective=Objective(planner.objective, config.cost.gpu_hour_usd, config.cost.energy_usd_per_kwh),
         calibration=calibration_settings(planner.calibration),
+        baseline_replica_headroom=planner.baseline_replica_headroom,
     )
 
 

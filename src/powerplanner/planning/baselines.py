@@ -1,7 +1,10 @@
 """Baseline policies behind the same interface as ours, each faithful to its documented behaviour.
 
-- ``static``: fixed replicas (the initial observation's, clamped to the configured bounds; the
-  configured minimum if the deployment starts empty), caps at TDP. No power awareness.
+- ``static``: fixed replicas (the initial observation's times ``planner.baseline_replica_headroom``, clamped to
+  the configured bounds; the configured minimum if the deployment starts empty), caps at TDP. No power awareness.
+
+Every baseline sizes for ``planner.baseline_replica_headroom`` (default 1.0, Dynamo's rule) times the load: the
+baselines' over-provisioning knob, as ``planner.target_utilization`` is ours (docs/simulator.md, "Headline").
 - ``dynamo-sla``: Dynamo's SLA planner sizing (see :mod:`powerplanner.planning.sizing`) at TDP, with
   Dynamo's GPU ceiling clamp when a GPU pool is configured. No power awareness, caps at TDP.
 - ``dynamo-power``: the same sizing, then Dynamo's power-budget clamp over fixed per-role caps
@@ -19,6 +22,7 @@ plan their steps against the budget, the others in the same order without a limi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from powerplanner.model.roles import ROLES, Role
@@ -45,8 +49,9 @@ class StaticPolicy:
 
     def _fixed(self, ctx: PlanContext) -> dict[Role, int]:
         if self._replicas is None:
+            headroom = self._kit.settings.baseline_replica_headroom
             self._replicas = {
-                role: self._kit.clamp_replicas(role, ctx.current_replicas[role])
+                role: self._kit.clamp_replicas(role, math.ceil(ctx.current_replicas[role] * headroom - 1e-9))
                 if ctx.current_replicas[role] > 0
                 else self._kit.bounds[role].min_replicas
                 for role in ROLES
@@ -67,8 +72,9 @@ def _dynamo_sizing(kit: Toolkit, ctx: PlanContext) -> dict[Role, int]:
     tdp = (kit.tdp_watts,)
     p, d = kit.capacities(ctx.forecast, ctx.profile_corrections, _DYNAMO_RULES, {Role.PREFILL: tdp, Role.DECODE: tdp})
     bp, bd = kit.bounds[Role.PREFILL], kit.bounds[Role.DECODE]
-    n_p = min(bp.max_replicas, dynamo_replicas(p, bp.min_replicas))
-    n_d = min(bd.max_replicas, dynamo_replicas(d, bd.min_replicas))
+    headroom = kit.settings.baseline_replica_headroom
+    n_p = min(bp.max_replicas, dynamo_replicas(p, bp.min_replicas, headroom))
+    n_d = min(bd.max_replicas, dynamo_replicas(d, bd.min_replicas, headroom))
     n_p, n_d = gpu_ceiling_clamp(n_p, n_d, kit.gpus_per_replica[Role.PREFILL], kit.gpus_per_replica[Role.DECODE],
                                  kit.settings.gpu_pool, bp.min_replicas, bd.min_replicas)
     return {Role.PREFILL: n_p, Role.DECODE: n_d}

@@ -83,11 +83,12 @@ class Dynamo16Policy:
         kit = self._kit
         bp, bd = kit.bounds[Role.PREFILL], kit.bounds[Role.DECODE]
         per_replica = prefill_replica_tokens_per_s(kit, forecast.isl_tokens, kit.sla_ttft_s, kit.tdp_watts)
-        demand = forecast.request_rate_per_s * forecast.isl_tokens
+        headroom = kit.settings.baseline_replica_headroom
+        demand = forecast.request_rate_per_s * forecast.isl_tokens * headroom
         n_p = math.ceil(demand / per_replica - 1e-9) if per_replica > 0 and demand > 0 else bp.min_replicas
         _, d = kit.capacities(forecast, Corrections(), dynamo_sizing_rules(), {Role.PREFILL: (kit.tdp_watts,),
                                                                                Role.DECODE: (kit.tdp_watts,)})
-        n_d = dynamo_replicas(d, bd.min_replicas)
+        n_d = dynamo_replicas(d, bd.min_replicas, headroom)
         return {Role.PREFILL: min(bp.max_replicas, max(bp.min_replicas, n_p)),
                 Role.DECODE: min(bd.max_replicas, n_d)}
 

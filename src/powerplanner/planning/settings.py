@@ -48,3 +48,4 @@ class PlannerSettings:
     idle_ticks_to_min: int
     objective: Objective = field(default_factory=Objective)  # what ours minimises (planner.objective)
     calibration: CalibrationSettings = field(default_factory=CalibrationSettings)  # planner.calibration
+    baseline_replica_headroom: float = 1.0  # baselines size replicas for this multiple of the load (>= 1)

@@ -264,9 +264,10 @@ def size_role(
     )
 
 
-def dynamo_replicas(capacity: RoleCapacity, min_replicas: int) -> int:
-    """Dynamo's replica count for one role at its (single) cap: ceil(demand / thpt / gpus), >= min."""
-    n = capacity.replicas_for(1.0)[0]
+def dynamo_replicas(capacity: RoleCapacity, min_replicas: int, headroom: float = 1.0) -> int:
+    """Dynamo's replica count for one role at its (single) cap: ceil(headroom x demand / thpt / gpus), >= min.
+    ``headroom`` is ``planner.baseline_replica_headroom`` (1.0: Dynamo's own rule)."""
+    n = capacity.replicas_for(headroom)[0]
     if not math.isfinite(n):
         n = float(min_replicas)
     return max(min_replicas, int(n))
