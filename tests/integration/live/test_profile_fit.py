@@ -159,3 +159,34 @@ def test_an_unreachable_prometheus_is_one_line(tmp_path: Path, capsys: pytest.Ca
                  "-o", str(tmp_path / "x.yaml")]) != 0
     (line,) = error_lines(capsys)
     assert "prometheus" in line.lower() and "unreachable" in line
+
+
+def test_the_config_prometheus_access_is_used(backfilled: Backfilled, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Basic auth from the config's prometheus section (the planner's own client): the fit reads; without the
+    credentials it is one line naming the fields to set."""
+    from tests.integration.live.test_prometheus_auth import PASSWORD, USER, bcrypt_hash
+
+    hashed = bcrypt_hash(PASSWORD)
+    if hashed is None:
+        pytest.skip("no bcrypt: neither the `bcrypt` package nor a C library crypt with $2b$")
+    server = start_prometheus(tmp_path / "auth", [], web_config=f"basic_auth_users:\n  {USER}: '{hashed}'\n",
+                              ready_client={"auth": (USER, PASSWORD)}, backfill=backfilled.history.openmetrics)
+    password = tmp_path / "password"
+    password.write_text(PASSWORD)
+    base = yaml.safe_load(backfilled.config.read_text())
+    with_auth = tmp_path / "auth.yaml"
+    with_auth.write_text(yaml.safe_dump({**base, "prometheus": {**base["prometheus"], "url": server.url,
+                                                                "basic_auth_username": USER,
+                                                                "basic_auth_password_file": str(password)}}))
+    without = tmp_path / "plain.yaml"
+    without.write_text(yaml.safe_dump({**base, "prometheus": {**base["prometheus"], "url": server.url}}))
+    args = ["profile", "fit", "--since", "20m", "--end", str(backfilled.end_s), "-o", str(tmp_path / "l.yaml")]
+    try:
+        assert main([*args, "--config", str(with_auth)]) == 0
+        capsys.readouterr()
+        assert main([*args, "--config", str(without)]) == 2
+    finally:
+        server.stop()
+    (line,) = error_lines(capsys)
+    assert "HTTP 401" in line and "prometheus.bearer_token_file or prometheus.basic_auth_username" in line
