@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from powerplanner.errors import UserError
@@ -103,6 +104,21 @@ def summary(result: FitResult, *, dgd: str, namespace: str, window_s: float, ste
         "windows_needed": needed, "skipped": result.skipped,
         "windows_used": {role.value: {"latency": cal.beliefs[role].slowdown.count,
                                       "draw": cal.beliefs[role].draw.count} for role in ROLES},
-        "parameters": parameters, "departed": body["departed"], "profile": body["profile"],
+        "parameters": parameters, "departed": body["departed"], "profile": _stamped(body["profile"], result, dgd,
+                                                                                    namespace, start_s, end_s),
         "profile_error": body["profile_error"],
     }
+
+
+def _stamped(document: dict[str, Any] | None, result: FitResult, dgd: str, namespace: str, start_s: float,
+             end_s: float) -> dict[str, Any] | None:
+    """The learned profile's ``source`` says where it was learned: the DGD, the history's span, the prior."""
+    if document is None:
+        return None
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    prior = result.calibrator.prior
+    return {**document, "source": f"powerplanner profile fit: {result.windows_found} windows of DGD {namespace}/{dgd} "
+            f"from {iso(start_s)} to {iso(end_s)} (prior: {prior.name}: {prior.source})"}

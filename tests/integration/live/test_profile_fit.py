@@ -81,6 +81,7 @@ def test_fit_recovers_the_plant_within_10_percent(backfilled: Backfilled, tmp_pa
     assert share["given"] == pytest.approx(0.7342) and share["learned"] > 0.85  # it moved: the prior is 0.7342
     learned = load_profile(path=str(tmp_path / "learned.yaml"))  # our format, loadable as a profile
     assert learned.cap_model(Role.PREFILL).compute_share == pytest.approx(share["learned"], rel=1e-6)
+    assert learned.source.startswith("powerplanner profile fit: ") and "DGD default/llm" in learned.source
 
 
 def test_the_history_is_what_the_planner_saw(backfilled: Backfilled) -> None:
