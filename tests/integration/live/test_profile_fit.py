@@ -191,3 +191,23 @@ def test_the_config_prometheus_access_is_used(backfilled: Backfilled, tmp_path: 
         server.stop()
     (line,) = error_lines(capsys)
     assert "HTTP 401" in line and "prometheus.bearer_token_file or prometheus.basic_auth_username" in line
+
+
+def test_the_text_summary_sets_learned_beside_given(backfilled: Backfilled, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert _fit(backfilled, tmp_path) == 0
+    out = capsys.readouterr().out
+    share = next(line for line in out.splitlines() if "prefill" in line and "compute_share" in line)
+    assert "given 0.7342" in share and "+-" in share
+    assert "DGD default/llm" in out and f"wrote {tmp_path / 'learned.yaml'}" in out
+
+
+def test_missing_frontend_series_name_the_metric_and_its_exporter(backfilled: Backfilled, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    base = yaml.safe_load(backfilled.config.read_text())
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**base, "prometheus": {**base["prometheus"], "model": "not-served"}}))
+    assert main(["profile", "fit", "--config", str(other), "--prometheus", backfilled.server.url, "--since", "20m",
+                 "--end", str(backfilled.end_s), "-o", str(tmp_path / "x.yaml")]) == 2
+    (line,) = error_lines(capsys)
+    assert 'dynamo_frontend_requests_total{model="not-served"}' in line and "dynamo frontend exports it" in line
