@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -42,6 +42,8 @@ from powerplanner.live.promql import (
 )
 from powerplanner.model.roles import ROLES, Role
 from powerplanner.retry import retrying
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,28 @@ class PrometheusClient:
 
     def query(self, promql: str) -> list[Sample]:
         """Evaluate ``promql`` now. Scalars come back as one sample without labels."""
+        return self._retried(self._query_once, promql)
+
+    def query_range(self, promql: str, start_s: float, end_s: float, step_s: float) -> list[RangeSeries]:
+        """Evaluate ``promql`` at every ``step_s`` from ``start_s`` to ``end_s`` (Unix seconds), as the planner's
+        tick would have then (``powerplanner profile fit``): one :class:`RangeSeries` per label set."""
+        params = {"query": promql, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "step": f"{step_s:g}"}
+        return self._retried(lambda q: _parse_matrix(self._get("/api/v1/query_range", params, q)), promql)
+
+    def _retried(self, once: Callable[[str], _T], promql: str) -> _T:
+        """One retry policy for every query (retry.py): transient kinds only, the sleep injected."""
         policy = retrying(sleep=self._sleep, first_wait_s=self.backoff_s, attempts=self.retries + 1,
                           retry_on=lambda exc: isinstance(exc, PrometheusError) and exc.kind in RETRIED)
-        samples: list[Sample] = policy(self._query_once, promql)
-        return samples
+        result: _T = policy(once, promql)
+        return result
 
     def _query_once(self, promql: str) -> list[Sample]:
+        return _parse_data(self._get("/api/v1/query", {"query": promql}, promql))
+
+    def _get(self, path: str, params: Mapping[str, str], promql: str) -> Any:
+        """The ``data`` of one successful API answer; every failure a :class:`PrometheusError` naming its kind."""
         try:
-            resp = self._http.get("/api/v1/query", params={"query": promql})
+            resp = self._http.get(path, params=params)
         except httpx.TimeoutException as exc:
             raise PrometheusError(PrometheusErrorKind.TIMEOUT,
                                   f"Prometheus at {self.url} timed out ({type(exc).__name__})") from None
@@ -131,7 +147,7 @@ class PrometheusClient:
         if body.get("status") != "success":
             raise PrometheusError(PrometheusErrorKind.QUERY,
                                   f"query failed: {body.get('errorType')}: {body.get('error')} ({promql})")
-        return _parse_data(body.get("data"))
+        return body.get("data")
 
     def check_reachable(self) -> None:
         """Raise :class:`EndpointError` (one clear line) when Prometheus cannot answer a trivial query."""
@@ -169,6 +185,24 @@ def _parse_data(data: Any) -> list[Sample]:
         raise PrometheusError(PrometheusErrorKind.GARBAGE, "Prometheus answer has a malformed result") from None
     raise PrometheusError(PrometheusErrorKind.GARBAGE,
                           f"unexpected resultType {kind!r} (need an instant vector or scalar)")
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    """One series of a range query: its labels and its ``(unix time, value)`` points (value None for NaN/inf)."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float | None], ...]
+
+
+def _parse_matrix(data: Any) -> list[RangeSeries]:
+    if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+        raise PrometheusError(PrometheusErrorKind.GARBAGE, "Prometheus answered a range query without a matrix")
+    try:
+        return [RangeSeries(dict(item.get("metric") or {}), tuple((float(t), _finite(v)) for t, v in item["values"]))
+                for item in data["result"]]
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise PrometheusError(PrometheusErrorKind.GARBAGE, "Prometheus answer has a malformed matrix") from None
 
 
 # -- the metrics source -----------------------------------------------------------------------------

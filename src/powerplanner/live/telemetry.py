@@ -19,6 +19,10 @@ from powerplanner.model.roles import ROLES, Role
 from powerplanner.model.values import Decision, Observation
 
 PREFIX = "powerplanner"
+# Read back by `powerplanner profile fit` (live/history.py): the cluster as the planner saw it, per tick.
+REPLICAS_METRIC = f"{PREFIX}_replicas"
+WORKER_POD_INFO_METRIC = f"{PREFIX}_worker_pod_info"
+BUILD_INFO_METRIC = f"{PREFIX}_build_info"
 # One gauge per quantity, each in its base unit (Prometheus naming: the unit is the suffix, one unit per metric).
 OBSERVED_METRICS = {
     "request_rate_per_s": (f"{PREFIX}_observed_request_rate_per_second", "Observed request rate (NaN: no data).", 1.0),
@@ -64,7 +68,7 @@ class LoopTelemetry:
             f"{PREFIX}_measured_power_watts", "Measured GPU draw of the deployment (NaN when unknown).", registry=r
         )
         self.replicas = Gauge(
-            f"{PREFIX}_replicas", "Replicas per role: ready, starting, draining (observed) and target.",
+            REPLICAS_METRIC, "Replicas per role: ready, starting, draining (observed) and target.",
             ["role", "state"], registry=r,
         )
         self.cap_watts = Gauge(
@@ -114,7 +118,7 @@ class LoopTelemetry:
         # The deployment is a label of build_info only: one planner drives one DGD, so on every series it would be
         # a constant; queries join it where needed (docs/operations.md, "Metrics").
         self.build_info = Gauge(
-            f"{PREFIX}_build_info", "Always 1: the planner's version and the DynamoGraphDeployment it drives.",
+            BUILD_INFO_METRIC, "Always 1: the planner's version and the DynamoGraphDeployment it drives.",
             ["version", "deployment", "deployment_namespace"], registry=r,
         )
         self.build_info.labels(version, deployment, namespace).set(1)
@@ -122,7 +126,7 @@ class LoopTelemetry:
         # the deployment's GPUs: agent series `* on(pod_name, pod_namespace) group_left(role)` this
         # (deploy/grafana/gen_dashboard.py; docs/operations.md, "The dashboard").
         self.worker_pod_info = Gauge(
-            f"{PREFIX}_worker_pod_info", "Always 1: a worker pod of the deployment, by role, as the planner sees it.",
+            WORKER_POD_INFO_METRIC, "Always 1: a worker pod of the deployment, by role, as the planner sees it.",
             ["deployment", contract.AGENT_NAMESPACE_LABEL, contract.AGENT_POD_LABEL, "role"], registry=r,
         )
         self._deployment, self._namespace = deployment, namespace
