@@ -145,7 +145,8 @@ def _role_table(profile: CappedProfile, role: str, rows: list[dict[str, float]],
 def register(app: typer.Typer) -> None:
     profile_app = typer.Typer(
         name="profile",
-        help="Power-performance profiles: list the built-ins, show or plot one against the cap, validate a file.",
+        help="Power-performance profiles: list the built-ins, show or plot one against the cap, validate a file, "
+        "measure one on a GPU node.",
     )
     app.add_typer(profile_app, name="profile")
     profile_app.callback(invoke_without_command=True)(_help_without_command)
@@ -154,6 +155,9 @@ def register(app: typer.Typer) -> None:
     profile_app.command("plot")(plot)
     profile_app.command("validate")(validate)
     profile_app.command("export")(export)
+    from powerplanner.commands.profile_measure import measure
+
+    profile_app.command("measure")(measure)
 
 
 def _help_without_command(ctx: typer.Context) -> None:

@@ -1,0 +1,204 @@
+"""`powerplanner profile measure`: sweep one GPU's power limit under a fixed load and write the measured profile.
+
+How to run it on a GPU node, and what it can and cannot measure: docs/profile-format.md, "Measuring a profile on
+a GPU node". The sweep itself is :mod:`powerplanner.measure.sweep`, the fit :mod:`powerplanner.planning.cap_fit`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from powerplanner.commands.profile import JsonOption
+
+if TYPE_CHECKING:
+    from powerplanner.agent.gpu import GpuBackend, GpuInfo
+    from powerplanner.measure.sweep import CapMeasurement
+    from powerplanner.model.roles import Role
+    from powerplanner.planning.cap_fit import SweepFit
+
+def _caps_list(text: str | None) -> list[float] | None:
+    from powerplanner.errors import MeasureError
+
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MeasureError(f"--caps {text!r}: give watts separated by commas, e.g. --caps 300,450,600") from None
+
+
+def _roles(text: str) -> tuple[Role, ...]:
+    from powerplanner.errors import MeasureError
+    from powerplanner.model.roles import Role
+
+    choices = {"both": (Role.PREFILL, Role.DECODE), "prefill": (Role.PREFILL,), "decode": (Role.DECODE,)}
+    if text not in choices:
+        raise MeasureError(f"--role {text!r}: give both, prefill or decode")
+    return choices[text]
+
+
+def _open_gpu(device: int) -> tuple[GpuBackend, GpuInfo]:
+    """The agent's NVML backend and GPU ``device``; a missing driver or library is one line, never a traceback."""
+    from powerplanner.agent.gpu import GpuError
+    from powerplanner.agent.nvml_backend import NvmlBackend
+    from powerplanner.errors import MeasureError
+    from powerplanner.measure.sweep import gpu_failure
+
+    try:
+        backend = NvmlBackend.open()
+    except GpuError as exc:
+        raise MeasureError(f"{exc}") from None
+    gpus = backend.gpus()
+    if not 0 <= device < len(gpus):
+        backend.close()
+        raise MeasureError(f"--device {device}: this node has {len(gpus)} GPU(s) (0-{len(gpus) - 1}); pick one")
+    try:
+        backend.energy_joules(gpus[device].uuid)
+    except GpuError as exc:
+        backend.close()
+        raise gpu_failure(exc, f"read the energy counter of GPU {device}") from None
+    return backend, gpus[device]
+
+
+def _rows(points: list[CapMeasurement]) -> list[dict[str, float]]:
+    return [{"cap_watts": p.cap_watts, "ttft_ms": p.load.ttft_s * 1000.0, "itl_ms": p.load.itl_s * 1000.0,
+             "throughput_tokens_per_s": p.load.throughput_tokens_per_s, "draw_watts": p.busy_draw_watts,
+             "mean_draw_watts": p.mean_draw_watts, "busy_s": p.load.busy_s, "energy_j": p.energy_j,
+             "energy_per_token_j": p.energy_per_token_j, "requests": float(p.load.requests),
+             "duration_s": p.duration_s} for p in points]
+
+
+def _fit_dict(fit: SweepFit) -> dict[str, Any]:
+    return {"natural_draw_watts": fit.natural_draw_watts, "natural_observed": fit.natural_observed,
+            "idle_watts": fit.idle_watts,
+            **{r.role.value: {"uncapped_s": r.uncapped_s, "compute_share": r.compute_share,
+                              "max_residual": r.max_residual} for r in (fit.prefill, fit.decode)}}
+
+
+def _print_points(rows: list[dict[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="cap sweep (bold green: least energy per token)")
+    for header in ("cap W", "TTFT ms", "ITL ms", "tok/s", "draw W", "J/token"):
+        table.add_column(header, justify="right")
+    best = min(rows, key=lambda r: r["energy_per_token_j"])
+    for r in rows:
+        table.add_row(f"{r['cap_watts']:.0f}", f"{r['ttft_ms']:.1f}", f"{r['itl_ms']:.2f}",
+                      f"{r['throughput_tokens_per_s']:,.1f}", f"{r['draw_watts']:.0f}",
+                      f"{r['energy_per_token_j']:.3f}", style="bold green" if r is best else None)
+    Console().print(table)
+
+
+def measure(
+    endpoint: Annotated[str, typer.Option("--endpoint", help="OpenAI-compatible base URL (Dynamo frontend, vLLM).")],
+    base: Annotated[str, typer.Option("--base", help="Profile whose latency models the result keeps (built-in "
+                                      "name or path); its GPU should be this node's.")] = "llama2-70b-h100-tp2",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="YAML file to write (our format).")] = None,
+    device: Annotated[int, typer.Option("--device", help="NVML index of the GPU to cap.", min=0)] = 0,
+    caps: Annotated[str | None, typer.Option("--caps", help="Caps in watts, comma-separated.")] = None,
+    levels: Annotated[int, typer.Option("--levels", help="Evenly spaced caps from the GPU's min to max limit.",
+                                        min=2)] = 5,
+    isl: Annotated[int, typer.Option("--isl", help="Prompt tokens per request.", min=1)] = 512,
+    osl: Annotated[int, typer.Option("--osl", help="Output tokens per request.", min=2)] = 128,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight.", min=1)] = 8,
+    requests: Annotated[int, typer.Option("--requests", help="Requests per cap.", min=1)] = 32,
+    model: Annotated[str | None, typer.Option("--model", help="Model name; default: the first of /v1/models.")] = None,
+    chat: Annotated[bool, typer.Option("--chat", help="Use /v1/chat/completions, not /v1/completions.")] = False,
+    timeout_s: Annotated[float, typer.Option("--timeout-s", help="Per-request timeout.", min=0.1)] = 120.0,
+    role: Annotated[str, typer.Option("--role", help="What the GPU serves: both (aggregated), prefill or decode; "
+                                      "the fit replaces only these roles' cap models.")] = "both",
+    idle_s: Annotated[float, typer.Option("--idle-s", help="Seconds to measure the idle draw first (0: skip; "
+                                          "the busy draw then counts the gaps between requests).", min=0)] = 2.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only read: limits, energy, endpoint; set nothing.")]
+    = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Sweep one GPU's power limit under a fixed load; restore the original limit however it ends."""
+    import asyncio
+
+    from powerplanner.agent.gpu import GpuError
+    from powerplanner.commands.profile import _load
+    from powerplanner.errors import MeasureError
+    from powerplanner.measure.load import LoadSpec, drive, first_model
+    from powerplanner.measure.sweep import CapSweep, cap_grid, gpu_failure
+
+    profile = _load(base, None)
+    roles = _roles(role)
+    if output is None and not dry_run:
+        raise MeasureError("give --output FILE for the measured profile (or --dry-run to only read)")
+    backend, gpu = _open_gpu(device)
+    try:
+        grid = cap_grid(gpu, _caps_list(caps), levels)
+        spec = LoadSpec(endpoint, model or first_model(endpoint, timeout_s), isl, osl, concurrency, requests, chat,
+                        timeout_s)
+        limit = backend.limit_watts(gpu.uuid)
+        if dry_run:
+            plan = {"dry_run": True, "gpu": {"index": gpu.index, "uuid": gpu.uuid, "name": gpu.name,
+                                             "min_limit_watts": gpu.min_limit_watts,
+                                             "max_limit_watts": gpu.max_limit_watts, "limit_watts": limit,
+                                             "energy_j": backend.energy_joules(gpu.uuid)},
+                    "endpoint": endpoint, "model": spec.model, "caps_watts": list(grid), "isl_tokens": isl,
+                    "osl_tokens": osl, "concurrency": concurrency, "requests_per_cap": requests}
+            _report_plan(plan, as_json)
+            return
+        say = (lambda i, c: None) if as_json else (lambda i, c: typer.echo(f"cap {i + 1}/{len(grid)}: {c:g} W",
+                                                                            err=True))
+        sweep = CapSweep(backend, gpu, lambda: asyncio.run(drive(spec)), on_cap=say)
+        if idle_s > 0:
+            sweep.idle_draw_watts(idle_s)
+        points = sweep.run(grid)
+    except GpuError as exc:  # a read outside the sweep (the sweep maps its own, after restoring)
+        raise gpu_failure(exc, f"GPU {gpu.index}") from None
+    finally:
+        backend.close()
+    _write(profile, points, output, limit, gpu, roles, as_json)
+
+
+def _report_plan(plan: dict[str, Any], as_json: bool) -> None:
+    from powerplanner.commands.profile import _echo_json
+
+    if as_json:
+        _echo_json(plan)
+        return
+    g = plan["gpu"]
+    typer.echo(f"GPU {g['index']} {g['name']} ({g['uuid']}): limit {g['limit_watts']:g} W, range "
+               f"[{g['min_limit_watts']:g}, {g['max_limit_watts']:g}] W, energy counter {g['energy_j']:.0f} J")
+    typer.echo(f"endpoint {plan['endpoint']} serves {plan['model']}")
+    typer.echo(f"would set caps {', '.join(f'{c:g}' for c in plan['caps_watts'])} W, {plan['requests_per_cap']} "
+               f"requests each at ISL {plan['isl_tokens']}, OSL {plan['osl_tokens']}, concurrency "
+               f"{plan['concurrency']}, then restore {g['limit_watts']:g} W; nothing was set (dry run)")
+
+
+def _write(profile: Any, points: list[CapMeasurement], output: Path | None, original_watts: float, gpu: GpuInfo,
+           roles: tuple[Role, ...], as_json: bool) -> None:
+    import yaml
+
+    from powerplanner.commands.profile import _echo_json
+    from powerplanner.errors import MeasureError
+    from powerplanner.model.profile_format import document_from_profile
+    from powerplanner.planning.cap_fit import SweepPoint, fit_sweep, measured_profile
+
+    assert output is not None  # checked before the sweep
+    fit = fit_sweep(profile, [SweepPoint(p.cap_watts, p.load.ttft_s, p.load.itl_s, p.busy_draw_watts)
+                                for p in points], points[0].idle_watts if points else None)
+    source = f"cap sweep on {gpu.name} ({gpu.uuid}), {len(points)} caps"
+    document = document_from_profile(measured_profile(profile, fit, source, roles))
+    try:
+        output.write_text(yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
+    except OSError as exc:
+        raise MeasureError(f"{output}: cannot write the profile ({exc}); choose a writable path") from None
+    rows = _rows(points)
+    if as_json:
+        _echo_json({"gpu": {"index": gpu.index, "uuid": gpu.uuid, "name": gpu.name},
+                    "restored_limit_watts": original_watts, "points": rows, "fit": _fit_dict(fit),
+                    "output": str(output)})
+        return
+    _print_points(rows)
+    typer.echo(f"natural draw {fit.natural_draw_watts:.0f} W"
+               + ("" if fit.natural_observed else " (every cap bound: a lower bound)")
+               + f"; compute share prefill {fit.prefill.compute_share:.3f}, decode {fit.decode.compute_share:.3f}")
+    typer.echo(f"restored the limit to {original_watts:g} W; wrote {output}")
