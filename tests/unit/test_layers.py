@@ -18,6 +18,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "sim": {"live", "agent", "verify", "commands", "cli", "<kubernetes>"},
     "live": {"sim", "agent", "verify", "commands", "cli"},
     "agent": {"live", "planning", "sim", "verify", "commands", "cli", "<kubernetes>"},
+    "measure": {"live", "sim", "verify", "commands", "cli", "<kubernetes>"},
 }
 
 

@@ -73,7 +73,7 @@ def _rows(points: list[CapMeasurement]) -> list[dict[str, float]]:
 
 def _fit_dict(fit: SweepFit) -> dict[str, Any]:
     return {"natural_draw_watts": fit.natural_draw_watts, "natural_observed": fit.natural_observed,
-            "idle_watts": fit.idle_watts,
+
             **{r.role.value: {"uncapped_s": r.uncapped_s, "compute_share": r.compute_share,
                               "max_residual": r.max_residual} for r in (fit.prefill, fit.decode)}}
 
@@ -184,7 +184,7 @@ def _write(profile: Any, points: list[CapMeasurement], output: Path | None, orig
 
     assert output is not None  # checked before the sweep
     fit = fit_sweep(profile, [SweepPoint(p.cap_watts, p.load.ttft_s, p.load.itl_s, p.busy_draw_watts)
-                                for p in points], points[0].idle_watts if points else None)
+                                for p in points])
     source = f"cap sweep on {gpu.name} ({gpu.uuid}), {len(points)} caps"
     document = document_from_profile(measured_profile(profile, fit, source, roles))
     try:
@@ -194,11 +194,15 @@ def _write(profile: Any, points: list[CapMeasurement], output: Path | None, orig
     rows = _rows(points)
     if as_json:
         _echo_json({"gpu": {"index": gpu.index, "uuid": gpu.uuid, "name": gpu.name},
-                    "restored_limit_watts": original_watts, "points": rows, "fit": _fit_dict(fit),
+                    "restored_limit_watts": original_watts,
+                    "idle_watts": points[0].idle_watts if points else None, "points": rows, "fit": _fit_dict(fit),
                     "output": str(output)})
         return
     _print_points(rows)
     typer.echo(f"natural draw {fit.natural_draw_watts:.0f} W"
                + ("" if fit.natural_observed else " (every cap bound: a lower bound)")
                + f"; compute share prefill {fit.prefill.compute_share:.3f}, decode {fit.decode.compute_share:.3f}")
+    idle = points[0].idle_watts if points else None
+    if idle is not None:
+        typer.echo(f"idle draw {idle:.0f} W (measured first; the busy draw leaves out the gaps between requests)")
     typer.echo(f"restored the limit to {original_watts:g} W; wrote {output}")

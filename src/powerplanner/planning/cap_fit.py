@@ -55,7 +55,6 @@ class SweepFit:
     natural_observed: bool
     prefill: RoleFit
     decode: RoleFit
-    idle_watts: float | None = None  # measured with the endpoint idle; None: the base profile's
 
 
 def natural_draw(points: Sequence[SweepPoint], base: CapModel) -> tuple[float, bool]:
@@ -67,12 +66,9 @@ def natural_draw(points: Sequence[SweepPoint], base: CapModel) -> tuple[float, b
     return max(base.natural_draw_watts, max(p.cap_watts for p in points)), False
 
 
-def with_natural(model: CapModel, natural_watts: float, idle_watts: float | None = None) -> CapModel:
-    """``model`` with ``natural_watts`` (kept above idle + uncore) and the measured ``idle_watts`` when it is
-    one the model accepts (below the minimum limit), so that the model's own checks pass."""
-    if idle_watts is not None and 0.0 <= idle_watts < model.min_limit_watts:
-        model = replace(model, idle_watts=idle_watts, natural_draw_watts=max(model.natural_draw_watts,
-                                                                             idle_watts + model.uncore_watts + 1.0))
+def with_natural(model: CapModel, natural_watts: float) -> CapModel:
+    """``model`` with ``natural_watts``, kept above idle + uncore so that the model's own checks pass. The idle
+    draw stays the model's: our format carries it with the GPU (docs/profile-format.md), not per profile."""
     floor = model.idle_watts + model.uncore_watts + 1.0
     return replace(model, natural_draw_watts=max(floor, natural_watts))
 
@@ -95,13 +91,13 @@ def fit_role(model: CapModel, caps_watts: Sequence[float], times_s: Sequence[flo
     return RoleFit(model.role, total, share, residual)
 
 
-def fit_sweep(profile: CappedProfile, points: Sequence[SweepPoint], idle_watts: float | None = None) -> SweepFit:
+def fit_sweep(profile: CappedProfile, points: Sequence[SweepPoint]) -> SweepFit:
     """Natural draw from the draw, then each role's share from its times (TTFT: prefill, ITL: decode)."""
     natural, observed = natural_draw(points, profile.prefill_caps)
     caps = [p.cap_watts for p in points]
-    prefill = fit_role(with_natural(profile.prefill_caps, natural, idle_watts), caps, [p.ttft_s for p in points])
-    decode = fit_role(with_natural(profile.decode_caps, natural, idle_watts), caps, [p.itl_s for p in points])
-    return SweepFit(natural, observed, prefill, decode, idle_watts)
+    prefill = fit_role(with_natural(profile.prefill_caps, natural), caps, [p.ttft_s for p in points])
+    decode = fit_role(with_natural(profile.decode_caps, natural), caps, [p.itl_s for p in points])
+    return SweepFit(natural, observed, prefill, decode)
 
 
 def measured_profile(profile: CappedProfile, fit: SweepFit, source: str,
@@ -115,7 +111,7 @@ def measured_profile(profile: CappedProfile, fit: SweepFit, source: str,
             continue
         if not math.isfinite(role_fit.compute_share):
             raise ProfileError(f"{role_fit.role.value}: the fitted compute share is not finite; rerun the sweep")
-        models[role_fit.role] = replace(with_natural(model, fit.natural_draw_watts, fit.idle_watts),
+        models[role_fit.role] = replace(with_natural(model, fit.natural_draw_watts),
                                         compute_share=role_fit.compute_share, source=source)
     note = (f"cap response measured by `powerplanner profile measure` ({source}); latency models from "
             f"{profile.name}")
