@@ -1,4 +1,4 @@
-"""`powerplanner profile measure`: sweep one GPU's power limit under a fixed load and write the measured profile.
+"""`powerplanner profile measure`: sweep a worker's GPU power limit under a fixed load, write the measured profile.
 
 How to run it on a GPU node, and what it can and cannot measure: docs/profile-format.md, "Measuring a profile on
 a GPU node". The sweep itself is :mod:`powerplanner.measure.sweep`, the fit :mod:`powerplanner.planning.cap_fit`.
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from powerplanner.model.roles import Role
     from powerplanner.planning.cap_fit import SweepFit
 
-def _caps_list(text: str | None) -> list[float] | None:
+
+def _numbers(text: str | None, flag: str, example: str) -> list[float] | None:
     from powerplanner.errors import MeasureError
 
     if text is None:
@@ -27,7 +28,7 @@ def _caps_list(text: str | None) -> list[float] | None:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise MeasureError(f"--caps {text!r}: give watts separated by commas, e.g. --caps 300,450,600") from None
+        raise MeasureError(f"{flag} {text!r}: give numbers separated by commas, e.g. {flag} {example}") from None
 
 
 def _roles(text: str) -> tuple[Role, ...]:
@@ -40,8 +41,9 @@ def _roles(text: str) -> tuple[Role, ...]:
     return choices[text]
 
 
-def _open_gpu(device: int) -> tuple[GpuBackend, GpuInfo]:
-    """The agent's NVML backend and GPU ``device``; a missing driver or library is one line, never a traceback."""
+def _open_gpus(devices: list[int]) -> tuple[GpuBackend, list[GpuInfo]]:
+    """The agent's NVML backend and the GPUs ``devices``; a missing driver or library is one line, never a
+    traceback, and so is a GPU whose energy counter cannot be read."""
     from powerplanner.agent.gpu import GpuError
     from powerplanner.agent.nvml_backend import NvmlBackend
     from powerplanner.errors import MeasureError
@@ -52,15 +54,20 @@ def _open_gpu(device: int) -> tuple[GpuBackend, GpuInfo]:
     except GpuError as exc:
         raise MeasureError(f"{exc}") from None
     gpus = backend.gpus()
-    if not 0 <= device < len(gpus):
-        backend.close()
-        raise MeasureError(f"--device {device}: this node has {len(gpus)} GPU(s) (0-{len(gpus) - 1}); pick one")
+    bad = [d for d in devices if not 0 <= d < len(gpus)]
     try:
-        backend.energy_joules(gpus[device].uuid)
+        if bad:
+            raise MeasureError(f"--device {bad[0]}: this node has {len(gpus)} GPU(s) (0-{len(gpus) - 1}); pick one")
+        chosen = [gpus[d] for d in dict.fromkeys(devices)]
+        for gpu in chosen:
+            backend.energy_joules(gpu.uuid)
     except GpuError as exc:
         backend.close()
-        raise gpu_failure(exc, f"read the energy counter of GPU {device}") from None
-    return backend, gpus[device]
+        raise gpu_failure(exc, "read the energy counter") from None
+    except MeasureError:
+        backend.close()
+        raise
+    return backend, chosen
 
 
 def _rows(points: list[CapMeasurement]) -> list[dict[str, float]]:
@@ -73,7 +80,6 @@ def _rows(points: list[CapMeasurement]) -> list[dict[str, float]]:
 
 def _fit_dict(fit: SweepFit) -> dict[str, Any]:
     return {"natural_draw_watts": fit.natural_draw_watts, "natural_observed": fit.natural_observed,
-
             **{r.role.value: {"uncapped_s": r.uncapped_s, "compute_share": r.compute_share,
                               "max_residual": r.max_residual} for r in (fit.prefill, fit.decode)}}
 
@@ -98,7 +104,8 @@ def measure(
     base: Annotated[str, typer.Option("--base", help="Profile whose latency models the result keeps (built-in "
                                       "name or path); its GPU should be this node's.")] = "llama2-70b-h100-tp2",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="YAML file to write (our format).")] = None,
-    device: Annotated[int, typer.Option("--device", help="NVML index of the GPU to cap.", min=0)] = 0,
+    device: Annotated[str, typer.Option("--device", help="NVML index of the GPU to cap, or the indices of one "
+                                        "worker's GPUs (a TP group), comma-separated: all get the same cap.")] = "0",
     caps: Annotated[str | None, typer.Option("--caps", help="Caps in watts, comma-separated.")] = None,
     levels: Annotated[int, typer.Option("--levels", help="Evenly spaced caps from the GPU's min to max limit.",
                                         min=2)] = 5,
@@ -117,7 +124,7 @@ def measure(
     = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Sweep one GPU's power limit under a fixed load; restore the original limit however it ends."""
+    """Sweep a GPU's power limit under a fixed load; restore the original limit however it ends."""
     import asyncio
 
     from powerplanner.agent.gpu import GpuError
@@ -130,32 +137,40 @@ def measure(
     roles = _roles(role)
     if output is None and not dry_run:
         raise MeasureError("give --output FILE for the measured profile (or --dry-run to only read)")
-    backend, gpu = _open_gpu(device)
+    indices = _numbers(device, "--device", "0,1") or [0.0]
+    if any(d != int(d) for d in indices):
+        raise MeasureError(f"--device {device!r}: give NVML indices (whole numbers), e.g. --device 0,1")
+    devices = [int(d) for d in indices]
+    backend, gpus = _open_gpus(devices)
     try:
-        grid = cap_grid(gpu, _caps_list(caps), levels)
+        grid = cap_grid(gpus, _numbers(caps, "--caps", "300,450,600"), levels)
         spec = LoadSpec(endpoint, model or first_model(endpoint, timeout_s), isl, osl, concurrency, requests, chat,
                         timeout_s)
-        limit = backend.limit_watts(gpu.uuid)
+        limits = {g.index: backend.limit_watts(g.uuid) for g in gpus}
         if dry_run:
-            plan = {"dry_run": True, "gpu": {"index": gpu.index, "uuid": gpu.uuid, "name": gpu.name,
-                                             "min_limit_watts": gpu.min_limit_watts,
-                                             "max_limit_watts": gpu.max_limit_watts, "limit_watts": limit,
-                                             "energy_j": backend.energy_joules(gpu.uuid)},
-                    "endpoint": endpoint, "model": spec.model, "caps_watts": list(grid), "isl_tokens": isl,
-                    "osl_tokens": osl, "concurrency": concurrency, "requests_per_cap": requests}
-            _report_plan(plan, as_json)
+            _report_plan(_plan(backend, gpus, limits, spec, grid), as_json)
             return
         say = (lambda i, c: None) if as_json else (lambda i, c: typer.echo(f"cap {i + 1}/{len(grid)}: {c:g} W",
                                                                             err=True))
-        sweep = CapSweep(backend, gpu, lambda: asyncio.run(drive(spec)), on_cap=say)
+        sweep = CapSweep(backend, gpus, lambda: asyncio.run(drive(spec)), on_cap=say)
         if idle_s > 0:
             sweep.idle_draw_watts(idle_s)
         points = sweep.run(grid)
     except GpuError as exc:  # a read outside the sweep (the sweep maps its own, after restoring)
-        raise gpu_failure(exc, f"GPU {gpu.index}") from None
+        raise gpu_failure(exc, "read the GPUs") from None
     finally:
         backend.close()
-    _write(profile, points, output, limit, gpu, roles, as_json)
+    _write(profile, points, output, limits, gpus, roles, as_json)
+
+
+def _plan(backend: GpuBackend, gpus: list[GpuInfo], limits: dict[int, float], spec: Any,
+          grid: tuple[float, ...]) -> dict[str, Any]:
+    return {"dry_run": True,
+            "gpus": [{"index": g.index, "uuid": g.uuid, "name": g.name, "min_limit_watts": g.min_limit_watts,
+                      "max_limit_watts": g.max_limit_watts, "limit_watts": limits[g.index],
+                      "energy_j": backend.energy_joules(g.uuid)} for g in gpus],
+            "endpoint": spec.endpoint, "model": spec.model, "caps_watts": list(grid), "isl_tokens": spec.isl_tokens,
+            "osl_tokens": spec.osl_tokens, "concurrency": spec.concurrency, "requests_per_cap": spec.requests}
 
 
 def _report_plan(plan: dict[str, Any], as_json: bool) -> None:
@@ -164,17 +179,17 @@ def _report_plan(plan: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _echo_json(plan)
         return
-    g = plan["gpu"]
-    typer.echo(f"GPU {g['index']} {g['name']} ({g['uuid']}): limit {g['limit_watts']:g} W, range "
-               f"[{g['min_limit_watts']:g}, {g['max_limit_watts']:g}] W, energy counter {g['energy_j']:.0f} J")
+    for g in plan["gpus"]:
+        typer.echo(f"GPU {g['index']} {g['name']} ({g['uuid']}): limit {g['limit_watts']:g} W, range "
+                   f"[{g['min_limit_watts']:g}, {g['max_limit_watts']:g}] W, energy counter {g['energy_j']:.0f} J")
     typer.echo(f"endpoint {plan['endpoint']} serves {plan['model']}")
     typer.echo(f"would set caps {', '.join(f'{c:g}' for c in plan['caps_watts'])} W, {plan['requests_per_cap']} "
                f"requests each at ISL {plan['isl_tokens']}, OSL {plan['osl_tokens']}, concurrency "
-               f"{plan['concurrency']}, then restore {g['limit_watts']:g} W; nothing was set (dry run)")
+               f"{plan['concurrency']}, then restore the limits above; nothing was set (dry run)")
 
 
-def _write(profile: Any, points: list[CapMeasurement], output: Path | None, original_watts: float, gpu: GpuInfo,
-           roles: tuple[Role, ...], as_json: bool) -> None:
+def _write(profile: Any, points: list[CapMeasurement], output: Path | None, limits: dict[int, float],
+           gpus: list[GpuInfo], roles: tuple[Role, ...], as_json: bool) -> None:
     import yaml
 
     from powerplanner.commands.profile import _echo_json
@@ -184,25 +199,26 @@ def _write(profile: Any, points: list[CapMeasurement], output: Path | None, orig
 
     assert output is not None  # checked before the sweep
     fit = fit_sweep(profile, [SweepPoint(p.cap_watts, p.load.ttft_s, p.load.itl_s, p.busy_draw_watts)
-                                for p in points])
-    source = f"cap sweep on {gpu.name} ({gpu.uuid}), {len(points)} caps"
+                              for p in points])
+    source = f"cap sweep on {len(gpus)} x {gpus[0].name} ({', '.join(g.uuid for g in gpus)}), {len(points)} caps"
     document = document_from_profile(measured_profile(profile, fit, source, roles))
     try:
         output.write_text(yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
     except OSError as exc:
         raise MeasureError(f"{output}: cannot write the profile ({exc}); choose a writable path") from None
     rows = _rows(points)
+    idle = points[0].idle_watts if points else None
     if as_json:
-        _echo_json({"gpu": {"index": gpu.index, "uuid": gpu.uuid, "name": gpu.name},
-                    "restored_limit_watts": original_watts,
-                    "idle_watts": points[0].idle_watts if points else None, "points": rows, "fit": _fit_dict(fit),
-                    "output": str(output)})
+        _echo_json({"gpus": [{"index": g.index, "uuid": g.uuid, "name": g.name, "restored_limit_watts":
+                              limits[g.index]} for g in gpus],
+                    "idle_watts": idle, "points": rows, "fit": _fit_dict(fit), "output": str(output)})
         return
     _print_points(rows)
-    typer.echo(f"natural draw {fit.natural_draw_watts:.0f} W"
+    typer.echo(f"natural draw {fit.natural_draw_watts:.0f} W per GPU"
                + ("" if fit.natural_observed else " (every cap bound: a lower bound)")
                + f"; compute share prefill {fit.prefill.compute_share:.3f}, decode {fit.decode.compute_share:.3f}")
-    idle = points[0].idle_watts if points else None
     if idle is not None:
-        typer.echo(f"idle draw {idle:.0f} W (measured first; the busy draw leaves out the gaps between requests)")
-    typer.echo(f"restored the limit to {original_watts:g} W; wrote {output}")
+        typer.echo(f"idle draw {idle:.0f} W per GPU (measured first; the busy draw leaves out the gaps between "
+                   "requests)")
+    restored = ", ".join(f"GPU {i} {w:g} W" for i, w in limits.items())
+    typer.echo(f"restored the limits ({restored}); wrote {output}")

@@ -20,18 +20,19 @@ from powerplanner.measure.load import LoadResult
 
 @dataclass(frozen=True)
 class CapMeasurement:
-    """One cap of the sweep: the limit read back, the load's result, the energy it took, and the idle draw
-    measured before the sweep (None when not measured)."""
+    """One cap of the sweep: the limit read back, the load's result, the energy the GPUs took (summed), how many
+    GPUs, and the idle draw per GPU measured before the sweep (None when not measured). Draws are per GPU."""
 
     cap_watts: float
     load: LoadResult
     energy_j: float
     duration_s: float
     idle_watts: float | None = None
+    gpus: int = 1
 
     @property
     def mean_draw_watts(self) -> float:
-        return self.energy_j / self.duration_s if self.duration_s > 0 else 0.0
+        return self.energy_j / self.duration_s / self.gpus if self.duration_s > 0 else 0.0
 
     @property
     def busy_draw_watts(self) -> float:
@@ -40,20 +41,24 @@ class CapMeasurement:
         busy = min(self.load.busy_s, self.duration_s)
         if self.idle_watts is None or busy <= 0:
             return self.mean_draw_watts
-        return (self.energy_j - self.idle_watts * (self.duration_s - busy)) / busy
+        return (self.energy_j / self.gpus - self.idle_watts * (self.duration_s - busy)) / busy
 
     @property
     def energy_per_token_j(self) -> float:
         return self.energy_j / self.load.output_tokens if self.load.output_tokens else float("inf")
 
 
-def cap_grid(gpu: GpuInfo, caps_watts: Sequence[float] | None, levels: int) -> tuple[float, ...]:
-    """The caps given (checked against the GPU's range), else ``levels`` evenly spaced from min to max, ascending."""
-    low, high = gpu.min_limit_watts, gpu.max_limit_watts
+def cap_grid(gpus: Sequence[GpuInfo], caps_watts: Sequence[float] | None, levels: int) -> tuple[float, ...]:
+    """The caps given (checked against the range every GPU accepts), else ``levels`` evenly spaced from its min
+    to its max, ascending."""
+    low, high = max(g.min_limit_watts for g in gpus), min(g.max_limit_watts for g in gpus)
+    names = ", ".join(str(g.index) for g in gpus)
+    if low > high:
+        raise MeasureError(f"GPUs {names} accept no common power limit; measure them one at a time")
     if caps_watts:
         bad = [c for c in caps_watts if not (low <= c <= high)]
         if bad:
-            raise MeasureError(f"caps {', '.join(f'{c:g}' for c in bad)} W are outside GPU {gpu.index}'s range "
+            raise MeasureError(f"caps {', '.join(f'{c:g}' for c in bad)} W are outside the range of GPU {names} "
                                f"[{low:g}, {high:g}] W; choose caps in that range")
         return tuple(sorted(set(caps_watts)))
     if levels < 2:
@@ -71,64 +76,72 @@ def gpu_failure(exc: GpuError, what: str) -> MeasureError:
 
 
 class CapSweep:
-    """Runs the sweep on one GPU of ``backend``. ``run_load`` drives the endpoint once (blocking);
-    ``on_cap(index, cap)`` is called after each cap is set, before its load (a progress line, or a test hook)."""
+    """Runs the sweep on ``gpus`` of ``backend``, all at the same cap (one worker's GPUs: a TP group runs at the
+    pace of its slowest GPU). ``run_load`` drives the endpoint once (blocking); ``on_cap(index, cap)`` is called
+    after each cap is set, before its load (a progress line, or a test hook)."""
 
-    def __init__(self, backend: GpuBackend, gpu: GpuInfo, run_load: Callable[[], LoadResult],
+    def __init__(self, backend: GpuBackend, gpus: Sequence[GpuInfo], run_load: Callable[[], LoadResult],
                  on_cap: Callable[[int, float], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self._backend = backend
-        self._gpu = gpu
+        self._gpus = tuple(gpus)
         self._run_load = run_load
         self._on_cap = on_cap
         self._clock = clock
         self._sleep = sleep
         self._idle_watts: float | None = None
 
+    def _energy_j(self) -> float:
+        return sum(self._backend.energy_joules(g.uuid) for g in self._gpus)
+
     def idle_draw_watts(self, window_s: float) -> float:
-        """The draw over ``window_s`` with no load from us (the endpoint must be idle of other traffic)."""
+        """The draw per GPU over ``window_s`` with no load from us (the endpoint must be idle of other traffic)."""
         try:
-            e0, t0 = self._backend.energy_joules(self._gpu.uuid), self._clock()
+            e0, t0 = self._energy_j(), self._clock()
             self._sleep(window_s)
-            e1, t1 = self._backend.energy_joules(self._gpu.uuid), self._clock()
+            e1, t1 = self._energy_j(), self._clock()
         except GpuError as exc:
-            raise gpu_failure(exc, f"read the energy counter of GPU {self._gpu.index}") from None
-        self._idle_watts = (e1 - e0) / (t1 - t0) if t1 > t0 else None
+            raise gpu_failure(exc, "read the energy counters") from None
+        self._idle_watts = (e1 - e0) / (t1 - t0) / len(self._gpus) if t1 > t0 else None
         return self._idle_watts if self._idle_watts is not None else 0.0
 
     def run(self, caps_watts: Sequence[float]) -> list[CapMeasurement]:
-        """Measure every cap; the original limit is set back in ``finally`` (KeyboardInterrupt included)."""
-        uuid = self._gpu.uuid
+        """Measure every cap; the original limits are set back in ``finally`` (KeyboardInterrupt included)."""
         try:
-            original = self._backend.limit_watts(uuid)
+            originals = {g.uuid: self._backend.limit_watts(g.uuid) for g in self._gpus}
         except GpuError as exc:
-            raise gpu_failure(exc, f"read the power limit of GPU {self._gpu.index}") from None
+            raise gpu_failure(exc, "read the power limits") from None
         try:
             return [self._one(i, cap) for i, cap in enumerate(caps_watts)]
         except GpuError as exc:
-            raise gpu_failure(exc, f"GPU {self._gpu.index} mid-sweep") from None
+            raise gpu_failure(exc, "mid-sweep") from None
         finally:
-            self._restore(original)
+            self._restore(originals)
 
     def _one(self, index: int, cap_watts: float) -> CapMeasurement:
-        applied = self._backend.set_limit_watts(self._gpu.uuid, cap_watts)
+        applied = min(self._backend.set_limit_watts(g.uuid, cap_watts) for g in self._gpus)
         if self._on_cap is not None:
             self._on_cap(index, applied)
-        e0, t0 = self._backend.energy_joules(self._gpu.uuid), self._clock()
+        e0, t0 = self._energy_j(), self._clock()
         load = self._run_load()
-        e1, t1 = self._backend.energy_joules(self._gpu.uuid), self._clock()
-        return CapMeasurement(applied, load, e1 - e0, t1 - t0, self._idle_watts)
+        e1, t1 = self._energy_j(), self._clock()
+        return CapMeasurement(applied, load, e1 - e0, t1 - t0, self._idle_watts, len(self._gpus))
 
-    def _restore(self, original_watts: float) -> None:
-        """Set the original limit back unless it is in force (a refused first set changed nothing, and setting
-        it again would fail the same way and read as if the GPU had been left capped)."""
-        try:
-            if self._backend.limit_watts(self._gpu.uuid) == original_watts:
-                return
-        except GpuError:
-            pass  # cannot tell: set it
-        try:
-            self._backend.set_limit_watts(self._gpu.uuid, original_watts)
-        except GpuError as exc:
-            raise MeasureError(f"could not restore GPU {self._gpu.index}'s power limit to {original_watts:g} W "
-                               f"({exc}); set it back by hand before serving traffic") from None
+    def _restore(self, originals: dict[str, float]) -> None:
+        """Set every original limit back unless it is in force (a refused first set changed nothing, and setting
+        it again would fail the same way and read as if the GPU had been left capped); every GPU is tried."""
+        failed: list[str] = []
+        for gpu in self._gpus:
+            original = originals[gpu.uuid]
+            try:
+                if self._backend.limit_watts(gpu.uuid) == original:
+                    continue
+            except GpuError:
+                pass  # cannot tell: set it
+            try:
+                self._backend.set_limit_watts(gpu.uuid, original)
+            except GpuError as exc:
+                failed.append(f"GPU {gpu.index} to {original:g} W ({exc})")
+        if failed:
+            raise MeasureError(f"could not restore the power limit of {'; '.join(failed)}; set it back by hand "
+                               "before serving traffic")

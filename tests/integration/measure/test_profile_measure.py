@@ -31,6 +31,7 @@ from tests.fixtures.nvml import (
     FakeState,
     make_uuid,
 )
+from tests.support.network import free_port
 from tests.support.openai_server import FakeGpuTruth, FakeOpenAiServer
 from tests.support.repo import REPO_ROOT
 from tests.support.run_cli import error_lines
@@ -95,7 +96,8 @@ def test_dry_run_only_reads(fake_nvml_in_process: FakeNvml, server: FakeOpenAiSe
                             capsys: pytest.CaptureFixture[str]) -> None:
     assert measure(server, "--dry-run", "--json") == 0
     plan = json.loads(capsys.readouterr().out)
-    assert (plan["caps_watts"], plan["gpu"]["limit_watts"], plan["model"]) == (list(GRID), ORIGINAL_WATTS, "fake-llm")
+    assert (plan["caps_watts"], plan["gpus"][0]["limit_watts"], plan["model"]) == (list(GRID), ORIGINAL_WATTS,
+                                                                                   "fake-llm")
     assert fake_nvml_in_process.set_calls() == [] and server.requests == 0
 
 
@@ -115,20 +117,27 @@ def test_an_nvml_error_mid_sweep_restores_the_limit_and_says_so_in_one_line(
     assert not (tmp_path / "x.yaml").exists()
 
 
-def test_keyboard_interrupt_from_a_hook_restores_the_limit(fake_nvml_in_process: FakeNvml, gpu: FakeNvml) -> None:
+def test_keyboard_interrupt_from_a_hook_restores_every_gpus_limit(fake_nvml_in_process: FakeNvml) -> None:
+    """A TP 2 worker's two GPUs, capped alike, each back at its own original limit."""
+    fake_nvml_in_process.write(FakeState(gpus=(FakeGpu(uuid=make_uuid(0), limit_mw=650_000),
+                                               FakeGpu(uuid=make_uuid(1), limit_mw=700_000))))
+
     def interrupt(index: int, cap: float) -> None:
         if index == 2:
             raise KeyboardInterrupt
 
     backend = NvmlBackend.open()
     try:
-        sweep = CapSweep(backend, backend.gpus()[0], lambda: LoadResult(1, 0.1, 0.01, 10, 0.2, 0.2), on_cap=interrupt)
+        load = LoadResult(1, 0.1, 0.01, 10, 0.2, 0.2)
+        sweep = CapSweep(backend, backend.gpus(), lambda: load, on_cap=interrupt)
         with pytest.raises(KeyboardInterrupt):
             sweep.run(GRID)
     finally:
         backend.close()
-    assert gpu.limits_watts() == [ORIGINAL_WATTS]
-    assert [mw for _, mw in gpu.set_calls()] == [200_000, 300_000, 400_000, 650_000]
+    assert fake_nvml_in_process.limits_watts() == [650.0, 700.0]
+    sets = fake_nvml_in_process.set_calls()
+    assert sets[:6] == [(0, 200_000), (1, 200_000), (0, 300_000), (1, 300_000), (0, 400_000), (1, 400_000)]
+    assert sorted(sets[6:]) == [(0, 650_000), (1, 700_000)]
 
 
 def test_ctrl_c_mid_sweep_restores_the_limit(server: FakeOpenAiServer, gpu: FakeNvml, tmp_path: Path) -> None:
@@ -168,3 +177,31 @@ def test_no_nvml_is_one_line(fake_nvml_in_process: FakeNvml, server: FakeOpenAiS
     assert measure(server, "--dry-run") == 3
     lines = [line for line in error_lines(capsys) if not line.startswith("cap ")]  # not the progress lines
     assert len(lines) == 1 and "NVML" in lines[0]
+
+
+def test_an_endpoint_that_is_gone_restores_the_limit_and_says_so_in_one_line(
+    fake_nvml_in_process: FakeNvml, gpu: FakeNvml, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = f"http://127.0.0.1:{free_port()}"
+    rc = main(["profile", "measure", "--endpoint", gone, "--model", "m", "--base", BASE, *LOAD,
+               "-o", str(tmp_path / "x.yaml")])
+    assert rc == 3
+    lines = [line for line in error_lines(capsys) if not line.startswith("cap ")]
+    assert len(lines) == 1 and gone in lines[0] and "endpoint" in lines[0]
+    assert gpu.limits_watts() == [ORIGINAL_WATTS] and gpu.set_calls() == [(0, 200_000), (0, 650_000)]
+
+
+def test_chat_completions_and_the_human_report(fake_nvml_in_process: FakeNvml, server: FakeOpenAiServer,
+                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.yaml"
+    rc = main(["profile", "measure", "--endpoint", server.url, "--base", BASE, "--chat", "--caps", "300,700",
+               "--isl", "8", "--osl", "4", "--concurrency", "2", "--requests", "2", "--idle-s", "0.2",
+               "--role", "decode", "-o", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "cap sweep" in text and "restored the limits (GPU 0 650 W)" in text and "idle draw" in text
+    measured = load_profile(path=str(out))
+    base = builtin_profiles()[BASE]
+    assert measured.prefill_caps == base.prefill_caps  # --role decode: prefill's cap model stays the base's
+    assert measured.decode_caps != base.decode_caps
+    assert fake_nvml_in_process.limits_watts() == [ORIGINAL_WATTS]

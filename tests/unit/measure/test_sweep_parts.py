@@ -16,12 +16,14 @@ GPU = GpuInfo(0, "GPU-0", "H100", 200.0, 700.0, 700.0)
 
 
 def test_the_grid_spans_the_range_or_checks_the_caps_given() -> None:
-    assert cap_grid(GPU, None, 6) == (200.0, 300.0, 400.0, 500.0, 600.0, 700.0)
-    assert cap_grid(GPU, [500.0, 300.0, 500.0], 6) == (300.0, 500.0)
-    with pytest.raises(MeasureError, match=r"outside GPU 0's range \[200, 700\] W"):
-        cap_grid(GPU, [150.0, 300.0], 6)
+    assert cap_grid([GPU], None, 6) == (200.0, 300.0, 400.0, 500.0, 600.0, 700.0)
+    assert cap_grid([GPU], [500.0, 300.0, 500.0], 6) == (300.0, 500.0)
+    narrow = GpuInfo(1, "GPU-1", "H100", 300.0, 650.0, 650.0)
+    assert cap_grid([GPU, narrow], None, 2) == (300.0, 650.0)  # the range both GPUs of a TP group accept
+    with pytest.raises(MeasureError, match=r"outside the range of GPU 0 \[200, 700\] W"):
+        cap_grid([GPU], [150.0, 300.0], 6)
     with pytest.raises(MeasureError, match="at least 2 caps"):
-        cap_grid(GPU, None, 1)
+        cap_grid([GPU], None, 1)
 
 
 @given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 10)), max_size=12))
