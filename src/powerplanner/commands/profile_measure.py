@@ -99,6 +99,7 @@ def _print_points(rows: list[dict[str, float]]) -> None:
     Console().print(table)
 
 
+# Over 60 lines: its signature is the command's 18 options (typer reads them from it); the body is 40 lines.
 def measure(
     endpoint: Annotated[str, typer.Option("--endpoint", help="OpenAI-compatible base URL (Dynamo frontend, vLLM).")],
     base: Annotated[str, typer.Option("--base", help="Profile whose latency models the result keeps (built-in "
@@ -144,6 +145,7 @@ def measure(
     backend, gpus = _open_gpus(devices)
     try:
         grid = cap_grid(gpus, _numbers(caps, "--caps", "300,450,600"), levels)
+        _check_base(profile, grid)
         spec = LoadSpec(endpoint, model or first_model(endpoint, timeout_s), isl, osl, concurrency, requests, chat,
                         timeout_s)
         limits = {g.index: backend.limit_watts(g.uuid) for g in gpus}
@@ -161,6 +163,18 @@ def measure(
     finally:
         backend.close()
     _write(profile, points, output, limits, gpus, roles, as_json)
+
+
+def _check_base(profile: Any, grid: tuple[float, ...]) -> None:
+    """Before anything is set: the fit reads each cap through the base's cap model, which must accept it."""
+    from powerplanner.errors import MeasureError
+
+    model = profile.prefill_caps
+    outside = [c for c in grid if not model.min_limit_watts <= c <= model.max_limit_watts]
+    if outside:
+        raise MeasureError(f"caps {', '.join(f'{c:g}' for c in outside)} W are outside the range of --base "
+                           f"{profile.name} ({profile.gpu.name}: [{model.min_limit_watts:g}, "
+                           f"{model.max_limit_watts:g}] W); give a --base for this GPU or --caps inside that range")
 
 
 def _plan(backend: GpuBackend, gpus: list[GpuInfo], limits: dict[int, float], spec: Any,

@@ -205,3 +205,14 @@ def test_chat_completions_and_the_human_report(fake_nvml_in_process: FakeNvml, s
     assert measured.prefill_caps == base.prefill_caps  # --role decode: prefill's cap model stays the base's
     assert measured.decode_caps != base.decode_caps
     assert fake_nvml_in_process.limits_watts() == [ORIGINAL_WATTS]
+
+
+def test_a_gpu_outside_the_bases_range_is_refused_before_anything_is_set(
+    fake_nvml_in_process: FakeNvml, server: FakeOpenAiServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_nvml_in_process.write(FakeState(gpus=(FakeGpu(uuid=make_uuid(0), min_mw=100_000, max_mw=400_000,
+                                                       default_mw=400_000, limit_mw=400_000),)))
+    assert measure(server, "-o", str(tmp_path / "x.yaml")) == 3
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "--base" in lines[0] and "100" in lines[0]
+    assert fake_nvml_in_process.set_calls() == [] and server.requests == 0
