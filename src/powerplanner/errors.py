@@ -58,6 +58,12 @@ class EndpointError(UserError):
     exit_code = 3
 
 
+class MeasureError(UserError):
+    """``powerplanner profile measure`` cannot run or finish: no NVML, no permission, a GPU error mid-sweep."""
+
+    exit_code = 3
+
+
 def field_path(loc: tuple[int | str, ...], top: str = "(top level)") -> str:
     """A pydantic error location as the user writes it in the file: ``planner.prefill``, ``schedule[1].watts``."""
     parts: list[str] = []

@@ -23,6 +23,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "retry": {"model", "planning", "kube", "sim", "live", "agent", "verify", "commands", "config", "<kubernetes>"},
     "budget_schedule": {"model", "planning", "kube", "sim", "live", "agent", "verify", "commands", "config",
                         "<kubernetes>"},
+    "measure": {"live", "sim", "verify", "commands", "cli", "<kubernetes>"},
 }
 
 

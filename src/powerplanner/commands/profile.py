@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
     profile_app = typer.Typer(
         name="profile",
         help="Power-performance profiles: list the built-ins, show or plot one against the cap, validate a file, "
-        "fit one from Prometheus history.",
+        "fit one from Prometheus history, measure one on a GPU node.",
     )
     app.add_typer(profile_app, name="profile")
     profile_app.callback(invoke_without_command=True)(_help_without_command)
@@ -158,6 +158,9 @@ def register(app: typer.Typer) -> None:
     from powerplanner.commands.profile_fit import fit  # its own module: the command is as long as this one's others
 
     profile_app.command("fit")(fit)
+    from powerplanner.commands.profile_measure import measure
+
+    profile_app.command("measure")(measure)
 
 
 def _help_without_command(ctx: typer.Context) -> None:
