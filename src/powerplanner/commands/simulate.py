@@ -145,7 +145,10 @@ def _run(chosen: Scenario, names: tuple[str, ...], report_dir: Path, as_json: bo
     out.print(headline(result))
     out.print()
     out.print(rich_table(result))
-    for line in calibration_markdown(result.calibration()):
+    calibration = calibration_markdown(result.calibration())
+    if calibration:
+        out.print()
+    for line in calibration:
         out.print(line, markup=False)
     out.print()
     for line in [*([window] if window else []), *not_comparable_lines(result), prices_line(result),

@@ -57,14 +57,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 
 TERMINAL_COLUMNS: tuple[str, ...] = (
     "policy", "slo_attainment", "ttft", "itl", "energy_per_output_token_j", "cost_per_mtok_usd", "gpu_hours",
-    "peak_gpus", "peak_provisioned_watts", "peak_drawn_watts", "seconds_over_budget", "decode_queue_max",
+    "peak_gpus", "peak_provisioned_watts", "peak_drawn_watts", "seconds_over_budget",
 )
 """The printed table's columns: fewer, shorter, so it fits a 120-column terminal (summary.md has them all)."""
 
 _SHORT_TITLES = {"ttft": "TTFT p50/p99", "itl": "ITL p50/p99", "energy_per_output_token_j": "J/tok",
                  "cost_per_mtok_usd": "$/Mtok", "peak_gpus": "GPUs",
-                 "peak_provisioned_watts": "prov kW", "peak_drawn_watts": "drawn kW", "seconds_over_budget": "s over",
-                 "decode_queue_max": "dec q"}
+                 "peak_provisioned_watts": "prov kW", "peak_drawn_watts": "drawn kW", "seconds_over_budget": "s over"}
 
 NOT_COMPARABLE_MARK = "*"
 
