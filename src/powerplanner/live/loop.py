@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from powerplanner import contract
 from powerplanner.kube.errors import KubernetesError
 from powerplanner.live.actuation import StepOutcome, catch_up_caps, execute
 from powerplanner.live.budget import Budget, CompositeBudget
@@ -34,6 +33,7 @@ from powerplanner.live.calibration_view import CalibrationReporter, profile_json
 from powerplanner.live.clock import Clock
 from powerplanner.live.cluster_view import Actuator, ClusterState
 from powerplanner.live.feedback import FeedbackDiagnosis, FeedbackWatch
+from powerplanner.live.feedback_report import FeedbackReporter
 from powerplanner.live.leader import Leadership
 from powerplanner.live.ledger import CapLedger
 from powerplanner.live.observe import build_observation, missing_cause, to_jsonable
@@ -94,8 +94,6 @@ class LiveLoop:
     ) -> None:
         self.planner = planner
         self.ledger = ledger if ledger is not None else CapLedger()
-        self.feedback = FeedbackWatch(settings.blind_ticks)
-        self._diagnose_feedback = diagnose_feedback
         self.metrics = metrics
         self.actuator = actuator
         self.budget = budget
@@ -115,6 +113,9 @@ class LiveLoop:
         self._missing_ticks = 0  # consecutive ticks whose decision says load data is missing
         self._mismatch_ticks = 0  # consecutive ticks whose decision says the GPU count does not match
         self._calibration = CalibrationReporter(self.telemetry, lambda r, m, w: self._event(r, m, warning=w))
+        self.feedback = FeedbackWatch(settings.blind_ticks)
+        self._feedback = FeedbackReporter(self.feedback, self.telemetry, diagnose_feedback,
+                                          lambda r, m, w: self._event(r, m, warning=w))
         self._profile_json: dict[str, Any] | None = None
         self.ticks = 0
 
@@ -235,7 +236,7 @@ class LiveLoop:
 
         unacked = (self.ledger.update(state, reading.revision_by_pod, reading.holders_by_gpu)
                    if reading.revision_by_pod is not None else None)
-        self._watch_feedback(state, reading)
+        self._feedback.update(state, reading)
         counted = self.ledger.counted_state(state)  # gone pods whose GPUs are not released count as draining
         obs = build_observation(now_s, self.settings.window_s, reading, counted, budget.watts, unacked)
         tel.record_observation(obs)
@@ -315,41 +316,6 @@ class LiveLoop:
             self._last = report
         self.ticks += 1
         return report
-
-    def _watch_feedback(self, state: ClusterState, reading: MetricsReading) -> None:
-        """Say so when the agents' series stop reaching the planner (live/feedback.py): the ledger already
-        counts the pods conservatively; this makes the state visible, once per episode."""
-        status = self.feedback.update(state, reading.series_pods, reading.source_ok)
-        self.telemetry.feedback_blind.set(1 if status.blind else 0)
-        self.telemetry.feedback_blind_pods.set(len(status.blind_pods))
-        if status.started:
-            pods = status.blind_pods
-            shown = ", ".join(pods[:5]) + (f" and {len(pods) - 5} more" if len(pods) > 5 else "")
-            message = (f"no agent series ({contract.AGENT_POD_LABEL}, {contract.AGENT_NAMESPACE_LABEL}) for "
-                       f"{len(pods)} of {status.watched_pods} Ready worker pod(s) ({shown}) for "
-                       f"{self.feedback.blind_ticks} tick(s): {self._feedback_cause(pods)}. Their caps are never "
-                       "acknowledged: each counts at the highest cap annotated since its last acknowledgement, and "
-                       "power moved between roles waits")
-            log.warning("feedback blind: %s", message)
-            self._event("FeedbackBlind", message, warning=True)
-        elif status.ended:
-            log.warning("feedback restored: every Ready worker pod has agent series again")
-            self._event("FeedbackRestored", "every Ready worker pod has agent series again")
-
-    def _feedback_cause(self, pods: Sequence[str]) -> str:
-        generic = ("likely the monitor relabels the agents' series (without honorLabels the Prometheus Operator "
-                   "renames exposed labels that clash with its own) or Prometheus does not scrape the agents; "
-                   "`powerplanner verify` names which")
-        if self._diagnose_feedback is None:
-            return generic
-        try:
-            found = self._diagnose_feedback(pods)
-        except Exception as exc:  # a diagnosis is best effort: the warning must go out anyway
-            log.debug("feedback diagnosis failed: %r", exc)
-            return generic
-        if found.ok:
-            return "the series are in Prometheus again now (a scrape gap?)"
-        return f"{found.cause}; fix: {found.fix}"
 
     def _event(self, reason: str, message: str, warning: bool = False) -> None:
         if self.settings.emit_events and not self.settings.dry_run and self.may_act():
