@@ -15,7 +15,6 @@ from typing import Any
 from powerplanner.sim.limits import resolve_limits
 from powerplanner.sim.metrics import SlaTargets
 from powerplanner.sim.scenarios import POOL_FRACTION_OF_DYNAMO_PEAK, TRACE_BUDGET_FRACTION, Scenario, TraceSpec
-from powerplanner.sim.traces import read_azure_csv, scale_rate, truncate
 from powerplanner.sim.types import Trace
 
 TRACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "traces"
@@ -55,12 +54,9 @@ def azure_scenario(name: str, rate_scale: float | None = None, duration_s: float
 
 
 def azure_trace(scenario: Scenario, seed: int = 0) -> Trace:
-    """The scenario's requests: the CSV, cut to its duration, rate-scaled (seeded thinning or replication)."""
-    assert scenario.trace.path is not None
-    trace = read_azure_csv(Path(scenario.trace.path))
-    if scenario.duration_s:
-        trace = truncate(trace, scenario.duration_s)
-    return scale_rate(trace, scenario.rate_scale, seed=seed)
+    """The scenario's requests, read in place, cut to its duration and rate-scaled (seeded): the scenario's own
+    loader (sim/scenarios.py, ``Scenario.load_trace``), never a second reading of the CSV."""
+    return replace(scenario, seed=seed).load_trace()
 
 
 @dataclass(frozen=True)
